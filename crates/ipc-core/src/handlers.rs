@@ -1,0 +1,82 @@
+//! The built-in handlers: [`Echo`] and [`Ack`].
+
+use bytes::Bytes;
+
+use crate::handler::{BoxError, Context, Handler};
+
+/// The reply [`Ack`] sends by default.
+pub const DEFAULT_ACK_TEXT: &str = "Mensagem recebida!";
+
+/// Replies with the request bytes, exactly (no copy: the reply shares the request's buffer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Echo;
+
+impl Handler for Echo {
+    async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+        Ok(request)
+    }
+}
+
+/// Replies to every request with the same fixed text, [`DEFAULT_ACK_TEXT`] unless set.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    reply: Bytes,
+}
+
+impl Ack {
+    /// An acknowledging handler that replies with `reply`.
+    pub fn new(reply: impl Into<Bytes>) -> Self {
+        Self {
+            reply: reply.into(),
+        }
+    }
+
+    /// The reply this handler sends.
+    pub fn reply(&self) -> &Bytes {
+        &self.reply
+    }
+}
+
+impl Default for Ack {
+    fn default() -> Self {
+        Self::new(DEFAULT_ACK_TEXT)
+    }
+}
+
+impl Handler for Ack {
+    async fn handle(&self, _request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+        // Cloning `Bytes` bumps a reference count; the text is never copied.
+        Ok(self.reply.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::PeerCredentials;
+
+    fn ctx() -> Context {
+        Context::new(7, PeerCredentials::new(1000, 100, Some(42)))
+    }
+
+    #[tokio::test]
+    async fn echo_returns_the_exact_bytes() {
+        let req = Bytes::from_static(b"\xff\x00abc\r");
+        assert_eq!(Echo.handle(req.clone(), &ctx()).await.unwrap(), req);
+    }
+
+    #[tokio::test]
+    async fn ack_defaults_to_the_original_text() {
+        let reply = Ack::default().handle(Bytes::new(), &ctx()).await.unwrap();
+        assert_eq!(reply, "Mensagem recebida!");
+    }
+
+    #[tokio::test]
+    async fn ack_text_is_settable() {
+        let reply = Ack::new("ok")
+            .handle(Bytes::from("x"), &ctx())
+            .await
+            .unwrap();
+        assert_eq!(reply, "ok");
+    }
+}

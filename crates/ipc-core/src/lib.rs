@@ -1,0 +1,35 @@
+//! Shared pieces of the workspace: the [`Handler`] trait, the built-in handlers, the wire framing
+//! and the default socket path.
+//!
+//! This crate has no sockets and no signals; `ipc-server` and `ipc-client` own those. Writing a
+//! handler takes a few lines:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use ipc_core::{BoxError, Context, Handler};
+//!
+//! /// Replies with the request in upper case.
+//! struct Upper;
+//!
+//! impl Handler for Upper {
+//!     async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+//!         Ok(Bytes::from(request.to_ascii_uppercase()))
+//!     }
+//! }
+//! # let ctx = Context::new(1, ipc_core::PeerCredentials::new(1000, 1000, None));
+//! # let reply = futures::executor::block_on(Upper.handle(Bytes::from_static(b"hi"), &ctx)).unwrap();
+//! # assert_eq!(reply, "HI");
+//! ```
+#![deny(missing_docs)]
+
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod framing;
+pub mod handler;
+pub mod handlers;
+pub mod path;
+
+pub use framing::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing};
+pub use handler::{BoxError, Context, Handler, HandlerFn, PeerCredentials, handler_fn};
+pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};
+pub use path::{SOCKET_ENV, default_socket_dir, default_socket_path};

@@ -1,0 +1,140 @@
+//! Server settings and their defaults. Every limit here has a flag in the binary and a line in
+//! the README.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipc_core::{DEFAULT_MAX_FRAME, Framing};
+
+use crate::access::AccessPolicy;
+
+/// Default cap on open connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default time a connection may go without sending a complete frame.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time connections get to finish after shutdown begins.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default permission bits of the socket file: owner read and write only.
+pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
+
+/// Everything the server needs to know besides its handler.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Where the socket file lives.
+    pub socket_path: PathBuf,
+    /// How messages are delimited.
+    pub framing: Framing,
+    /// Largest message accepted or sent, in bytes.
+    pub max_frame: usize,
+    /// Most connections open at once; at the limit the server stops accepting (the kernel's
+    /// backlog queues the rest) until one closes.
+    pub max_connections: usize,
+    /// A connection that sends no complete frame for this long, or does not take its replies for
+    /// this long, is closed. `None` never closes idle connections.
+    pub idle_timeout: Option<Duration>,
+    /// After shutdown begins, connections still busy after this long are dropped.
+    pub shutdown_timeout: Duration,
+    /// Permission bits of the socket file (for example `0o660`).
+    pub socket_mode: u32,
+    /// Group that owns the socket file; `None` keeps the server's group.
+    pub socket_group: Option<u32>,
+    /// Which peers may talk to the server.
+    pub access: AccessPolicy,
+}
+
+impl ServerConfig {
+    /// Settings with every default and the socket at `socket_path`.
+    pub fn new(socket_path: impl Into<PathBuf>) -> Self {
+        Self {
+            socket_path: socket_path.into(),
+            framing: Framing::default(),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            socket_mode: DEFAULT_SOCKET_MODE,
+            socket_group: None,
+            access: AccessPolicy::default(),
+        }
+    }
+
+    /// Sets [`ServerConfig::framing`].
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.framing = framing;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_frame`].
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_connections`].
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets [`ServerConfig::idle_timeout`].
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::shutdown_timeout`].
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::socket_mode`].
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.socket_mode = mode;
+        self
+    }
+
+    /// Sets [`ServerConfig::socket_group`].
+    pub fn socket_group(mut self, gid: Option<u32>) -> Self {
+        self.socket_group = gid;
+        self
+    }
+
+    /// Sets [`ServerConfig::access`].
+    pub fn access(mut self, access: AccessPolicy) -> Self {
+        self.access = access;
+        self
+    }
+}
+
+/// Parses permission bits written in octal, such as `600` or `0660`.
+///
+/// # Errors
+///
+/// A value that is not octal or has bits beyond `0o777`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.trim_start_matches("0o");
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal mode"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "{s:?} has bits beyond 0777 (setuid, setgid and sticky do not apply to sockets)"
+        ));
+    }
+    Ok(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_parse_as_octal() {
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert_eq!(parse_mode("0o777"), Ok(0o777));
+        assert!(parse_mode("800").is_err());
+        assert!(parse_mode("4755").is_err());
+        assert!(parse_mode("rw").is_err());
+    }
+}

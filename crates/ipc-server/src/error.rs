@@ -1,0 +1,71 @@
+//! Errors that stop the server from starting or serving.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why the server could not start or keep serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A live server already answers at the path; it is left alone.
+    #[error("{} is in use by a running server; stop it or choose another --socket", path.display())]
+    InUse {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// Something that is not a socket exists at the path; it is never deleted.
+    #[error("{} exists and is not a socket ({kind}); refusing to replace it", path.display())]
+    NotASocket {
+        /// The path.
+        path: PathBuf,
+        /// What the path is: a regular file, a directory, a symbolic link...
+        kind: &'static str,
+    },
+    /// The socket directory fails a safety check.
+    #[error("unsafe socket directory {}: {problem}; {fix}", dir.display())]
+    InsecureDirectory {
+        /// The directory.
+        dir: PathBuf,
+        /// Which check failed.
+        problem: String,
+        /// How to fix it.
+        fix: String,
+    },
+    /// The path does not fit in a Unix socket address.
+    #[error("socket path {} is {len} bytes long; the limit is {max}", path.display())]
+    PathTooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest path that fits.
+        max: usize,
+    },
+    /// `--socket-group` names no group on this system.
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidConfig(String),
+    /// An operating-system call failed.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ServerError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        ServerError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The accept loop: owns the listening socket, the connection-limit semaphore, the shutdown
+//! tokens and the task tracker, and starts one [`Session`] task per admitted connection.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipc_core::{Context, FrameCodec, Handler, PeerCredentials};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::config::ServerConfig;
+use crate::session::Session;
+
+/// How long to pause accepting after running out of file descriptors or memory.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+pub(crate) struct Listener<H> {
+    pub(crate) listener: UnixListener,
+    pub(crate) handler: Arc<H>,
+    pub(crate) config: Arc<ServerConfig>,
+    /// One permit per open connection, taken before `accept`.
+    pub(crate) permits: Arc<Semaphore>,
+    /// Graceful shutdown: sessions finish the requests already read, then close.
+    pub(crate) shutdown: CancellationToken,
+    /// Forced shutdown: sessions are dropped where they stand.
+    pub(crate) force: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) next_id: u64,
+}
+
+impl<H: Handler> Listener<H> {
+    /// Accepts connections until the future is dropped. Never returns: accept errors are logged
+    /// and survived.
+    pub(crate) async fn run(&mut self) {
+        loop {
+            let permit = Arc::clone(&self.permits)
+                .acquire_owned()
+                .await
+                .expect("the connection semaphore is never closed");
+            let stream = self.accept().await;
+            self.next_id += 1;
+            let id = self.next_id;
+            let peer = match stream.peer_cred() {
+                Ok(c) => PeerCredentials::new(c.uid(), c.gid(), c.pid()),
+                Err(e) => {
+                    warn!(conn = id, error = %e, "cannot read peer credentials; closing");
+                    continue;
+                }
+            };
+            if !self.config.access.admits(&peer) {
+                warn!(
+                    conn = id,
+                    uid = peer.uid,
+                    gid = peer.gid,
+                    pid = peer.pid,
+                    "peer not on the allow-list; closing"
+                );
+                continue;
+            }
+            debug!(
+                conn = id,
+                uid = peer.uid,
+                gid = peer.gid,
+                pid = peer.pid,
+                "accepted"
+            );
+            let session = Session {
+                stream,
+                codec: FrameCodec::new(self.config.framing, self.config.max_frame),
+                handler: Arc::clone(&self.handler),
+                ctx: Context::new(id, peer),
+                idle_timeout: self.config.idle_timeout,
+                shutdown: self.shutdown.clone(),
+            };
+            let force = self.force.clone();
+            self.tracker.spawn(
+                async move {
+                    let _permit = permit;
+                    tokio::select! {
+                        biased;
+                        () = force.cancelled() => warn!("connection dropped by forced shutdown"),
+                        result = session.run() => match result {
+                            Ok(()) => debug!("closed"),
+                            Err(e) if e.is_disconnect() => debug!(error = %e, "peer went away"),
+                            Err(e) => warn!(error = %e, "closing connection"),
+                        },
+                    }
+                }
+                .instrument(info_span!("conn", id)),
+            );
+        }
+    }
+
+    async fn accept(&mut self) -> UnixStream {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _addr)) => return stream,
+                Err(e) if is_connection_error(&e) => {
+                    debug!(error = %e, "connection failed during accept");
+                }
+                Err(e) => {
+                    // EMFILE, ENFILE, ENOBUFS, ENOMEM and the like: wait for resources to free up
+                    // instead of spinning on an accept that keeps failing.
+                    warn!(error = %e, backoff = ?ACCEPT_BACKOFF, "accept failed; pausing");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            }
+        }
+    }
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}

@@ -1,0 +1,210 @@
+//! `ipc-server`: serve a Unix domain socket with a built-in handler. Thin over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use ipc_core::cli::{self, exit};
+use ipc_core::{Ack, DEFAULT_ACK_TEXT, DEFAULT_MAX_FRAME, Echo, Framing, Handler};
+use ipc_server::config::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, parse_mode,
+};
+use ipc_server::signal::ShutdownSignals;
+use ipc_server::socket_file::resolve_group;
+use ipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
+use tracing::{info, warn};
+
+/// Serve a Unix domain socket: every message gets a reply from the chosen handler.
+///
+/// Stops gracefully on SIGINT or SIGTERM (a second one forces an immediate exit), and removes
+/// its socket file on the way out.
+///
+/// Exit codes: 0 stopped cleanly; 64 bad flag or setting; 73 a running server holds the path;
+/// 74 other I/O error; 77 unsafe socket directory or permission denied; 78 the path exists and is
+/// not a socket.
+#[derive(Debug, Parser)]
+#[command(version, max_term_width = 100)]
+struct Cli {
+    /// What to answer: `echo` replies with the message, `ack` with a fixed text.
+    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    mode: Mode,
+
+    /// Socket path [default: $XDG_RUNTIME_DIR/ipc/ipc.sock, else /tmp/ipc-<uid>/ipc.sock].
+    #[arg(long, env = "IPC_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+
+    /// How messages are delimited: `line` (up to `\n`) or `length` (4-byte big-endian length).
+    #[arg(long, value_enum, default_value_t = Framing::Line)]
+    framing: Framing,
+
+    /// The reply of `--mode ack`.
+    #[arg(long, default_value = DEFAULT_ACK_TEXT, value_name = "TEXT")]
+    ack_text: String,
+
+    /// Largest message accepted or sent, in bytes; a bigger one closes its connection.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES")]
+    max_frame: usize,
+
+    /// Most connections open at once; further clients wait in the kernel's backlog.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    max_connections: usize,
+
+    /// Close a connection that sends no complete message, or takes no reply, for this many
+    /// seconds (0 = never).
+    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs_f64(), value_name = "SECS")]
+    idle_timeout: f64,
+
+    /// Seconds connections get to finish after SIGINT/SIGTERM before they are dropped.
+    #[arg(long, default_value_t = DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64(), value_name = "SECS")]
+    shutdown_timeout: f64,
+
+    /// Permission bits of the socket file, in octal.
+    #[arg(long, default_value = "0600", value_parser = parse_mode, value_name = "OCTAL")]
+    socket_mode: u32,
+
+    /// Group of the socket file, by name or number (give it access with --socket-mode 0660).
+    #[arg(long, value_name = "NAME|GID")]
+    socket_group: Option<String>,
+
+    /// Admit only peers with this user id (repeatable; checked with SO_PEERCRED).
+    #[arg(long = "allow-uid", value_name = "UID")]
+    allow_uids: Vec<u32>,
+
+    /// Admit only peers with this group id (repeatable; a peer matching either list is admitted).
+    #[arg(long = "allow-gid", value_name = "GID")]
+    allow_gids: Vec<u32>,
+
+    /// Runtime worker threads (1 runs everything on one thread) [default: number of CPUs].
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Mode {
+    /// Reply with the message itself.
+    Echo,
+    /// Reply with a fixed text.
+    Ack,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    cli::init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("ipc-server: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type Failure = (u8, String);
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let config = config(&cli)?;
+    let workers = cli
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let runtime = match workers {
+        0 => return Err((exit::USAGE, "--workers must be at least 1".into())),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        match cli.mode {
+            Mode::Echo => serve(config, Echo).await,
+            Mode::Ack => serve(config, Ack::new(cli.ack_text)).await,
+        }
+    })
+}
+
+fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
+    let usage = |m: String| (exit::USAGE, m);
+    let secs = |flag: &str, v: f64| {
+        Duration::try_from_secs_f64(v)
+            .map_err(|_| usage(format!("{flag} must be a number of seconds")))
+    };
+    if matches!(cli.mode, Mode::Ack) && cli.framing == Framing::Line && cli.ack_text.contains('\n')
+    {
+        return Err(usage(
+            "--ack-text cannot contain a newline with --framing line".into(),
+        ));
+    }
+    let idle = secs("--idle-timeout", cli.idle_timeout)?;
+    let group = cli
+        .socket_group
+        .as_deref()
+        .map(resolve_group)
+        .transpose()
+        .map_err(failure)?;
+    let path = cli
+        .socket
+        .clone()
+        .unwrap_or_else(ipc_core::default_socket_path);
+    Ok(ServerConfig::new(path)
+        .framing(cli.framing)
+        .max_frame(cli.max_frame)
+        .max_connections(cli.max_connections)
+        .idle_timeout((!idle.is_zero()).then_some(idle))
+        .shutdown_timeout(secs("--shutdown-timeout", cli.shutdown_timeout)?)
+        .socket_mode(cli.socket_mode)
+        .socket_group(group)
+        .access(AccessPolicy::new(
+            cli.allow_uids.clone(),
+            cli.allow_gids.clone(),
+        )))
+}
+
+async fn serve<H: Handler>(config: ServerConfig, handler: H) -> Result<(), Failure> {
+    // Install the signal handlers before the socket exists, so no early signal is missed.
+    let mut signals = ShutdownSignals::new()
+        .map_err(|e| (exit::IO, format!("cannot install signal handlers: {e}")))?;
+    let server = Server::bind(config, handler).map_err(failure)?;
+    let handle = server.handle();
+    tokio::spawn(async move {
+        let first = signals.recv().await;
+        info!(
+            signal = first,
+            "shutting down gracefully (send it again to force)"
+        );
+        handle.shutdown();
+        let second = signals.recv().await;
+        warn!(signal = second, "second signal: dropping connections now");
+        handle.force();
+    });
+    server.serve(std::future::pending()).await.map_err(failure)
+}
+
+fn failure(e: ServerError) -> Failure {
+    let code = match &e {
+        ServerError::InUse { .. } => exit::IN_USE,
+        ServerError::NotASocket { .. } => exit::NOT_A_SOCKET,
+        ServerError::InsecureDirectory { .. } => exit::NO_PERMISSION,
+        ServerError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            exit::NO_PERMISSION
+        }
+        ServerError::PathTooLong { .. }
+        | ServerError::UnknownGroup(_)
+        | ServerError::InvalidConfig(_) => exit::USAGE,
+        _ => exit::IO,
+    };
+    (code, e.to_string())
+}

@@ -1,0 +1,188 @@
+//! The public entry point: [`Server::bind`], then [`Server::serve`] until a shutdown future
+//! completes or a [`ShutdownHandle`] says so.
+//!
+//! Shutdown, in order: stop accepting and remove the socket file (new clients see "nothing
+//! there" at once, and a new server may bind the path); tell every session to finish the
+//! requests it has already read; wait for them up to [`ServerConfig::shutdown_timeout`], or until
+//! [`ShutdownHandle::force`]; drop whatever is left.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use ipc_core::Handler;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::listener::Listener;
+use crate::socket_file::{self, BindOptions, SocketFile};
+
+/// A bound server, ready to [`serve`](Server::serve).
+#[derive(Debug)]
+pub struct Server<H> {
+    listener: std::os::unix::net::UnixListener,
+    socket_file: Option<SocketFile>,
+    handler: Arc<H>,
+    config: Arc<ServerConfig>,
+    handle: ShutdownHandle,
+}
+
+/// Stops a running server from anywhere: clone it, keep it, call it later.
+#[derive(Debug, Clone, Default)]
+pub struct ShutdownHandle {
+    shutdown: CancellationToken,
+    force: CancellationToken,
+}
+
+impl ShutdownHandle {
+    /// Begins a graceful shutdown: stop accepting, answer the requests already read, close.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Drops every connection at once (after [`shutdown`](Self::shutdown), or instead of it).
+    pub fn force(&self) {
+        self.shutdown.cancel();
+        self.force.cancel();
+    }
+}
+
+impl<H: Handler> Server<H> {
+    /// Creates the socket file described by `config` and binds it. Needs no runtime.
+    ///
+    /// If the socket's directory is the default private one ([`ipc_core::default_socket_dir`]),
+    /// it is created `0700` and checked (owner, mode, not a link) first.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError`]: invalid settings, a live server or a non-socket at the path, an unsafe
+    /// directory, or a failing system call.
+    pub fn bind(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
+        validate(&config)?;
+        let private_dir = config.socket_path.parent() == Some(&ipc_core::default_socket_dir());
+        let opts = BindOptions {
+            mode: config.socket_mode,
+            group: config.socket_group,
+            private_dir,
+        };
+        let (listener, file) = socket_file::bind(&config.socket_path, opts)?;
+        Ok(Self {
+            listener,
+            socket_file: Some(file),
+            handler: Arc::new(handler),
+            config: Arc::new(config),
+            handle: ShutdownHandle::default(),
+        })
+    }
+
+    /// The socket path clients connect to.
+    pub fn path(&self) -> &Path {
+        &self.config.socket_path
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// A handle that can stop the server once it serves.
+    pub fn handle(&self) -> ShutdownHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until `shutdown` completes or the [`ShutdownHandle`] is used, then drains and
+    /// returns. The socket file is removed before this returns (or if the future is dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Io`] if the listening socket cannot be registered with the runtime.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let Server {
+            listener,
+            socket_file,
+            handler,
+            config,
+            handle,
+        } = self;
+        let path = config.socket_path.clone();
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| ServerError::io("configure", &path, e))?;
+        let listener = tokio::net::UnixListener::from_std(listener)
+            .map_err(|e| ServerError::io("listen on", &path, e))?;
+        info!(
+            path = %path.display(),
+            handler = short_type_name::<H>(),
+            framing = %config.framing,
+            max_frame = config.max_frame,
+            max_connections = config.max_connections,
+            "listening"
+        );
+        let tracker = TaskTracker::new();
+        let mut accept_loop = Listener {
+            listener,
+            handler,
+            permits: Arc::new(Semaphore::new(config.max_connections)),
+            config: Arc::clone(&config),
+            shutdown: handle.shutdown.clone(),
+            force: handle.force.clone(),
+            tracker: tracker.clone(),
+            next_id: 0,
+        };
+        tokio::select! {
+            () = accept_loop.run() => unreachable!("the accept loop only ends when dropped"),
+            () = shutdown => info!("shutdown requested"),
+            () = handle.shutdown.cancelled() => info!("shutdown requested"),
+        }
+        // Stop accepting and take the name away first.
+        drop(accept_loop);
+        drop(socket_file);
+        handle.shutdown.cancel();
+        tracker.close();
+        let open = tracker.len();
+        if open > 0 {
+            info!(connections = open, timeout = ?config.shutdown_timeout, "draining connections");
+        }
+        tokio::select! {
+            () = tracker.wait() => {}
+            () = tokio::time::sleep(config.shutdown_timeout) => {
+                warn!(connections = tracker.len(), "shutdown timeout reached; dropping connections");
+            }
+            () = handle.force.cancelled() => {
+                warn!(connections = tracker.len(), "forced shutdown; dropping connections");
+            }
+        }
+        handle.force.cancel();
+        tracker.wait().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+fn validate(config: &ServerConfig) -> Result<(), ServerError> {
+    let bad = |what: &str| Err(ServerError::InvalidConfig(what.to_owned()));
+    if config.max_frame == 0 || config.max_frame > u32::MAX as usize {
+        return bad("max frame must be between 1 and 4294967295 bytes");
+    }
+    if config.max_connections == 0 || config.max_connections > Semaphore::MAX_PERMITS {
+        return bad("max connections must be at least 1");
+    }
+    if config.socket_mode > 0o777 {
+        return bad("socket mode must be at most 0777");
+    }
+    if config.idle_timeout.is_some_and(|t| t.is_zero()) {
+        return bad("idle timeout must be above zero (use None to disable it)");
+    }
+    Ok(())
+}
+
+/// `ipc_core::handlers::Echo` -> `Echo`, for the start-up log line.
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    let base = full.split('<').next().unwrap_or(full);
+    base.rsplit("::").next().unwrap_or(base)
+}

@@ -1,0 +1,390 @@
+//! The socket file on disk: reclaiming a stale one, binding with the right permissions from the
+//! first moment, and removing it (only if it is still ours) when the server stops.
+//!
+//! The rule throughout: never delete what is not provably ours. A path is removed at start only
+//! if it is a socket and a probe connect is refused; anything else is an error naming the path.
+
+use std::fs::{self, DirBuilder, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tracing::{debug, info, warn};
+
+use crate::error::ServerError;
+
+/// Longest socket path the kernel accepts (`sun_path` is 108 bytes with the final NUL).
+pub const MAX_PATH_LEN: usize = 107;
+
+/// The socket file a server created. Dropping it removes the file, but only if the path still
+/// holds the very socket we bound (same device and inode): a file someone put there since is left
+/// alone.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFile {
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn is_still_ours(&self) -> bool {
+        fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino)
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if !self.is_still_ours() {
+            debug!(path = %self.path.display(), "socket file already gone or replaced; leaving it");
+            return;
+        }
+        match fs::remove_file(&self.path) {
+            Ok(()) => debug!(path = %self.path.display(), "removed socket file"),
+            Err(e) => warn!(path = %self.path.display(), error = %e, "cannot remove socket file"),
+        }
+    }
+}
+
+/// How the socket file is created.
+#[derive(Debug, Clone, Copy)]
+pub struct BindOptions {
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// Group that owns the socket file, if not the server's own.
+    pub group: Option<u32>,
+    /// Whether the parent directory is the private default directory, which gets the strict
+    /// checks of [`ensure_private_dir`].
+    pub private_dir: bool,
+}
+
+/// Binds a listening socket at `path`.
+///
+/// Steps: check the path length; create the parent directory (mode `0700`) if missing, and check
+/// it if it is the private default directory; reclaim a stale socket (see [`reclaim`]); bind with
+/// the requested mode and group set before the path is reachable; return the listener and the
+/// guard that removes the file on drop.
+///
+/// # Errors
+///
+/// See [`ServerError`]: a live server at the path, a non-socket there, an unsafe directory, a path
+/// too long, or a failing system call (each names the path).
+pub fn bind(path: &Path, opts: BindOptions) -> Result<(UnixListener, SocketFile), ServerError> {
+    let len = path.as_os_str().len();
+    if len > MAX_PATH_LEN {
+        return Err(ServerError::PathTooLong {
+            path: path.to_owned(),
+            len,
+            max: MAX_PATH_LEN,
+        });
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if opts.private_dir {
+        ensure_private_dir(parent)?;
+    } else if !parent.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| ServerError::io("create directory", parent, e))?;
+        info!(dir = %parent.display(), "created socket directory");
+    }
+    reclaim(path)?;
+    bind_private(path, parent, opts)
+}
+
+/// Makes sure nothing but a stale socket is at `path`, removing a stale one.
+///
+/// # Errors
+///
+/// [`ServerError::InUse`] when a server answers there, [`ServerError::NotASocket`] when the path
+/// is anything but a socket, [`ServerError::Io`] when it cannot be inspected or removed.
+pub fn reclaim(path: &Path) -> Result<(), ServerError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ServerError::io("inspect", path, e)),
+    };
+    let ft = meta.file_type();
+    if !ft.is_socket() {
+        let kind = if ft.is_symlink() {
+            "a symbolic link"
+        } else if ft.is_dir() {
+            "a directory"
+        } else if ft.is_file() {
+            "a regular file"
+        } else {
+            "a special file"
+        };
+        return Err(ServerError::NotASocket {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(ServerError::InUse {
+            path: path.to_owned(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            match fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ServerError::io("remove stale socket", path, e)),
+            }
+            info!(path = %path.display(), "removed stale socket left by a previous run");
+            Ok(())
+        }
+        Err(e) => Err(ServerError::io("probe existing socket", path, e)),
+    }
+}
+
+/// Creates the private socket directory (mode `0700`) if missing, then checks that it is a real
+/// directory (not a symbolic link), owned by the current user, and not writable by group or
+/// others.
+///
+/// # Errors
+///
+/// [`ServerError::InsecureDirectory`] naming the failed check and its fix, or
+/// [`ServerError::Io`].
+pub fn ensure_private_dir(dir: &Path) -> Result<(), ServerError> {
+    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        // `recursive` reports an existing path that is not a directory as AlreadyExists.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(ServerError::io("create directory", dir, e)),
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| ServerError::io("inspect", dir, e))?;
+    let insecure = |problem: String, fix: &str| ServerError::InsecureDirectory {
+        dir: dir.to_owned(),
+        problem,
+        fix: fix.to_owned(),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(insecure(
+            "it is a symbolic link".into(),
+            "remove the link so the server can create a real directory",
+        ));
+    }
+    if !meta.is_dir() {
+        return Err(insecure(
+            "it is not a directory".into(),
+            "remove it so the server can create the directory",
+        ));
+    }
+    let uid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != uid {
+        return Err(insecure(
+            format!("it is owned by uid {}, not by you (uid {uid})", meta.uid()),
+            "remove it, or choose another path with --socket",
+        ));
+    }
+    let mode = meta.mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(insecure(
+            format!("it is writable by group or others (mode {mode:04o})"),
+            &format!("run: chmod 700 {}", dir.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Binds so that the socket is never connectable with wider permissions than asked.
+///
+/// `bind(2)` creates the file with the process umask, and the umask is process-wide (changing it
+/// would race with other threads). So we bind inside a fresh `0700` directory that only we can
+/// enter, set the mode and group there, then hard-link the socket to its final name. `link(2)`
+/// fails if the name exists, so a file that appeared at the path meanwhile is never replaced
+/// (`rename(2)` would silently replace it).
+fn bind_private(
+    path: &Path,
+    parent: &Path,
+    opts: BindOptions,
+) -> Result<(UnixListener, SocketFile), ServerError> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let staging = parent.join(format!(
+        ".ipc{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| ServerError::io("create staging directory", &staging, e))?;
+    let staged = staging.join("s");
+    let result = (|| {
+        let len = staged.as_os_str().len();
+        if len > MAX_PATH_LEN {
+            return Err(ServerError::PathTooLong {
+                path: path.to_owned(),
+                len: path.as_os_str().len(),
+                max: MAX_PATH_LEN - (len - path.as_os_str().len()),
+            });
+        }
+        let listener = UnixListener::bind(&staged).map_err(|e| ServerError::io("bind", path, e))?;
+        fs::set_permissions(&staged, Permissions::from_mode(opts.mode))
+            .map_err(|e| ServerError::io("set the mode of", path, e))?;
+        if let Some(gid) = opts.group {
+            std::os::unix::fs::chown(&staged, None, Some(gid))
+                .map_err(|e| ServerError::io("set the group of", path, e))?;
+        }
+        fs::hard_link(&staged, path).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                // Someone created the path since we checked it: treat it like any occupant.
+                reclaim(path).err().unwrap_or(ServerError::InUse {
+                    path: path.to_owned(),
+                })
+            } else {
+                ServerError::io("create", path, e)
+            }
+        })?;
+        let meta = fs::symlink_metadata(path).map_err(|e| ServerError::io("inspect", path, e))?;
+        Ok((
+            listener,
+            SocketFile {
+                path: path.to_owned(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            },
+        ))
+    })();
+    let _ = fs::remove_file(&staged);
+    let _ = fs::remove_dir(&staging);
+    result
+}
+
+/// Looks up a group given by name or number.
+///
+/// # Errors
+///
+/// [`ServerError::UnknownGroup`] when no group has that name.
+pub fn resolve_group(group: &str) -> Result<u32, ServerError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(ServerError::UnknownGroup(group.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTS: BindOptions = BindOptions {
+        mode: 0o600,
+        group: None,
+        private_dir: false,
+    };
+
+    #[test]
+    fn binds_with_the_requested_mode_and_removes_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sock");
+        let opts = BindOptions {
+            mode: 0o640,
+            ..OPTS
+        };
+        let (listener, file) = bind(&path, opts).unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.mode() & 0o777, 0o640);
+        UnixStream::connect(&path).unwrap();
+        // The staging directory is gone.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        drop(file);
+        assert!(!path.exists());
+        drop(listener);
+    }
+
+    #[test]
+    fn reclaims_stale_socket_but_not_live_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let live = UnixListener::bind(&path).unwrap();
+        assert!(matches!(reclaim(&path), Err(ServerError::InUse { .. })));
+        assert!(path.exists());
+        drop(live);
+        reclaim(&path).unwrap();
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn refuses_non_sockets_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        fs::write(&file, b"keep me").unwrap();
+        assert!(matches!(
+            bind(&file, OPTS),
+            Err(ServerError::NotASocket {
+                kind: "a regular file",
+                ..
+            })
+        ));
+        assert_eq!(fs::read(&file).unwrap(), b"keep me");
+        let link = dir.path().join("l");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(matches!(
+            reclaim(&link),
+            Err(ServerError::NotASocket {
+                kind: "a symbolic link",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn guard_leaves_a_replacement_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.sock");
+        let (_l, file) = bind(&path, OPTS).unwrap();
+        fs::remove_file(&path).unwrap();
+        fs::write(&path, b"not yours").unwrap();
+        drop(file);
+        assert_eq!(fs::read(&path).unwrap(), b"not yours");
+    }
+
+    #[test]
+    fn private_dir_checks() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = base.path().join("ipc");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        fs::set_permissions(&dir, Permissions::from_mode(0o777)).unwrap();
+        let err = ensure_private_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+        let link = base.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        let err = ensure_private_dir(&link).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+    }
+
+    #[test]
+    fn overlong_paths_are_refused() {
+        let long = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
+        assert!(matches!(
+            bind(&long, OPTS),
+            Err(ServerError::PathTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn groups_resolve_by_number_and_name() {
+        assert_eq!(resolve_group("1234").unwrap(), 1234);
+        assert_eq!(resolve_group("root").unwrap(), 0);
+        assert!(matches!(
+            resolve_group("no-such-group-xyz"),
+            Err(ServerError::UnknownGroup(_))
+        ));
+    }
+}

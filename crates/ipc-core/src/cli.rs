@@ -44,8 +44,18 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
 
 /// Sets up `tracing` output on stderr, filtered by `RUST_LOG` (default: `info`).
 pub fn init_tracing() {
+    init_tracing_with("info");
+}
+
+/// Sets up `tracing` output on stderr, filtered by `RUST_LOG` (default: warnings only), for
+/// commands whose stdout and stderr are read by scripts.
+pub fn init_tracing_quiet() {
+    init_tracing_with("warn");
+}
+
+fn init_tracing_with(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

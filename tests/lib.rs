@@ -1,1 +1,248 @@
-//! x
+//! Harness for the end-to-end tests: finds the real binaries, starts `ipc-server` on a temporary
+//! socket path, runs `ipc-client`, and talks raw bytes over `UnixStream`.
+//!
+//! The binaries come from the same target directory as the test executable; `cargo test
+//! --workspace` builds them before running the tests.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub use nix::sys::signal::Signal;
+
+/// How long any single wait in these tests may take before the test fails instead of hanging.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Path of a workspace binary built next to the running test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// Raises this process's open-file limit to its hard limit (children inherit it), so tests with
+/// a thousand connections do not trip over a low default.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// A running `ipc-server` on a socket in its own temporary directory. Killed on drop.
+pub struct TestServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl TestServer {
+    /// Starts `ipc-server --socket <tmp>/ipc.sock ARGS...` and waits until it accepts.
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("ipc.sock");
+        Self::start_at(dir, path, args)
+    }
+
+    /// Starts a server at `path` (inside `dir`, which the server keeps alive).
+    pub fn start_at(dir: tempfile::TempDir, path: PathBuf, args: &[&str]) -> Self {
+        let mut server = Self {
+            child: None,
+            path,
+            dir,
+        };
+        server.child = Some(server.spawn(args));
+        wait_until("the server accepts", || {
+            UnixStream::connect(&server.path).is_ok()
+        });
+        server
+    }
+
+    /// Starts another server process on the same path, without waiting for it.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        raise_fd_limit();
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        Command::new(bin("ipc-server"))
+            .arg("--socket")
+            .arg(&self.path)
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .env_remove("IPC_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn ipc-server")
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The temporary directory holding the socket and the log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Everything the server has logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    /// Sends a signal to the server.
+    pub fn signal(&self, sig: Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
+    }
+
+    /// Waits for the server to exit and returns its status.
+    pub fn wait(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "server did not exit; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Runs `ipc-client --socket <this server> ARGS...`.
+    pub fn client(&self, args: &[&str]) -> Output {
+        client(&self.path, args)
+    }
+
+    /// A raw connection to the server, with read and write timeouts so a test cannot hang.
+    pub fn connect(&self) -> UnixStream {
+        connect(&self.path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log());
+        }
+    }
+}
+
+/// Runs `ipc-client --socket PATH ARGS...` and returns its output.
+pub fn client(path: &Path, args: &[&str]) -> Output {
+    Command::new(bin("ipc-client"))
+        .arg("--socket")
+        .arg(path)
+        .args(args)
+        .env_remove("IPC_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ipc-client")
+}
+
+/// A raw connection with read and write timeouts of [`PATIENCE`].
+pub fn connect(path: &Path) -> UnixStream {
+    let s = UnixStream::connect(path).expect("connect");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// Polls `cond` until it holds, failing the test after [`PATIENCE`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads one `\n`-terminated line (without the `\n`), byte by byte.
+pub fn read_line(s: &mut UnixStream) -> io::Result<Vec<u8>> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match s.read(&mut byte)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            _ if byte[0] == b'\n' => return Ok(line),
+            _ => line.push(byte[0]),
+        }
+    }
+}
+
+/// Writes one length-prefixed frame.
+pub fn write_frame(s: &mut UnixStream, payload: &[u8]) -> io::Result<()> {
+    let mut buf = (payload.len() as u32).to_be_bytes().to_vec();
+    buf.extend_from_slice(payload);
+    s.write_all(&buf)
+}
+
+/// Reads one length-prefixed frame.
+pub fn read_frame(s: &mut UnixStream) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut payload = vec![0; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut payload)?;
+    Ok(payload)
+}
+
+/// Reads until the peer closes; returns what arrived.
+pub fn read_to_close(s: &mut UnixStream) -> io::Result<Vec<u8>> {
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)?;
+    Ok(rest)
+}
+
+/// The exit code of a finished process, failing the test if a signal killed it.
+pub fn code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {status:?}"))
+}
+
+/// Runs a shell command with `stdin` fed to it and returns its output.
+pub fn sh(script: &str, stdin: &[u8]) -> Output {
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sh");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().expect("sh output")
+}

@@ -11,7 +11,11 @@
 //! # async fn run() -> Result<(), ipc_server::ServerError> {
 //! let config = ServerConfig::new("/tmp/demo.sock");
 //! let server = Server::bind(config, Echo)?;
-//! server.serve(tokio::signal::ctrl_c()).await?;
+//! server
+//!     .serve(async {
+//!         let _ = tokio::signal::ctrl_c().await;
+//!     })
+//!     .await?;
 //! # Ok(())
 //! # }
 //! ```

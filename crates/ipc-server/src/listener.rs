@@ -84,9 +84,11 @@ impl<H: Handler> Listener<H> {
                         biased;
                         () = force.cancelled() => warn!("connection dropped by forced shutdown"),
                         result = session.run() => match result {
-                            Ok(()) => debug!("closed"),
-                            Err(e) if e.is_disconnect() => debug!(error = %e, "peer went away"),
-                            Err(e) => warn!(error = %e, "closing connection"),
+                            Ok(answered) => debug!(answered, "closed"),
+                            Err((e, answered)) if e.is_disconnect() => {
+                                debug!(answered, error = %e, "peer went away");
+                            }
+                            Err((e, answered)) => warn!(answered, error = %e, "closing connection"),
                         },
                     }
                 }

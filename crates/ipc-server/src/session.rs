@@ -71,7 +71,16 @@ pub(crate) struct Session<H> {
 }
 
 impl<H: Handler> Session<H> {
-    pub(crate) async fn run(mut self) -> Result<(), SessionError> {
+    /// Runs the session; returns how many requests were answered, or why it ended early.
+    pub(crate) async fn run(mut self) -> Result<u64, (SessionError, u64)> {
+        let mut answered = 0;
+        match self.exchange(&mut answered).await {
+            Ok(()) => Ok(answered),
+            Err(e) => Err((e, answered)),
+        }
+    }
+
+    async fn exchange(&mut self, answered: &mut u64) -> Result<(), SessionError> {
         let mut rbuf = BytesMut::new();
         let mut wbuf = BytesMut::new();
         let mut last_frame = Instant::now();
@@ -86,6 +95,7 @@ impl<H: Handler> Session<H> {
             while let Some(request) = self.codec.decode(&mut rbuf)? {
                 handled = true;
                 self.answer(request, &mut wbuf).await?;
+                *answered += 1;
                 if wbuf.len() >= WRITE_HIGH_WATER {
                     self.write_out(&mut wbuf).await?;
                 }
@@ -93,6 +103,7 @@ impl<H: Handler> Session<H> {
             if eof {
                 if let Some(request) = self.codec.decode_eof(&mut rbuf)? {
                     self.answer(request, &mut wbuf).await?;
+                    *answered += 1;
                 }
                 self.write_out(&mut wbuf).await?;
                 return Ok(());

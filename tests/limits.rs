@@ -1,0 +1,193 @@
+//! Limits and hostile input: over-size frames, the connection cap, idle clients, clients that
+//! never read, the peer allow-lists, and running out of file descriptors.
+
+use std::io::{ErrorKind, Read, Write};
+use std::time::Duration;
+
+use ipc_tests::*;
+
+fn closed_by_server(s: &mut std::os::unix::net::UnixStream) -> bool {
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+            Err(e) => panic!("connection not closed: {e}"),
+        }
+    }
+}
+
+#[test]
+fn oversize_frame_closes_only_that_connection() {
+    let server = TestServer::start(&["--max-frame", "16"]);
+    let mut good = server.connect();
+    let mut bad = server.connect();
+    bad.write_all(&[b'x'; 64]).unwrap();
+    assert!(closed_by_server(&mut bad));
+    good.write_all(b"still fine\n").unwrap();
+    assert_eq!(read_line(&mut good).unwrap(), b"still fine");
+    wait_until("the warning is logged", || {
+        server.log().contains("larger than the maximum of 16 bytes")
+    });
+
+    let server = TestServer::start(&["--max-frame", "16", "--framing", "length"]);
+    let mut bad = server.connect();
+    bad.write_all(&1_000_000u32.to_be_bytes()).unwrap();
+    assert!(closed_by_server(&mut bad));
+    let mut good = server.connect();
+    write_frame(&mut good, b"ok").unwrap();
+    assert_eq!(read_frame(&mut good).unwrap(), b"ok");
+}
+
+#[test]
+fn connection_cap_queues_the_rest_until_one_closes() {
+    let server = TestServer::start(&["--max-connections", "2"]);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    for s in [&mut a, &mut b] {
+        s.write_all(b"in\n").unwrap();
+        assert_eq!(read_line(s).unwrap(), b"in");
+    }
+    // The third connects (the kernel backlog holds it) but is not served yet.
+    let mut c = server.connect();
+    c.write_all(b"queued\n").unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let err = read_line(&mut c).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        "{err}"
+    );
+    drop(a);
+    c.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_eq!(read_line(&mut c).unwrap(), b"queued");
+}
+
+#[test]
+fn idle_and_stalled_clients_are_closed() {
+    let server = TestServer::start(&["--idle-timeout", "0.3"]);
+    let mut silent = server.connect();
+    let mut partial = server.connect();
+    partial.write_all(b"no newline yet").unwrap();
+    let mut active = server.connect();
+    // A connection that keeps sending complete messages is not idle.
+    let ticker = std::thread::spawn(move || {
+        for _ in 0..8 {
+            std::thread::sleep(Duration::from_millis(100));
+            active.write_all(b"tick\n").unwrap();
+            assert_eq!(read_line(&mut active).unwrap(), b"tick");
+        }
+    });
+    assert!(closed_by_server(&mut silent));
+    assert!(closed_by_server(&mut partial));
+    ticker.join().unwrap();
+    assert!(
+        server.log().contains("idle for longer than"),
+        "{}",
+        server.log()
+    );
+}
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_grow_the_server() {
+    let server = TestServer::start(&["--idle-timeout", "0"]);
+    let before = rss_kib(server.pid());
+    let mut s = server.connect();
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let line = [vec![b'y'; 1023], b"\n".to_vec()].concat();
+    let mut sent = 0usize;
+    let budget = 256 * 1024 * 1024;
+    while sent < budget {
+        match s.write(&line) {
+            Ok(n) => sent += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        sent < budget,
+        "the server kept reading while its replies piled up"
+    );
+    let grown = rss_kib(server.pid()).saturating_sub(before);
+    assert!(grown < 16 * 1024, "server RSS grew by {grown} KiB");
+    // Other clients are still served.
+    let mut other = server.connect();
+    other.write_all(b"hi\n").unwrap();
+    assert_eq!(read_line(&mut other).unwrap(), b"hi");
+}
+
+#[test]
+fn peers_outside_the_allow_list_are_refused() {
+    // The tests may run as root (CI does): a list without our uid refuses us...
+    let me = nix::unistd::geteuid().as_raw();
+    let other = if me == 12345 { 12346 } else { 12345 };
+    let server = TestServer::start(&["--allow-uid", &other.to_string()]);
+    let mut s = server.connect();
+    let _ = s.write_all(b"let me in\n");
+    assert!(closed_by_server(&mut s));
+    wait_until("the refusal is logged", || {
+        server.log().contains("not on the allow-list")
+    });
+    assert!(
+        server.log().contains(&format!("uid={me}")),
+        "{}",
+        server.log()
+    );
+    assert!(server.log().contains("pid="), "{}", server.log());
+
+    // ...and a list with our uid, or our gid, admits us.
+    let gid = nix::unistd::getegid().as_raw().to_string();
+    for args in [
+        vec!["--allow-uid", "1", "--allow-uid", &me.to_string()][..].to_vec(),
+        vec!["--allow-uid", &other.to_string(), "--allow-gid", &gid],
+    ] {
+        let server = TestServer::start(&args);
+        let mut s = server.connect();
+        s.write_all(b"welcome\n").unwrap();
+        assert_eq!(read_line(&mut s).unwrap(), b"welcome", "{args:?}");
+    }
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("emfile.sock");
+    let log = dir.path().join("log");
+    // A server with room for only a handful of descriptors.
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 24 && RUST_LOG=debug exec {} --socket {} --workers 1 2>{}",
+            bin("ipc-server").display(),
+            path.display(),
+            log.display()
+        ))
+        .spawn()
+        .unwrap();
+    wait_until("the server listens", || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
+    let crowd: Vec<_> = (0..40).map(|_| connect(&path)).collect();
+    wait_until("EMFILE is logged", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("accept failed")
+    });
+    drop(crowd);
+    // Once descriptors are free again it serves as before.
+    wait_until("the server serves again", || {
+        let out = client(&path, &["--timeout", "1", "send", "back"]);
+        out.status.success() && out.stdout == b"back\n"
+    });
+    assert!(child.try_wait().unwrap().is_none(), "the server exited");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -3,9 +3,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use ipc_client::{ClientError, ClientOptions, DEFAULT_TIMEOUT};
+use ipc_client::{ClientError, ClientOptions};
 use ipc_core::cli::{self, exit};
 use ipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing};
 
@@ -27,8 +28,8 @@ struct Cli {
     framing: Framing,
 
     /// Seconds to wait for the connection and the reply (0 = for ever).
-    #[arg(long, global = true, default_value_t = DEFAULT_TIMEOUT.as_secs_f64(), value_name = "SECS")]
-    timeout: f64,
+    #[arg(long, global = true, default_value = "5", value_parser = cli::parse_secs, value_name = "SECS")]
+    timeout: Duration,
 
     /// Largest message sent or reply accepted, in bytes.
     #[arg(long, global = true, default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES")]
@@ -70,12 +71,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), (u8, String)> {
-    let timeout = std::time::Duration::try_from_secs_f64(cli.timeout).map_err(|_| {
-        (
-            exit::USAGE,
-            "--timeout must be a number of seconds".to_owned(),
-        )
-    })?;
+    let timeout = cli.timeout;
     let options = ClientOptions::default()
         .framing(cli.framing)
         .max_frame(cli.max_frame)
@@ -112,4 +108,15 @@ fn failure(e: ClientError) -> (u8, String) {
         _ => exit::IO,
     };
     (code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_default_matches_the_library_default() {
+        let cli = Cli::try_parse_from(["ipc-client", "send", "x"]).unwrap();
+        assert_eq!(cli.timeout, ipc_client::DEFAULT_TIMEOUT);
+    }
 }

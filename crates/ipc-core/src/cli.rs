@@ -42,6 +42,17 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a valid number of seconds"))
 }
 
+/// Raises the soft limit on open files to the hard limit, so a server's connection cap, not a
+/// low default descriptor limit, decides how many clients it can hold. Failure is harmless.
+pub fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
+}
+
 /// Sets up `tracing` output on stderr, filtered by `RUST_LOG` (default: `info`).
 pub fn init_tracing() {
     init_tracing_with("info");

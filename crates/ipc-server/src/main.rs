@@ -7,9 +7,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use ipc_core::cli::{self, exit};
 use ipc_core::{Ack, DEFAULT_ACK_TEXT, DEFAULT_MAX_FRAME, Echo, Framing, Handler};
-use ipc_server::config::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT, parse_mode,
-};
+use ipc_server::config::{DEFAULT_MAX_CONNECTIONS, parse_mode};
 use ipc_server::signal::ShutdownSignals;
 use ipc_server::socket_file::resolve_group;
 use ipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
@@ -52,12 +50,12 @@ struct Cli {
 
     /// Close a connection that sends no complete message, or takes no reply, for this many
     /// seconds (0 = never).
-    #[arg(long, default_value_t = DEFAULT_IDLE_TIMEOUT.as_secs_f64(), value_name = "SECS")]
-    idle_timeout: f64,
+    #[arg(long, default_value = "60", value_parser = cli::parse_secs, value_name = "SECS")]
+    idle_timeout: Duration,
 
     /// Seconds connections get to finish after SIGINT/SIGTERM before they are dropped.
-    #[arg(long, default_value_t = DEFAULT_SHUTDOWN_TIMEOUT.as_secs_f64(), value_name = "SECS")]
-    shutdown_timeout: f64,
+    #[arg(long, default_value = "10", value_parser = cli::parse_secs, value_name = "SECS")]
+    shutdown_timeout: Duration,
 
     /// Permission bits of the socket file, in octal.
     #[arg(long, default_value = "0600", value_parser = parse_mode, value_name = "OCTAL")]
@@ -101,6 +99,7 @@ fn main() -> ExitCode {
         }
     };
     cli::init_tracing();
+    cli::raise_fd_limit();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
@@ -138,17 +137,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     let usage = |m: String| (exit::USAGE, m);
-    let secs = |flag: &str, v: f64| {
-        Duration::try_from_secs_f64(v)
-            .map_err(|_| usage(format!("{flag} must be a number of seconds")))
-    };
     if matches!(cli.mode, Mode::Ack) && cli.framing == Framing::Line && cli.ack_text.contains('\n')
     {
         return Err(usage(
             "--ack-text cannot contain a newline with --framing line".into(),
         ));
     }
-    let idle = secs("--idle-timeout", cli.idle_timeout)?;
+    let idle = cli.idle_timeout;
     let group = cli
         .socket_group
         .as_deref()
@@ -164,7 +159,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
         .max_frame(cli.max_frame)
         .max_connections(cli.max_connections)
         .idle_timeout((!idle.is_zero()).then_some(idle))
-        .shutdown_timeout(secs("--shutdown-timeout", cli.shutdown_timeout)?)
+        .shutdown_timeout(cli.shutdown_timeout)
         .socket_mode(cli.socket_mode)
         .socket_group(group)
         .access(AccessPolicy::new(
@@ -207,4 +202,19 @@ fn failure(e: ServerError) -> Failure {
         _ => exit::IO,
     };
     (code, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc_server::config::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT};
+
+    #[test]
+    fn flag_defaults_match_the_library_defaults() {
+        let cli = Cli::try_parse_from(["ipc-server"]).unwrap();
+        assert_eq!(cli.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(cli.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(cli.socket_mode, ipc_server::config::DEFAULT_SOCKET_MODE);
+        assert_eq!(cli.max_connections, DEFAULT_MAX_CONNECTIONS);
+    }
 }

@@ -370,6 +370,27 @@ mod tests {
     }
 
     #[test]
+    fn private_dir_must_be_ours() {
+        let me = nix::unistd::geteuid().as_raw();
+        if me == 0 {
+            // As root we can hand a directory to someone else and watch it be refused.
+            let base = tempfile::tempdir().unwrap();
+            let dir = base.path().join("ipc");
+            fs::create_dir(&dir).unwrap();
+            std::os::unix::fs::chown(&dir, Some(12345), None).unwrap();
+            let err = ensure_private_dir(&dir).unwrap_err().to_string();
+            assert!(
+                err.contains("owned by uid 12345, not by you (uid 0)"),
+                "{err}"
+            );
+        } else {
+            // Otherwise a directory root owns will do.
+            let err = ensure_private_dir(Path::new("/")).unwrap_err().to_string();
+            assert!(err.contains("owned by uid 0"), "{err}");
+        }
+    }
+
+    #[test]
     fn overlong_paths_are_refused() {
         let long = PathBuf::from(format!("/tmp/{}", "x".repeat(120)));
         assert!(matches!(

@@ -32,6 +32,17 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// Path of an example built by this package (`cargo test` builds the examples).
+pub fn example(name: &str) -> PathBuf {
+    let path = bin("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace`",
+        path.display()
+    );
+    path
+}
+
 /// Raises this process's open-file limit to its hard limit (children inherit it), so tests with
 /// a thousand connections do not trip over a low default.
 pub fn raise_fd_limit() {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ipc_client::{Client, ClientError, ClientOptions, Framing};
-use ipc_server::{Server, ServerConfig};
+use ipc_server::Server;
 
 async fn start(
     framing: Framing,
@@ -15,7 +15,11 @@ async fn start(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.sock");
-    let server = Server::bind(ServerConfig::new(&path).framing(framing), ipc_core::Echo).unwrap();
+    let server = Server::builder(ipc_core::Echo)
+        .socket(&path)
+        .framing(framing)
+        .bind()
+        .unwrap();
     let handle = server.handle();
     tokio::spawn(server.serve(std::future::pending()));
     (dir, path, handle)

@@ -147,3 +147,97 @@ where
         (self.f)(request, *ctx)
     }
 }
+
+/// Adapters available on every [`Handler`].
+pub trait HandlerExt: Handler + Sized {
+    /// Wraps the handler so that `f` sees every exchange (the context, the request and the
+    /// outcome) after it happens, without changing it: for logs, counters or metrics.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::Arc;
+    /// use ipc_core::{Echo, HandlerExt};
+    ///
+    /// let served = Arc::new(AtomicU64::new(0));
+    /// let counter = Arc::clone(&served);
+    /// let handler = Echo.inspect(move |_ctx, _request, outcome| {
+    ///     if outcome.is_ok() {
+    ///         counter.fetch_add(1, Ordering::Relaxed);
+    ///     }
+    /// });
+    /// # let _ = handler;
+    /// ```
+    fn inspect<F>(self, f: F) -> Inspect<Self, F>
+    where
+        F: Fn(&Context, &Bytes, &Result<Bytes, BoxError>) + Send + Sync + 'static,
+    {
+        Inspect { inner: self, f }
+    }
+}
+
+impl<H: Handler> HandlerExt for H {}
+
+/// A handler that reports every exchange of the one it wraps; see [`HandlerExt::inspect`].
+#[derive(Clone)]
+pub struct Inspect<H, F> {
+    inner: H,
+    f: F,
+}
+
+impl<H: std::fmt::Debug, F> std::fmt::Debug for Inspect<H, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inspect")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H, F> Handler for Inspect<H, F>
+where
+    H: Handler,
+    F: Fn(&Context, &Bytes, &Result<Bytes, BoxError>) + Send + Sync + 'static,
+{
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+        // Cloning `Bytes` shares the buffer; the request is not copied.
+        let seen = request.clone();
+        let outcome = self.inner.handle(request, ctx).await;
+        (self.f)(ctx, &seen, &outcome);
+        outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Echo;
+    use std::sync::Mutex;
+
+    #[tokio::test]
+    async fn inspect_sees_every_exchange_and_changes_nothing() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let h = Echo.inspect(move |ctx, req, out| {
+            log.lock().unwrap().push((
+                ctx.connection_id(),
+                req.clone(),
+                out.as_ref().ok().cloned(),
+            ));
+        });
+        let ctx = Context::new(3, PeerCredentials::new(1, 2, None));
+        let reply = h.handle(Bytes::from("a"), &ctx).await.unwrap();
+        assert_eq!(reply, "a");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(3, Bytes::from("a"), Some(Bytes::from("a")))]
+        );
+    }
+
+    #[tokio::test]
+    async fn closures_are_handlers() {
+        let h = handler_fn(|req: Bytes, ctx: Context| async move {
+            Ok::<_, BoxError>(Bytes::from(format!("{}:{}", ctx.peer().uid, req.len())))
+        });
+        let ctx = Context::new(1, PeerCredentials::new(42, 0, Some(9)));
+        assert_eq!(h.handle(Bytes::from("abc"), &ctx).await.unwrap(), "42:3");
+    }
+}

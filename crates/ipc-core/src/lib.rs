@@ -30,6 +30,8 @@ pub mod handlers;
 pub mod path;
 
 pub use framing::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing};
-pub use handler::{BoxError, Context, Handler, HandlerFn, PeerCredentials, handler_fn};
+pub use handler::{
+    BoxError, Context, Handler, HandlerExt, HandlerFn, Inspect, PeerCredentials, handler_fn,
+};
 pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};
 pub use path::{SOCKET_ENV, default_socket_dir, default_socket_path};

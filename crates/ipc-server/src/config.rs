@@ -17,7 +17,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default permission bits of the socket file: owner read and write only.
 pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
 
-/// Everything the server needs to know besides its handler.
+/// Everything the server needs to know besides its handler and its listening socket. Usually
+/// filled in through [`crate::Builder`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -57,54 +58,6 @@ impl ServerConfig {
             socket_group: None,
             access: AccessPolicy::default(),
         }
-    }
-
-    /// Sets [`ServerConfig::framing`].
-    pub fn framing(mut self, framing: Framing) -> Self {
-        self.framing = framing;
-        self
-    }
-
-    /// Sets [`ServerConfig::max_frame`].
-    pub fn max_frame(mut self, bytes: usize) -> Self {
-        self.max_frame = bytes;
-        self
-    }
-
-    /// Sets [`ServerConfig::max_connections`].
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n;
-        self
-    }
-
-    /// Sets [`ServerConfig::idle_timeout`].
-    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.idle_timeout = timeout;
-        self
-    }
-
-    /// Sets [`ServerConfig::shutdown_timeout`].
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
-        self
-    }
-
-    /// Sets [`ServerConfig::socket_mode`].
-    pub fn socket_mode(mut self, mode: u32) -> Self {
-        self.socket_mode = mode;
-        self
-    }
-
-    /// Sets [`ServerConfig::socket_group`].
-    pub fn socket_group(mut self, gid: Option<u32>) -> Self {
-        self.socket_group = gid;
-        self
-    }
-
-    /// Sets [`ServerConfig::access`].
-    pub fn access(mut self, access: AccessPolicy) -> Self {
-        self.access = access;
-        self
     }
 }
 

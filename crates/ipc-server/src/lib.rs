@@ -6,11 +6,10 @@
 //!
 //! ```no_run
 //! use ipc_core::Echo;
-//! use ipc_server::{Server, ServerConfig};
+//! use ipc_server::Server;
 //!
 //! # async fn run() -> Result<(), ipc_server::ServerError> {
-//! let config = ServerConfig::new("/tmp/demo.sock");
-//! let server = Server::bind(config, Echo)?;
+//! let server = Server::builder(Echo).socket("/tmp/demo.sock").bind()?;
 //! server
 //!     .serve(async {
 //!         let _ = tokio::signal::ctrl_c().await;
@@ -26,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+mod builder;
 pub mod config;
 pub mod error;
 mod listener;
@@ -35,6 +35,7 @@ pub mod signal;
 pub mod socket_file;
 
 pub use access::AccessPolicy;
+pub use builder::Builder;
 pub use config::ServerConfig;
 pub use error::ServerError;
 pub use ipc_core::{Ack, Context, Echo, Framing, Handler, PeerCredentials};

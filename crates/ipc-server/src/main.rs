@@ -135,44 +135,44 @@ fn run(cli: Cli) -> Result<(), Failure> {
     })
 }
 
+/// Settings from the flags, checked before anything touches the file system.
 fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
-    let usage = |m: String| (exit::USAGE, m);
     if matches!(cli.mode, Mode::Ack) && cli.framing == Framing::Line && cli.ack_text.contains('\n')
     {
-        return Err(usage(
+        return Err((
+            exit::USAGE,
             "--ack-text cannot contain a newline with --framing line".into(),
         ));
     }
-    let idle = cli.idle_timeout;
-    let group = cli
+    let mut config = ServerConfig::new(
+        cli.socket
+            .clone()
+            .unwrap_or_else(ipc_core::default_socket_path),
+    );
+    config.framing = cli.framing;
+    config.max_frame = cli.max_frame;
+    config.max_connections = cli.max_connections;
+    config.idle_timeout = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
+    config.shutdown_timeout = cli.shutdown_timeout;
+    config.socket_mode = cli.socket_mode;
+    config.socket_group = cli
         .socket_group
         .as_deref()
         .map(resolve_group)
         .transpose()
         .map_err(failure)?;
-    let path = cli
-        .socket
-        .clone()
-        .unwrap_or_else(ipc_core::default_socket_path);
-    Ok(ServerConfig::new(path)
-        .framing(cli.framing)
-        .max_frame(cli.max_frame)
-        .max_connections(cli.max_connections)
-        .idle_timeout((!idle.is_zero()).then_some(idle))
-        .shutdown_timeout(cli.shutdown_timeout)
-        .socket_mode(cli.socket_mode)
-        .socket_group(group)
-        .access(AccessPolicy::new(
-            cli.allow_uids.clone(),
-            cli.allow_gids.clone(),
-        )))
+    config.access = AccessPolicy::new(cli.allow_uids.clone(), cli.allow_gids.clone());
+    Ok(config)
 }
 
 async fn serve<H: Handler>(config: ServerConfig, handler: H) -> Result<(), Failure> {
     // Install the signal handlers before the socket exists, so no early signal is missed.
     let mut signals = ShutdownSignals::new()
         .map_err(|e| (exit::IO, format!("cannot install signal handlers: {e}")))?;
-    let server = Server::bind(config, handler).map_err(failure)?;
+    let server = Server::builder(handler)
+        .config(config)
+        .bind()
+        .map_err(failure)?;
     let handle = server.handle();
     tokio::spawn(async move {
         let first = signals.recv().await;

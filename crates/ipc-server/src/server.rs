@@ -1,5 +1,5 @@
-//! The public entry point: [`Server::bind`], then [`Server::serve`] until a shutdown future
-//! completes or a [`ShutdownHandle`] says so.
+//! The public entry point: [`Server::builder`] (or [`Server::bind`]), then [`Server::serve`]
+//! until a shutdown future completes or a [`ShutdownHandle`] says so.
 //!
 //! Shutdown, in order: stop accepting and remove the socket file (new clients see "nothing
 //! there" at once, and a new server may bind the path); tell every session to finish the
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::builder::Builder;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::listener::Listener;
@@ -31,11 +32,13 @@ pub struct Server<H> {
     handle: ShutdownHandle,
 }
 
-/// Stops a running server from anywhere: clone it, keep it, call it later.
+/// Stops a running server from anywhere, and waits for it to finish: clone it, keep it, call it
+/// later.
 #[derive(Debug, Clone, Default)]
 pub struct ShutdownHandle {
     shutdown: CancellationToken,
     force: CancellationToken,
+    stopped: CancellationToken,
 }
 
 impl ShutdownHandle {
@@ -49,19 +52,40 @@ impl ShutdownHandle {
         self.shutdown.cancel();
         self.force.cancel();
     }
+
+    /// Waits until [`Server::serve`] has finished: every connection closed and the socket file
+    /// removed. Returns at once if it already has.
+    pub async fn stopped(&self) {
+        self.stopped.cancelled().await;
+    }
+
+    /// Whether [`Server::serve`] has finished.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_cancelled()
+    }
 }
 
 impl<H: Handler> Server<H> {
-    /// Creates the socket file described by `config` and binds it. Needs no runtime.
-    ///
-    /// If the socket's directory is the default private one ([`ipc_core::default_socket_dir`]),
-    /// it is created `0700` and checked (owner, mode, not a link) first.
+    /// Starts configuring a server that answers with `handler`.
+    pub fn builder(handler: H) -> Builder<H> {
+        Builder::new(handler)
+    }
+
+    /// Binds a server at `config.socket_path`: shorthand for the [`Builder`] with a whole
+    /// [`ServerConfig`].
     ///
     /// # Errors
     ///
-    /// [`ServerError`]: invalid settings, a live server or a non-socket at the path, an unsafe
-    /// directory, or a failing system call.
+    /// As [`Builder::bind`].
     pub fn bind(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
+        Self::bind_path(config, handler)
+    }
+
+    /// Creates the socket file described by `config` and binds it.
+    ///
+    /// If the socket's directory is the default private one ([`ipc_core::default_socket_dir`]),
+    /// it is created `0700` and checked (owner, mode, not a link) first.
+    pub(crate) fn bind_path(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
         validate(&config)?;
         let private_dir = config.socket_path.parent() == Some(&ipc_core::default_socket_dir());
         let opts = BindOptions {
@@ -73,6 +97,26 @@ impl<H: Handler> Server<H> {
         Ok(Self {
             listener,
             socket_file: Some(file),
+            handler: Arc::new(handler),
+            config: Arc::new(config),
+            handle: ShutdownHandle::default(),
+        })
+    }
+
+    /// Serves a socket bound elsewhere; its file is never removed.
+    pub(crate) fn adopt(
+        listener: std::os::unix::net::UnixListener,
+        config: ServerConfig,
+        handler: H,
+    ) -> Result<Self, ServerError> {
+        validate(&config)?;
+        // A descriptor that is not a Unix socket fails here rather than at the first accept.
+        listener
+            .local_addr()
+            .map_err(|e| ServerError::io("use the inherited socket for", &config.socket_path, e))?;
+        Ok(Self {
+            listener,
+            socket_file: None,
             handler: Arc::new(handler),
             config: Arc::new(config),
             handle: ShutdownHandle::default(),
@@ -108,6 +152,7 @@ impl<H: Handler> Server<H> {
             config,
             handle,
         } = self;
+        let _stopped = handle.stopped.clone().drop_guard();
         let path = config.socket_path.clone();
         listener
             .set_nonblocking(true)

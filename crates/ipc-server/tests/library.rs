@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ipc_core::{BoxError, Context, Handler};
-use ipc_server::{Server, ServerConfig};
+use ipc_server::Server;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -38,7 +38,7 @@ async fn connect(path: &std::path::Path) -> BufReader<UnixStream> {
 async fn failing_and_panicking_handlers_end_only_their_connection() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lib.sock");
-    let server = Server::bind(ServerConfig::new(&path), Moody).unwrap();
+    let server = Server::builder(Moody).socket(&path).bind().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(server.serve(async {
         let _ = stopped.await;
@@ -88,7 +88,10 @@ async fn failing_and_panicking_handlers_end_only_their_connection() {
 async fn the_handle_stops_the_server_and_open_connections_close() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.sock");
-    let server = Server::bind(ServerConfig::new(&path), ipc_core::Echo).unwrap();
+    let server = Server::builder(ipc_core::Echo)
+        .socket(&path)
+        .bind()
+        .unwrap();
     let handle = server.handle();
     let running = tokio::spawn(server.serve(std::future::pending()));
     let mut client = connect(&path).await;

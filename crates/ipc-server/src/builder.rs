@@ -1,0 +1,154 @@
+//! [`Builder`]: where the server listens (a path, an already-bound listener, or an inherited file
+//! descriptor), its settings, and its handler.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipc_core::{Framing, Handler};
+
+use crate::access::AccessPolicy;
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::server::Server;
+
+/// Where the listening socket comes from.
+#[derive(Debug)]
+enum Source {
+    /// Create the socket file at `config.socket_path` (and remove it on exit).
+    Path,
+    /// Serve a socket someone else created; its file is theirs and is never removed.
+    Listener(UnixListener),
+}
+
+/// Configures and binds a [`Server`]. Start with [`Server::builder`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use ipc_core::{Echo, Framing};
+/// use ipc_server::Server;
+///
+/// # fn main() -> Result<(), ipc_server::ServerError> {
+/// let server = Server::builder(Echo)
+///     .socket("/run/myapp/control.sock")
+///     .framing(Framing::Length)
+///     .max_connections(64)
+///     .idle_timeout(Some(Duration::from_secs(30)))
+///     .socket_mode(0o660)
+///     .bind()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `bind` is called"]
+pub struct Builder<H> {
+    handler: H,
+    config: ServerConfig,
+    source: Source,
+}
+
+impl<H: Handler> Builder<H> {
+    pub(crate) fn new(handler: H) -> Self {
+        Self {
+            handler,
+            config: ServerConfig::new(ipc_core::default_socket_path()),
+            source: Source::Path,
+        }
+    }
+
+    /// Listens on a socket file at `path` [default: [`ipc_core::default_socket_path`]].
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.socket_path = path.into();
+        self.source = Source::Path;
+        self
+    }
+
+    /// Serves an already-bound, listening socket. Its file (if any) belongs to whoever bound it:
+    /// the server never removes it, and the socket mode and group settings do not apply.
+    pub fn listener(mut self, listener: UnixListener) -> Self {
+        if let Some(path) = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(PathBuf::from))
+        {
+            self.config.socket_path = path;
+        }
+        self.source = Source::Listener(listener);
+        self
+    }
+
+    /// Serves an inherited listening socket, such as one passed by a service manager. As with
+    /// [`Builder::listener`], its file is never removed.
+    pub fn fd(self, fd: OwnedFd) -> Self {
+        self.listener(UnixListener::from(fd))
+    }
+
+    /// Replaces every setting at once (the listening source is kept).
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets [`ServerConfig::framing`].
+    pub fn framing(mut self, framing: Framing) -> Self {
+        self.config.framing = framing;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_frame`].
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_connections`].
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.config.max_connections = n;
+        self
+    }
+
+    /// Sets [`ServerConfig::idle_timeout`].
+    pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::shutdown_timeout`].
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::socket_mode`].
+    pub fn socket_mode(mut self, mode: u32) -> Self {
+        self.config.socket_mode = mode;
+        self
+    }
+
+    /// Sets [`ServerConfig::socket_group`].
+    pub fn socket_group(mut self, gid: Option<u32>) -> Self {
+        self.config.socket_group = gid;
+        self
+    }
+
+    /// Sets [`ServerConfig::access`].
+    pub fn access(mut self, access: AccessPolicy) -> Self {
+        self.config.access = access;
+        self
+    }
+
+    /// Creates the socket (or checks the one given) and returns the server, ready to
+    /// [`serve`](Server::serve). Needs no runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError`]: invalid settings, a live server or a non-socket at the path, an unsafe
+    /// directory, a given descriptor that is not a Unix stream listener, or a failing system call.
+    pub fn bind(self) -> Result<Server<H>, ServerError> {
+        match self.source {
+            Source::Path => Server::bind_path(self.config, self.handler),
+            Source::Listener(listener) => Server::adopt(listener, self.config, self.handler),
+        }
+    }
+}

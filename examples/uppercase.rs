@@ -1,0 +1,34 @@
+//! A custom handler in a few lines: every reply is the request in upper case.
+//!
+//! Run it:    cargo run -p ipc-tests --example uppercase -- /tmp/upper.sock
+//! Talk to it: cargo run -p ipc-client -- --socket /tmp/upper.sock send hello   (prints HELLO)
+//! Stop it with Ctrl-C (or SIGTERM): the socket file is removed.
+
+use bytes::Bytes;
+use ipc_core::{BoxError, Context, Handler};
+use ipc_server::Server;
+use ipc_server::signal::ShutdownSignals;
+
+struct Uppercase;
+
+impl Handler for Uppercase {
+    async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+        Ok(Bytes::from(request.to_ascii_uppercase()))
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args()
+        .nth(1)
+        .map_or_else(ipc_core::default_socket_path, Into::into);
+    let mut signals = ShutdownSignals::new()?;
+    let server = Server::builder(Uppercase).socket(&path).bind()?;
+    println!("uppercase server on {}", path.display());
+    server
+        .serve(async move {
+            signals.recv().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -4,6 +4,11 @@
 //! The binaries come from the same target directory as the test executable; `cargo test
 //! --workspace` builds them before running the tests.
 
+// The README's Rust examples are compiled as doc tests of this crate, so they stay true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;

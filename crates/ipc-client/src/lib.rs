@@ -1,16 +1,25 @@
 //! An async client for `ipc-server`: connect to a Unix domain socket, send messages, read the
 //! replies.
 //!
-//! ```no_run
-//! # async fn run() -> Result<(), ipc_client::ClientError> {
-//! // One message, one reply, connection closed.
-//! let reply = ipc_client::send("/tmp/demo.sock", "hello").await?;
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("demo.sock");
+//! # let server = ipc_server::Server::builder(ipc_core::Echo).socket(&path).bind()?;
+//! # let handle = server.handle();
+//! # tokio::spawn(server.serve(std::future::pending()));
+//! // With an echo server at `path`:
+//! // one message, one reply, connection closed...
+//! let reply = ipc_client::send(&path, "hello").await?;
 //! assert_eq!(reply, "hello");
 //!
-//! // Many exchanges on one connection.
-//! let mut client = ipc_client::Client::connect("/tmp/demo.sock").await?;
-//! let a = client.request("one").await?;
+//! // ...or many exchanges on one connection, one at a time or as a pipelined batch.
+//! let mut client = ipc_client::Client::connect(&path).await?;
+//! assert_eq!(client.request("one").await?, "one");
 //! let replies = client.pipeline(["two", "three"]).await?;
+//! assert_eq!(replies, ["two", "three"]);
+//! # handle.shutdown();
 //! # Ok(())
 //! # }
 //! ```

@@ -4,17 +4,31 @@
 //! connect, removal on exit), runs one task per connection with replies in order, enforces limits
 //! on frames, connections and idle time, checks peer credentials, and shuts down gracefully.
 //!
-//! ```no_run
+//! ```
 //! use ipc_core::Echo;
 //! use ipc_server::Server;
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
-//! # async fn run() -> Result<(), ipc_server::ServerError> {
-//! let server = Server::builder(Echo).socket("/tmp/demo.sock").bind()?;
-//! server
-//!     .serve(async {
-//!         let _ = tokio::signal::ctrl_c().await;
-//!     })
-//!     .await?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("demo.sock");
+//! let server = Server::builder(Echo).socket(&path).bind()?;
+//! let handle = server.handle();
+//! let serving = tokio::spawn(server.serve(async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! }));
+//!
+//! // Any client that writes lines gets them back.
+//! let mut conn = tokio::net::UnixStream::connect(&path).await?;
+//! conn.write_all(b"hello\n").await?;
+//! let mut reply = [0; 6];
+//! conn.read_exact(&mut reply).await?;
+//! assert_eq!(&reply, b"hello\n");
+//!
+//! handle.shutdown(); // or Ctrl-C
+//! serving.await??;
+//! assert!(!path.exists(), "the socket file is gone");
 //! # Ok(())
 //! # }
 //! ```

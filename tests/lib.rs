@@ -94,12 +94,11 @@ impl TestServer {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        Command::new(bin("ipc-server"))
+        clean_env(&mut Command::new(bin("ipc-server")))
             .arg("--socket")
             .arg(&self.path)
             .args(args)
             .env("RUST_LOG", "debug")
-            .env_remove("IPC_SOCKET")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -179,14 +178,24 @@ impl Drop for TestServer {
 
 /// Runs `ipc-client --socket PATH ARGS...` and returns its output.
 pub fn client(path: &Path, args: &[&str]) -> Output {
-    Command::new(bin("ipc-client"))
+    clean_env(&mut Command::new(bin("ipc-client")))
         .arg("--socket")
         .arg(path)
         .args(args)
-        .env_remove("IPC_SOCKET")
         .stdin(Stdio::null())
         .output()
         .expect("run ipc-client")
+}
+
+/// Removes every `IPC_*` variable of the caller's environment, so a developer's settings cannot
+/// change what a test sees.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("IPC_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
 }
 
 /// A raw connection with read and write timeouts of [`PATIENCE`].

@@ -2,7 +2,6 @@
 //! for one.
 
 use std::io;
-use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -213,10 +212,8 @@ fn connect_error(path: &Path, e: io::Error) -> ClientError {
         io::ErrorKind::NotFound => ClientError::NoSocket { path },
         io::ErrorKind::ConnectionRefused => {
             // Linux also refuses a connect to a regular file: tell the two apart.
-            match std::fs::symlink_metadata(&path) {
-                Ok(m) if !m.file_type().is_socket() && !m.file_type().is_symlink() => {
-                    ClientError::NotASocket { path }
-                }
+            match ipc_core::probe(&path) {
+                Ok(ipc_core::PathState::NotASocket(_)) => ClientError::NotASocket { path },
                 _ => ClientError::Refused { path },
             }
         }

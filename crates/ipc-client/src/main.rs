@@ -1,21 +1,23 @@
-//! `ipc-client`: send a message to an `ipc-server` and print the reply. Thin over the library.
+//! `ipc-client`: send messages to an `ipc-server` and print the replies, or check whether one is
+//! there. Thin over the library.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use ipc_client::{ClientError, ClientOptions};
-use ipc_core::cli::{self, exit};
-use ipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing};
+use ipc_client::{Client, ClientError, ClientOptions};
+use ipc_core::cli::{self, LogArgs, exit};
+use ipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing, PathState};
 
 /// Send messages to an ipc-server over its Unix domain socket.
 ///
-/// Exit codes: 0 success; 64 bad usage; 65 the message does not fit the framing; 66 nothing at
-/// the socket path; 69 stale socket (connection refused); 74 other I/O error; 75 timeout; 76 the
-/// server closed without replying or sent a bad reply; 77 permission denied; 78 the path is not
-/// a socket.
+/// Exit codes (sysexits): 0 success (ping: a server is live); 64 bad usage; 65 the message does
+/// not fit the framing; 66 nothing at the socket path; 69 unavailable: a stale socket, connection
+/// refused; 74 other I/O error; 75 timeout; 76 protocol: the server closed without replying or
+/// sent a bad reply; 77 permission denied; 78 the path is not a socket.
 #[derive(Debug, Parser)]
 #[command(version, max_term_width = 100)]
 struct Cli {
@@ -24,16 +26,32 @@ struct Cli {
     socket: Option<PathBuf>,
 
     /// How messages are delimited; must match the server.
-    #[arg(long, global = true, value_enum, default_value_t = Framing::Line)]
+    #[arg(long, global = true, value_enum, default_value_t = Framing::Line, env = "IPC_FRAMING")]
     framing: Framing,
 
-    /// Seconds to wait for the connection and the reply (0 = for ever).
-    #[arg(long, global = true, default_value = "5", value_parser = cli::parse_secs, value_name = "SECS")]
+    /// Seconds to wait for the connection and the replies (0 = for ever).
+    #[arg(
+        long,
+        global = true,
+        default_value = "5",
+        value_parser = cli::parse_secs,
+        value_name = "SECS",
+        env = "IPC_TIMEOUT"
+    )]
     timeout: Duration,
 
     /// Largest message sent or reply accepted, in bytes.
-    #[arg(long, global = true, default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES")]
+    #[arg(
+        long,
+        global = true,
+        default_value_t = DEFAULT_MAX_FRAME,
+        value_name = "BYTES",
+        env = "IPC_MAX_FRAME"
+    )]
     max_frame: usize,
+
+    #[command(flatten)]
+    log: LogArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -41,12 +59,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Send one message and print the reply, followed by a newline.
+    /// Send messages over one connection and print each reply on its own line.
+    ///
+    /// `-` reads one message from stdin (with line framing, one trailing newline is dropped).
     Send {
-        /// The message (sent as given, without a trailing newline of its own).
-        message: String,
+        /// The messages, sent in order; `-` is stdin.
+        #[arg(required = true, value_name = "MESSAGE")]
+        messages: Vec<String>,
+
+        /// Write the reply bytes exactly as received, with no newline added.
+        #[arg(long)]
+        raw: bool,
     },
+    /// Tell whether a server answers at the socket path: prints live, stale socket, not a
+    /// socket, or nothing there; the exit code says the same (0, 69, 78, 66).
+    #[command(visible_alias = "status")]
+    Ping,
+    /// Print a shell completion script (for example: ipc-client completions zsh).
+    Completions {
+        /// The shell.
+        shell: cli::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
+
+type Failure = (u8, String);
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -60,9 +98,9 @@ fn main() -> ExitCode {
             });
         }
     };
-    cli::init_tracing_quiet();
+    cli.log.init("warn");
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err((code, message)) => {
             eprintln!("ipc-client: {message}");
             ExitCode::from(code)
@@ -70,32 +108,96 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), (u8, String)> {
-    let timeout = cli.timeout;
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let path = cli.socket.unwrap_or_else(ipc_core::default_socket_path);
     let options = ClientOptions::default()
         .framing(cli.framing)
         .max_frame(cli.max_frame)
-        .timeout((!timeout.is_zero()).then_some(timeout));
-    let path = cli.socket.unwrap_or_else(ipc_core::default_socket_path);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))?;
+        .timeout((!cli.timeout.is_zero()).then_some(cli.timeout));
+    let mut out = std::io::stdout().lock();
+    let io_failure = |e: std::io::Error| (exit::IO, format!("cannot write to stdout: {e}"));
     match cli.command {
-        Command::Send { message } => {
-            let reply = runtime
-                .block_on(ipc_client::send_with(&path, message, options))
+        Command::Send { messages, raw } => {
+            let messages = read_messages(messages, cli.framing)?;
+            let replies = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))?
+                .block_on(exchange(&path, messages, options))
                 .map_err(failure)?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&reply)
-                .and_then(|()| out.write_all(b"\n"))
-                .and_then(|()| out.flush())
-                .map_err(|e| (exit::IO, format!("cannot write the reply: {e}")))
+            for reply in replies {
+                out.write_all(&reply).map_err(io_failure)?;
+                if !raw {
+                    out.write_all(b"\n").map_err(io_failure)?;
+                }
+            }
+            out.flush().map_err(io_failure)?;
+            Ok(exit::OK)
+        }
+        Command::Ping => {
+            let (line, code) = match ipc_core::probe(&path) {
+                Ok(PathState::Live) => ("live", exit::OK),
+                Ok(PathState::Stale) => ("stale socket", exit::UNAVAILABLE),
+                Ok(PathState::NotASocket(_)) => ("not a socket", exit::NOT_A_SOCKET),
+                Ok(PathState::Missing) => ("nothing there", exit::NO_SOCKET),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    ("permission denied", exit::NO_PERMISSION)
+                }
+                Err(e) => return Err((exit::IO, format!("cannot probe {}: {e}", path.display()))),
+            };
+            writeln!(out, "{line}: {}", path.display()).map_err(io_failure)?;
+            Ok(code)
+        }
+        Command::Completions { shell } => {
+            cli::write_completions::<Cli>(shell, &mut out).map_err(io_failure)?;
+            Ok(exit::OK)
+        }
+        Command::Man => {
+            cli::write_man::<Cli>(&mut out).map_err(io_failure)?;
+            Ok(exit::OK)
         }
     }
 }
 
-fn failure(e: ClientError) -> (u8, String) {
+/// The messages to send, with `-` replaced by stdin.
+fn read_messages(args: Vec<String>, framing: Framing) -> Result<Vec<Bytes>, Failure> {
+    let mut stdin_used = false;
+    args.into_iter()
+        .map(|arg| {
+            if arg != "-" {
+                return Ok(Bytes::from(arg));
+            }
+            if std::mem::replace(&mut stdin_used, true) {
+                return Err((exit::USAGE, "`-` (stdin) can be given only once".to_owned()));
+            }
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| (exit::IO, format!("cannot read stdin: {e}")))?;
+            if framing == Framing::Line && buf.last() == Some(&b'\n') {
+                buf.pop();
+            }
+            Ok(Bytes::from(buf))
+        })
+        .collect()
+}
+
+/// One connection: a single message is a plain request, several are pipelined.
+async fn exchange(
+    path: &std::path::Path,
+    messages: Vec<Bytes>,
+    options: ClientOptions,
+) -> Result<Vec<Bytes>, ClientError> {
+    if let [message] = messages.as_slice() {
+        return Ok(vec![
+            ipc_client::send_with(path, message.clone(), options).await?,
+        ]);
+    }
+    let mut client = Client::connect_with(path, options).await?;
+    client.pipeline(messages).await
+}
+
+fn failure(e: ClientError) -> Failure {
     let code = match &e {
         ClientError::NoSocket { .. } => exit::NO_SOCKET,
         ClientError::Refused { .. } => exit::UNAVAILABLE,
@@ -113,10 +215,16 @@ fn failure(e: ClientError) -> (u8, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
     fn timeout_default_matches_the_library_default() {
         let cli = Cli::try_parse_from(["ipc-client", "send", "x"]).unwrap();
         assert_eq!(cli.timeout, ipc_client::DEFAULT_TIMEOUT);
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

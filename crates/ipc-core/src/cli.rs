@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+pub use clap_complete::Shell;
+
 /// Exit codes of the binaries. Both use the same numbers for the same kind of failure.
 pub mod exit {
     /// Success.
@@ -53,30 +55,110 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// Sets up `tracing` output on stderr, filtered by `RUST_LOG` (default: `info`).
-pub fn init_tracing() {
-    init_tracing_with("info");
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
 }
 
-/// Sets up `tracing` output on stderr, filtered by `RUST_LOG` (default: warnings only), for
-/// commands whose stdout and stderr are read by scripts.
-pub fn init_tracing_quiet() {
-    init_tracing_with("warn");
+/// The logging flags both binaries take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "IPC_LOG_FORMAT", global = true)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG directives still apply on top.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings and errors only, -qq errors only, -qqq nothing).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
 }
 
-fn init_tracing_with(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+/// Log levels from quietest to loudest; `LEVELS[i]` is the filter for verbosity `i`.
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+impl LogArgs {
+    /// The default filter level after `-v`/`-q`, starting from `base` (an entry of `LEVELS`).
+    pub fn level(&self, base: &str) -> &'static str {
+        let start = LEVELS.iter().position(|l| *l == base).unwrap_or(3) as i32;
+        let i = (start + i32::from(self.verbose) - i32::from(self.quiet)).clamp(0, 5);
+        LEVELS[i as usize]
+    }
+
+    /// Sets up `tracing` on stderr: the level from `base` adjusted by `-v`/`-q`, then any
+    /// `RUST_LOG` directives on top, in the chosen format. Colours only on a terminal.
+    pub fn init(&self, base: &str) {
+        let directives = std::env::var("RUST_LOG").unwrap_or_default();
+        let filter = tracing_subscriber::EnvFilter::builder()
+            .with_default_directive(
+                self.level(base)
+                    .parse()
+                    .unwrap_or_else(|_| tracing_subscriber::filter::LevelFilter::INFO.into()),
+            )
+            .parse_lossy(directives);
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.log_format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => builder
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init(),
+        }
+    }
+}
+
+/// Writes a completion script for `shell` of the binary whose command-line is `C`.
+///
+/// # Errors
+///
+/// Writing to `out` failed.
+pub fn write_completions<C: clap::CommandFactory>(
+    shell: clap_complete::Shell,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut cmd = C::command();
+    let name = cmd.get_name().to_owned();
+    // Generate into memory first: `generate` panics if its writer fails (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, name, &mut script);
+    out.write_all(&script)?;
+    out.flush()
+}
+
+/// Writes the man page (roff) of the binary whose command-line is `C`.
+///
+/// # Errors
+///
+/// Writing to `out` failed.
+pub fn write_man<C: clap::CommandFactory>(out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    clap_mangen::Man::new(C::command()).render(out)?;
+    out.flush()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verbosity_moves_the_level_and_stays_in_range() {
+        let args = |verbose, quiet| LogArgs {
+            log_format: LogFormat::Text,
+            verbose,
+            quiet,
+        };
+        assert_eq!(args(0, 0).level("info"), "info");
+        assert_eq!(args(1, 0).level("info"), "debug");
+        assert_eq!(args(9, 0).level("info"), "trace");
+        assert_eq!(args(0, 1).level("info"), "warn");
+        assert_eq!(args(0, 9).level("warn"), "off");
+    }
 
     #[test]
     fn seconds_parse_with_fractions_and_reject_junk() {

@@ -34,4 +34,4 @@ pub use handler::{
     BoxError, Context, Handler, HandlerExt, HandlerFn, Inspect, PeerCredentials, handler_fn,
 };
 pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};
-pub use path::{SOCKET_ENV, default_socket_dir, default_socket_path};
+pub use path::{FileKind, PathState, SOCKET_ENV, default_socket_dir, default_socket_path, probe};

@@ -67,11 +67,7 @@ impl<H: Handler> Builder<H> {
     /// Serves an already-bound, listening socket. Its file (if any) belongs to whoever bound it:
     /// the server never removes it, and the socket mode and group settings do not apply.
     pub fn listener(mut self, listener: UnixListener) -> Self {
-        if let Some(path) = listener
-            .local_addr()
-            .ok()
-            .and_then(|a| a.as_pathname().map(PathBuf::from))
-        {
+        if let Some(path) = crate::activation::listener_path(&listener) {
             self.config.socket_path = path;
         }
         self.source = Source::Listener(listener);

@@ -39,6 +39,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod activation;
 mod builder;
 pub mod config;
 pub mod error;

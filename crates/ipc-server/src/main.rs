@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use ipc_core::cli::{self, exit};
+use clap::{Parser, Subcommand, ValueEnum};
+use ipc_core::cli::{self, LogArgs, exit};
 use ipc_core::{Ack, DEFAULT_ACK_TEXT, DEFAULT_MAX_FRAME, Echo, Framing, Handler};
+use ipc_server::activation;
 use ipc_server::config::{DEFAULT_MAX_CONNECTIONS, parse_mode};
 use ipc_server::signal::ShutdownSignals;
 use ipc_server::socket_file::resolve_group;
@@ -16,16 +17,17 @@ use tracing::{info, warn};
 /// Serve a Unix domain socket: every message gets a reply from the chosen handler.
 ///
 /// Stops gracefully on SIGINT or SIGTERM (a second one forces an immediate exit), and removes
-/// its socket file on the way out.
+/// its socket file on the way out. Under systemd it serves an activated socket (LISTEN_FDS) and
+/// reports readiness (NOTIFY_SOCKET).
 ///
 /// Exit codes: 0 stopped cleanly; 64 bad flag or setting; 73 a running server holds the path;
 /// 74 other I/O error; 77 unsafe socket directory or permission denied; 78 the path exists and is
 /// not a socket.
 #[derive(Debug, Parser)]
-#[command(version, max_term_width = 100)]
+#[command(version, max_term_width = 100, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// What to answer: `echo` replies with the message, `ack` with a fixed text.
-    #[arg(long, value_enum, default_value_t = Mode::Echo)]
+    #[arg(long, value_enum, default_value_t = Mode::Echo, env = "IPC_MODE")]
     mode: Mode,
 
     /// Socket path [default: $XDG_RUNTIME_DIR/ipc/ipc.sock, else /tmp/ipc-<uid>/ipc.sock].
@@ -33,49 +35,90 @@ struct Cli {
     socket: Option<PathBuf>,
 
     /// How messages are delimited: `line` (up to `\n`) or `length` (4-byte big-endian length).
-    #[arg(long, value_enum, default_value_t = Framing::Line)]
+    #[arg(long, value_enum, default_value_t = Framing::Line, env = "IPC_FRAMING")]
     framing: Framing,
 
     /// The reply of `--mode ack`.
-    #[arg(long, default_value = DEFAULT_ACK_TEXT, value_name = "TEXT")]
+    #[arg(long, default_value = DEFAULT_ACK_TEXT, value_name = "TEXT", env = "IPC_ACK_TEXT")]
     ack_text: String,
 
     /// Largest message accepted or sent, in bytes; a bigger one closes its connection.
-    #[arg(long, default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES")]
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES", env = "IPC_MAX_FRAME")]
     max_frame: usize,
 
     /// Most connections open at once; further clients wait in the kernel's backlog.
-    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_CONNECTIONS,
+        value_name = "N",
+        env = "IPC_MAX_CONNECTIONS"
+    )]
     max_connections: usize,
 
     /// Close a connection that sends no complete message, or takes no reply, for this many
     /// seconds (0 = never).
-    #[arg(long, default_value = "60", value_parser = cli::parse_secs, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value = "60",
+        value_parser = cli::parse_secs,
+        value_name = "SECS",
+        env = "IPC_IDLE_TIMEOUT"
+    )]
     idle_timeout: Duration,
 
     /// Seconds connections get to finish after SIGINT/SIGTERM before they are dropped.
-    #[arg(long, default_value = "10", value_parser = cli::parse_secs, value_name = "SECS")]
+    #[arg(
+        long,
+        default_value = "10",
+        value_parser = cli::parse_secs,
+        value_name = "SECS",
+        env = "IPC_SHUTDOWN_TIMEOUT"
+    )]
     shutdown_timeout: Duration,
 
-    /// Permission bits of the socket file, in octal.
-    #[arg(long, default_value = "0600", value_parser = parse_mode, value_name = "OCTAL")]
+    /// Permission bits of the socket file, in octal (not applied to a systemd socket).
+    #[arg(
+        long,
+        default_value = "0600",
+        value_parser = parse_mode,
+        value_name = "OCTAL",
+        env = "IPC_SOCKET_MODE"
+    )]
     socket_mode: u32,
 
     /// Group of the socket file, by name or number (give it access with --socket-mode 0660).
-    #[arg(long, value_name = "NAME|GID")]
+    #[arg(long, value_name = "NAME|GID", env = "IPC_SOCKET_GROUP")]
     socket_group: Option<String>,
 
-    /// Admit only peers with this user id (repeatable; checked with SO_PEERCRED).
-    #[arg(long = "allow-uid", value_name = "UID")]
+    /// Admit only peers with this user id (repeatable, or comma-separated in the variable;
+    /// checked with SO_PEERCRED).
+    #[arg(
+        long = "allow-uid",
+        value_name = "UID",
+        env = "IPC_ALLOW_UID",
+        value_delimiter = ','
+    )]
     allow_uids: Vec<u32>,
 
-    /// Admit only peers with this group id (repeatable; a peer matching either list is admitted).
-    #[arg(long = "allow-gid", value_name = "GID")]
+    /// Admit only peers with this group id (repeatable; a peer matching either list is
+    /// admitted).
+    #[arg(
+        long = "allow-gid",
+        value_name = "GID",
+        env = "IPC_ALLOW_GID",
+        value_delimiter = ','
+    )]
     allow_gids: Vec<u32>,
 
     /// Runtime worker threads (1 runs everything on one thread) [default: number of CPUs].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", env = "IPC_WORKERS")]
     workers: Option<usize>,
+
+    #[command(flatten)]
+    log: LogArgs,
+
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -84,6 +127,17 @@ enum Mode {
     Echo,
     /// Reply with a fixed text.
     Ack,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a shell completion script (for example: ipc-server completions bash).
+    Completions {
+        /// The shell.
+        shell: cli::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -98,7 +152,23 @@ fn main() -> ExitCode {
             });
         }
     };
-    cli::init_tracing();
+    let printed = match cli.command {
+        Some(Command::Completions { shell }) => {
+            Some(cli::write_completions::<Cli>(shell, &mut std::io::stdout()))
+        }
+        Some(Command::Man) => Some(cli::write_man::<Cli>(&mut std::io::stdout())),
+        None => None,
+    };
+    if let Some(result) = printed {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ipc-server: {e}");
+                ExitCode::from(exit::IO)
+            }
+        };
+    }
+    cli.log.init("info");
     cli::raise_fd_limit();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,6 +183,8 @@ type Failure = (u8, String);
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let config = config(&cli)?;
+    // Take an activated socket before any thread starts.
+    let inherited = activation::systemd_listener().map_err(failure)?;
     let workers = cli
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -129,8 +201,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
     .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
         match cli.mode {
-            Mode::Echo => serve(config, Echo).await,
-            Mode::Ack => serve(config, Ack::new(cli.ack_text)).await,
+            Mode::Echo => serve(config, inherited, Echo).await,
+            Mode::Ack => serve(config, inherited, Ack::new(cli.ack_text)).await,
         }
     })
 }
@@ -165,14 +237,21 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     Ok(config)
 }
 
-async fn serve<H: Handler>(config: ServerConfig, handler: H) -> Result<(), Failure> {
+async fn serve<H: Handler>(
+    config: ServerConfig,
+    inherited: Option<std::os::unix::net::UnixListener>,
+    handler: H,
+) -> Result<(), Failure> {
     // Install the signal handlers before the socket exists, so no early signal is missed.
     let mut signals = ShutdownSignals::new()
         .map_err(|e| (exit::IO, format!("cannot install signal handlers: {e}")))?;
-    let server = Server::builder(handler)
-        .config(config)
-        .bind()
-        .map_err(failure)?;
+    let builder = Server::builder(handler).config(config);
+    let builder = match inherited {
+        // systemd owns that socket file: it is served, never created or removed here.
+        Some(listener) => builder.listener(listener),
+        None => builder,
+    };
+    let server = builder.bind().map_err(failure)?;
     let handle = server.handle();
     tokio::spawn(async move {
         let first = signals.recv().await;
@@ -180,11 +259,14 @@ async fn serve<H: Handler>(config: ServerConfig, handler: H) -> Result<(), Failu
             signal = first,
             "shutting down gracefully (send it again to force)"
         );
+        activation::notify_stopping();
         handle.shutdown();
         let second = signals.recv().await;
         warn!(signal = second, "second signal: dropping connections now");
         handle.force();
     });
+    // The socket is bound and listening: connections queue from here on.
+    activation::notify_ready();
     server.serve(std::future::pending()).await.map_err(failure)
 }
 
@@ -207,6 +289,7 @@ fn failure(e: ServerError) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
     use ipc_server::config::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT};
 
     #[test]
@@ -216,5 +299,10 @@ mod tests {
         assert_eq!(cli.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         assert_eq!(cli.socket_mode, ipc_server::config::DEFAULT_SOCKET_MODE);
         assert_eq!(cli.max_connections, DEFAULT_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }

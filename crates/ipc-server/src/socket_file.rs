@@ -7,7 +7,9 @@
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
+
+use ipc_core::PathState;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -110,32 +112,16 @@ pub fn bind(path: &Path, opts: BindOptions) -> Result<(UnixListener, SocketFile)
 /// [`ServerError::InUse`] when a server answers there, [`ServerError::NotASocket`] when the path
 /// is anything but a socket, [`ServerError::Io`] when it cannot be inspected or removed.
 pub fn reclaim(path: &Path) -> Result<(), ServerError> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(ServerError::io("inspect", path, e)),
-    };
-    let ft = meta.file_type();
-    if !ft.is_socket() {
-        let kind = if ft.is_symlink() {
-            "a symbolic link"
-        } else if ft.is_dir() {
-            "a directory"
-        } else if ft.is_file() {
-            "a regular file"
-        } else {
-            "a special file"
-        };
-        return Err(ServerError::NotASocket {
-            path: path.to_owned(),
-            kind,
-        });
-    }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(ServerError::InUse {
+    match ipc_core::probe(path) {
+        Ok(PathState::Missing) => Ok(()),
+        Ok(PathState::Live) => Err(ServerError::InUse {
             path: path.to_owned(),
         }),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+        Ok(PathState::NotASocket(kind)) => Err(ServerError::NotASocket {
+            path: path.to_owned(),
+            kind: kind.describe(),
+        }),
+        Ok(PathState::Stale) => {
             match fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -280,6 +266,7 @@ pub fn resolve_group(group: &str) -> Result<u32, ServerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixStream;
 
     const OPTS: BindOptions = BindOptions {
         mode: 0o600,

@@ -1,0 +1,238 @@
+//! Running as a daemon and from scripts: systemd socket activation and readiness, log formats
+//! and verbosity, completions and man pages, environment variables, and the scriptable client
+//! (`send -`, several messages, `--raw`, `ping`).
+
+use std::io::Write;
+use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::process::{Command, Stdio};
+
+use ipc_tests::*;
+
+/// Runs ipc-server as systemd would: a listening socket on fd 3, LISTEN_FDS=1 and LISTEN_PID
+/// naming the server's own process (Python keeps its pid across exec).
+#[test]
+fn serves_a_socket_activated_listener_and_never_unlinks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("activated.sock");
+    let log = dir.path().join("log");
+    let script = r#"
+import os, socket, sys
+path, binary, log = sys.argv[1], sys.argv[2], sys.argv[3]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(16)
+os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)  # dup2 onto itself keeps close-on-exec
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+err = os.open(log, os.O_WRONLY | os.O_CREAT)
+os.dup2(err, 2)
+os.execv(binary, [binary, "--mode", "ack", "--socket", "/nonexistent/ignored.sock"])
+"#;
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .arg(bin("ipc-server"))
+        .arg(&log)
+        .env("RUST_LOG", "debug")
+        .spawn()
+        .unwrap();
+    let out = {
+        let mut got = None;
+        wait_until("the activated server answers", || {
+            let out = client(&path, &["--timeout", "1", "send", "x"]);
+            let ok = out.status.success();
+            got = Some(out);
+            ok
+        });
+        got.unwrap()
+    };
+    assert_eq!(out.stdout, "Mensagem recebida!\n".as_bytes());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    // systemd owns the socket file: it is still there.
+    assert!(path.exists(), "the activated socket was unlinked");
+    assert!(!std::path::Path::new("/nonexistent/ignored.sock").exists());
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.contains("using the socket passed by systemd"), "{log}");
+}
+
+#[test]
+fn sends_ready_and_stopping_to_notify_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let sock = UnixDatagram::bind(&notify).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let path = dir.path().join("s.sock");
+    let mut child = Command::new(bin("ipc-server"))
+        .arg("--socket")
+        .arg(&path)
+        .env("NOTIFY_SOCKET", &notify)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"READY=1\n");
+    // Ready means connectable.
+    assert_eq!(client(&path, &["send", "up"]).stdout, b"up\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let n = sock.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1\n");
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn json_logs_and_verbosity_flags() {
+    let mut server = TestServer::start(&["--log-format", "json", "-v"]);
+    server.client(&["send", "x"]);
+    server.signal(Signal::SIGTERM);
+    server.wait();
+    let log = server.log();
+    let mut levels = Vec::new();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        levels.push(v["level"].as_str().unwrap().to_owned());
+    }
+    assert!(levels.iter().any(|l| l == "INFO"), "{log}");
+
+    // -q keeps only warnings, even with RUST_LOG unset.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.sock");
+    let quiet = Command::new(bin("ipc-server"))
+        .args(["-q", "--socket"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the quiet server listens", || path.exists());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(quiet.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = quiet.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn completions_and_man_pages() {
+    for binary in ["ipc-server", "ipc-client"] {
+        for (shell, marker) in [
+            (
+                "bash",
+                format!("complete -F _{}", binary.replace('-', "__")),
+            ),
+            ("zsh", format!("#compdef {binary}")),
+            ("fish", format!("complete -c {binary}")),
+        ] {
+            let out = Command::new(bin(binary))
+                .args(["completions", shell])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert!(
+                text.contains(&marker),
+                "{binary} {shell}: {marker:?} missing"
+            );
+            assert!(text.contains("socket"), "{binary} {shell}");
+        }
+        let out = Command::new(bin(binary)).arg("man").output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(&format!(".TH {binary} 1")), "{text}");
+        assert!(text.contains("socket"));
+    }
+}
+
+#[test]
+fn environment_variables_set_the_flags_in_both_binaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("env.sock");
+    let mut server = Command::new(bin("ipc-server"))
+        .env("IPC_SOCKET", &path)
+        .env("IPC_MODE", "ack")
+        .env("IPC_ACK_TEXT", "env ok")
+        .env("IPC_FRAMING", "length")
+        .env("IPC_SOCKET_MODE", "0640")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the socket exists", || path.exists());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
+    let out = Command::new(bin("ipc-client"))
+        .env("IPC_SOCKET", &path)
+        .env("IPC_FRAMING", "length")
+        .args(["send", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"env ok\n");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn send_reads_stdin_sends_several_and_writes_raw() {
+    let server = TestServer::start(&[]);
+    let mut child = Command::new(bin("ipc-client"))
+        .arg("--socket")
+        .arg(server.path())
+        .args(["send", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stdout, b"from stdin\n");
+
+    let out = server.client(&["send", "a", "b", "c"]);
+    assert_eq!(out.stdout, b"a\nb\nc\n");
+    let out = server.client(&["send", "--raw", "a", "b"]);
+    assert_eq!(out.stdout, b"ab");
+}
+
+#[test]
+fn ping_tells_each_state_with_its_own_exit_code() {
+    let server = TestServer::start(&[]);
+    let out = server.client(&["ping"]);
+    assert_eq!(code(out.status), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("live: "));
+
+    let dir = tempfile::tempdir().unwrap();
+    let stale = dir.path().join("stale.sock");
+    drop(UnixListener::bind(&stale).unwrap());
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    for (path, expected, word) in [
+        (stale, 69, "stale socket"),
+        (file, 78, "not a socket"),
+        (dir.path().join("none"), 66, "nothing there"),
+    ] {
+        let out = client(&path, &["status"]);
+        assert_eq!(code(out.status), expected, "{word}");
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with(word));
+    }
+}

@@ -1,0 +1,98 @@
+//! `ipc-bench-suite`: runs the benchmark scenarios against ipc-server and the reference servers
+//! in one run, prints a table of figures and ratios, and writes them as JSON.
+//!
+//! Build everything in release mode first:
+//! `cargo build --release -p ipc-server -p ipc-bench`, then
+//! `target/release/ipc-bench-suite [--quick] [--placement same|split|free]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ipc_bench::suite::{self, Placement, SuiteConfig};
+use ipc_core::cli::exit;
+
+/// Benchmark ipc-server against the in-repo reference servers.
+#[derive(Debug, Parser)]
+#[command(version, max_term_width = 100)]
+struct Cli {
+    /// Short runs and 500 idle connections: checks that the suite works, measures little.
+    #[arg(long)]
+    quick: bool,
+
+    /// Where server and load generator run: same CPU, split across two, or unpinned.
+    #[arg(long, value_enum, default_value_t = Placement::Same)]
+    placement: Placement,
+
+    /// Write the results as JSON here.
+    #[arg(long, default_value = "target/bench/results.json", value_name = "FILE")]
+    json: PathBuf,
+
+    /// Only these scenarios (repeatable): lat1, tput64, pipe, big, churn, idle.
+    #[arg(long = "only", value_name = "SCENARIO")]
+    only: Vec<String>,
+
+    /// Extra flags passed to ipc-server (for example --server-arg=--workers=1).
+    #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    server_args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    let work = match tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("ipc-bench-suite: cannot create a scratch directory: {e}");
+            return ExitCode::from(exit::IO);
+        }
+    };
+    let config = SuiteConfig {
+        quick: cli.quick,
+        placement: cli.placement,
+        bin_dir: suite::own_bin_dir(),
+        work_dir: work.clone(),
+        server_args: cli.server_args,
+        only: cli.only,
+    };
+    let result = suite::run(&config);
+    let _ = std::fs::remove_dir_all(&work);
+    let rows = match result {
+        Ok(rows) => rows,
+        Err(e) => {
+            eprintln!("ipc-bench-suite: {e}");
+            return ExitCode::from(exit::IO);
+        }
+    };
+    println!("{}", suite::table(&rows, cli.placement));
+    let json = suite::to_json(&rows, cli.placement, cli.quick);
+    if let Some(dir) = cli.json.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(&cli.json, format!("{json:#}\n")) {
+        eprintln!("ipc-bench-suite: cannot write {}: {e}", cli.json.display());
+        return ExitCode::from(exit::IO);
+    }
+    eprintln!("results written to {}", cli.json.display());
+    if suite::all_clean(&rows) {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("ipc-bench-suite: some replies were lost, reordered or corrupted");
+        ExitCode::from(exit::PROTOCOL)
+    }
+}
+
+fn tempdir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ipc-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

@@ -1,0 +1,374 @@
+//! The load generator: many connections, each keeping a number of requests in flight, every
+//! reply checked against its request.
+//!
+//! Each request carries a unique counter (connection number and sequence) at its start, padded
+//! to the requested size, so against an echo server a lost, reordered or corrupted reply is
+//! caught and counted, never silently accepted.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use ipc_core::{FrameCodec, Framing};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// When a run stops.
+#[derive(Debug, Clone, Copy)]
+pub enum Stop {
+    /// After this many requests in all.
+    Msgs(u64),
+    /// After this long.
+    Duration(Duration),
+}
+
+/// What to send and how.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Server socket.
+    pub socket: PathBuf,
+    /// Framing the server speaks.
+    pub framing: Framing,
+    /// Concurrent connections.
+    pub conns: usize,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Request size in bytes.
+    pub size: usize,
+    /// When to stop.
+    pub stop: Stop,
+    /// Connect, send one request, read the reply and close, for every request.
+    pub oneshot: bool,
+    /// Check that each reply equals its request (an echo server); otherwise only count.
+    pub verify: bool,
+}
+
+/// Everything one run measured.
+#[derive(Debug)]
+pub struct LoadReport {
+    /// Replies received and accepted.
+    pub msgs: u64,
+    /// Request plus reply payload bytes moved.
+    pub bytes: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Round-trip latency of each request, in nanoseconds.
+    pub latency: Histogram<u64>,
+    /// Requests whose connection ended before their reply.
+    pub lost: u64,
+    /// Replies that belonged to another request of the same connection.
+    pub reordered: u64,
+    /// Replies that matched no request.
+    pub corrupted: u64,
+    /// Connections that failed (connect or I/O errors).
+    pub io_errors: u64,
+}
+
+impl LoadReport {
+    /// Replies per second.
+    pub fn msgs_per_sec(&self) -> f64 {
+        self.msgs as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Payload megabytes (10^6) per second, both directions.
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+
+    /// Latency at quantile `q` (0.5, 0.99...), in microseconds.
+    pub fn latency_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1e3
+    }
+
+    /// Whether every reply was right and nothing was lost.
+    pub fn is_clean(&self) -> bool {
+        self.lost == 0 && self.reordered == 0 && self.corrupted == 0 && self.io_errors == 0
+    }
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// The settings make no sense.
+    #[error("invalid load settings: {0}")]
+    Invalid(String),
+    /// The runtime could not start.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+}
+
+/// Smallest request that holds the 16-digit counter.
+pub const MIN_SIZE: usize = 16;
+
+struct Shared {
+    remaining: AtomicI64,
+    deadline: Option<Instant>,
+    next_conn: AtomicU64,
+}
+
+impl Shared {
+    /// Takes one request's worth of budget; false when the run is over.
+    fn take(&self) -> bool {
+        if let Some(deadline) = self.deadline {
+            return Instant::now() < deadline;
+        }
+        self.remaining.fetch_sub(1, Ordering::Relaxed) > 0
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    msgs: u64,
+    bytes: u64,
+    lost: u64,
+    reordered: u64,
+    corrupted: u64,
+    io_errors: u64,
+}
+
+/// Runs the load on a single-threaded runtime in the calling thread (pin the thread to place
+/// the load generator on a CPU).
+///
+/// # Errors
+///
+/// [`LoadError`] for settings that make no sense or a runtime that cannot start.
+pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
+    if config.size < MIN_SIZE {
+        return Err(LoadError::Invalid(format!(
+            "--size must be at least {MIN_SIZE} bytes (the request counter)"
+        )));
+    }
+    if config.conns == 0 || config.pipeline == 0 {
+        return Err(LoadError::Invalid(
+            "--conns and --pipeline must be at least 1".into(),
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(run_async(config)))
+}
+
+async fn run_async(config: &LoadConfig) -> LoadReport {
+    let start = Instant::now();
+    let shared = Arc::new(Shared {
+        remaining: AtomicI64::new(match config.stop {
+            Stop::Msgs(n) => n as i64,
+            Stop::Duration(_) => i64::MAX,
+        }),
+        deadline: match config.stop {
+            Stop::Duration(d) => Some(start + d),
+            Stop::Msgs(_) => None,
+        },
+        next_conn: AtomicU64::new(0),
+    });
+    let mut tasks = Vec::with_capacity(config.conns);
+    for _ in 0..config.conns {
+        let config = config.clone();
+        let shared = Arc::clone(&shared);
+        tasks.push(tokio::spawn(async move {
+            let mut hist = new_histogram();
+            let mut tally = Tally::default();
+            if config.oneshot {
+                oneshot_loop(&config, &shared, &mut hist, &mut tally).await;
+            } else {
+                connection_loop(&config, &shared, &mut hist, &mut tally).await;
+            }
+            (hist, tally)
+        }));
+    }
+    let mut latency = new_histogram();
+    let mut total = Tally::default();
+    for task in tasks {
+        let (hist, t) = task.await.expect("load task panicked");
+        latency.add(&hist).expect("histograms share bounds");
+        total.msgs += t.msgs;
+        total.bytes += t.bytes;
+        total.lost += t.lost;
+        total.reordered += t.reordered;
+        total.corrupted += t.corrupted;
+        total.io_errors += t.io_errors;
+    }
+    LoadReport {
+        msgs: total.msgs,
+        bytes: total.bytes,
+        elapsed: start.elapsed(),
+        latency,
+        lost: total.lost,
+        reordered: total.reordered,
+        corrupted: total.corrupted,
+        io_errors: total.io_errors,
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 ns to 60 s, 3 significant digits.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The request with sequence `seq` on connection `conn`: a 16-hex-digit counter, then padding.
+fn request(conn: u64, seq: u64, size: usize) -> Bytes {
+    let mut body = format!("{:016x}", (conn << 40) | seq).into_bytes();
+    body.resize(size, b'x');
+    Bytes::from(body)
+}
+
+async fn connection_loop(
+    config: &LoadConfig,
+    shared: &Shared,
+    hist: &mut Histogram<u64>,
+    tally: &mut Tally,
+) {
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let mut stream = match UnixStream::connect(&config.socket).await {
+        Ok(s) => s,
+        Err(_) => {
+            tally.io_errors += 1;
+            return;
+        }
+    };
+    let mut codec = FrameCodec::new(config.framing, config.size.max(1 << 20));
+    let mut in_flight: VecDeque<(Bytes, Instant)> = VecDeque::with_capacity(config.pipeline);
+    let mut wbuf = BytesMut::new();
+    let mut rbuf = BytesMut::with_capacity(64 * 1024);
+    let mut seq = 0u64;
+    let mut done = false;
+    loop {
+        // Top up the pipeline and send the new requests in one write.
+        while !done && in_flight.len() < config.pipeline {
+            if !shared.take() {
+                done = true;
+                break;
+            }
+            let req = request(conn, seq, config.size);
+            seq += 1;
+            codec
+                .encode(req.clone(), &mut wbuf)
+                .expect("requests fit the framing");
+            in_flight.push_back((req, Instant::now()));
+        }
+        if !wbuf.is_empty() {
+            if stream.write_all(&wbuf).await.is_err() {
+                tally.io_errors += 1;
+                tally.lost += in_flight.len() as u64;
+                return;
+            }
+            wbuf.clear();
+        }
+        if in_flight.is_empty() {
+            return;
+        }
+        // Read at least one reply.
+        match stream.read_buf(&mut rbuf).await {
+            Ok(0) | Err(_) => {
+                tally.io_errors += 1;
+                tally.lost += in_flight.len() as u64;
+                return;
+            }
+            Ok(_) => {}
+        }
+        loop {
+            let reply = match codec.decode(&mut rbuf) {
+                Ok(Some(reply)) => reply,
+                Ok(None) => break,
+                Err(_) => {
+                    tally.corrupted += 1;
+                    tally.lost += in_flight.len() as u64;
+                    return;
+                }
+            };
+            let Some((expected, sent)) = in_flight.pop_front() else {
+                tally.corrupted += 1;
+                continue;
+            };
+            let _ = hist.record(sent.elapsed().as_nanos() as u64);
+            tally.bytes += (expected.len() + reply.len()) as u64;
+            if !config.verify || reply == expected {
+                tally.msgs += 1;
+            } else if in_flight.iter().any(|(r, _)| *r == reply) {
+                tally.reordered += 1;
+            } else {
+                tally.corrupted += 1;
+            }
+        }
+    }
+}
+
+async fn oneshot_loop(
+    config: &LoadConfig,
+    shared: &Shared,
+    hist: &mut Histogram<u64>,
+    tally: &mut Tally,
+) {
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let mut codec = FrameCodec::new(config.framing, config.size.max(1 << 20));
+    let mut wbuf = BytesMut::new();
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut seq = 0u64;
+    while shared.take() {
+        let req = request(conn, seq, config.size);
+        seq += 1;
+        let start = Instant::now();
+        let mut stream = match UnixStream::connect(&config.socket).await {
+            Ok(s) => s,
+            Err(_) => {
+                tally.io_errors += 1;
+                tally.lost += 1;
+                continue;
+            }
+        };
+        wbuf.clear();
+        codec
+            .encode(req.clone(), &mut wbuf)
+            .expect("requests fit the framing");
+        if stream.write_all(&wbuf).await.is_err() {
+            tally.io_errors += 1;
+            tally.lost += 1;
+            continue;
+        }
+        rbuf.clear();
+        let reply = loop {
+            match codec.decode(&mut rbuf) {
+                Ok(Some(reply)) => break Some(reply),
+                Ok(None) => {}
+                Err(_) => break None,
+            }
+            match stream.read_buf(&mut rbuf).await {
+                Ok(0) | Err(_) => break None,
+                Ok(_) => {}
+            }
+        };
+        match reply {
+            Some(reply) => {
+                let _ = hist.record(start.elapsed().as_nanos() as u64);
+                tally.bytes += (req.len() + reply.len()) as u64;
+                if !config.verify || reply == req {
+                    tally.msgs += 1;
+                } else {
+                    tally.corrupted += 1;
+                }
+            }
+            None => tally.lost += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_unique_and_sized() {
+        let a = request(1, 2, 64);
+        let b = request(2, 1, 64);
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(!a.contains(&b'\n'));
+    }
+}

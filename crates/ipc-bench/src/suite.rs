@@ -1,0 +1,531 @@
+//! The scenario runner: starts the real `ipc-server` binary and the reference servers kept in
+//! this crate, one after the other in the same run, loads each the same way, and reports figures
+//! and ratios ours/reference.
+//!
+//! Placement matters on small VMs (a cross-CPU wake-up costs far more than a same-CPU round
+//! trip), so server and load generator are pinned: to the same CPU by default, to different
+//! CPUs with `split`, or not at all with `free`. The placement is recorded with the results.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ipc_core::Framing;
+use nix::sched::{CpuSet, sched_setaffinity};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+use crate::load::{self, LoadConfig, LoadReport, Stop};
+use crate::procstat;
+
+/// Where server and load generator run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Placement {
+    /// Both on CPU 0.
+    Same,
+    /// Server on CPU 0, load generator on CPU 1.
+    Split,
+    /// Not pinned.
+    Free,
+}
+
+/// The servers compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// The real `ipc-server` binary.
+    Ours,
+    /// `ref-std-server`: blocking std, a thread per connection.
+    RefStd,
+    /// `ref-tokio-server`: tokio `Framed` with `LinesCodec`.
+    RefTokio,
+}
+
+impl ServerKind {
+    /// Short name for tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerKind::Ours => "ipc-server",
+            ServerKind::RefStd => "ref-std",
+            ServerKind::RefTokio => "ref-tokio",
+        }
+    }
+}
+
+const ALL: [ServerKind; 3] = [ServerKind::Ours, ServerKind::RefStd, ServerKind::RefTokio];
+
+/// How the suite runs.
+#[derive(Debug, Clone)]
+pub struct SuiteConfig {
+    /// Short runs, few idle connections: proves the suite works, measures little.
+    pub quick: bool,
+    /// CPU placement.
+    pub placement: Placement,
+    /// Where the server binaries are.
+    pub bin_dir: PathBuf,
+    /// Scratch directory for sockets.
+    pub work_dir: PathBuf,
+    /// Extra flags for `ipc-server`.
+    pub server_args: Vec<String>,
+    /// Only these scenarios (all when empty).
+    pub only: Vec<String>,
+}
+
+/// One server's figures in one scenario.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Scenario name.
+    pub scenario: &'static str,
+    /// Which server.
+    pub server: ServerKind,
+    /// Replies per second.
+    pub msgs_per_sec: f64,
+    /// Payload MB/s.
+    pub mb_per_sec: f64,
+    /// Latency percentiles in microseconds: p50, p99, p99.9.
+    pub latency_us: [f64; 3],
+    /// Server CPU time per reply, microseconds.
+    pub cpu_us_per_reply: Option<f64>,
+    /// Server RSS per open connection, KiB (idle scenario only).
+    pub rss_kib_per_conn: Option<f64>,
+    /// Replies checked.
+    pub msgs: u64,
+    /// Whether every reply was right.
+    pub clean: bool,
+}
+
+struct Scenario {
+    name: &'static str,
+    what: &'static str,
+    framing: Framing,
+    conns: usize,
+    pipeline: usize,
+    size: usize,
+    oneshot: bool,
+}
+
+const SCENARIOS: [Scenario; 5] = [
+    Scenario {
+        name: "lat1",
+        what: "1 connection, 64 B, one request at a time",
+        framing: Framing::Line,
+        conns: 1,
+        pipeline: 1,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "tput64",
+        what: "64 connections, 64 B, no pipelining",
+        framing: Framing::Line,
+        conns: 64,
+        pipeline: 1,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "pipe",
+        what: "4 connections x 64 in flight, 64 B",
+        framing: Framing::Line,
+        conns: 4,
+        pipeline: 64,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "big",
+        what: "4 connections, 64 KiB, length framing",
+        framing: Framing::Length,
+        conns: 4,
+        pipeline: 1,
+        size: 64 * 1024,
+        oneshot: false,
+    },
+    Scenario {
+        name: "churn",
+        what: "connect, one exchange, close; 8 at a time",
+        framing: Framing::Line,
+        conns: 8,
+        pipeline: 1,
+        size: 64,
+        oneshot: true,
+    },
+];
+
+/// Why the suite could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SuiteError {
+    /// A server binary is missing or would not start.
+    #[error("{0}")]
+    Server(String),
+    /// The load generator failed to start.
+    #[error(transparent)]
+    Load(#[from] load::LoadError),
+    /// Pinning failed.
+    #[error("cannot set CPU affinity: {0}")]
+    Affinity(nix::Error),
+}
+
+/// A server process on a socket, killed and cleaned up on drop.
+struct Running {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Running {
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+fn pin_self(placement: Placement) -> Result<(), SuiteError> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut set = CpuSet::new();
+    match placement {
+        Placement::Same => set.set(0),
+        Placement::Split => set.set(1.min(cpus - 1)),
+        Placement::Free => (0..cpus).try_for_each(|c| set.set(c)),
+    }
+    .map_err(SuiteError::Affinity)?;
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(SuiteError::Affinity)
+}
+
+fn start_server(
+    config: &SuiteConfig,
+    kind: ServerKind,
+    framing: Framing,
+    tag: &str,
+) -> Result<Running, SuiteError> {
+    let socket = config.work_dir.join(format!("{}-{tag}.sock", kind.name()));
+    let _ = std::fs::remove_file(&socket);
+    let mut cmd = match config.placement {
+        Placement::Free => Command::new(config.bin_dir.join(binary(kind))),
+        Placement::Same | Placement::Split => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0"]).arg(config.bin_dir.join(binary(kind)));
+            c
+        }
+    };
+    match kind {
+        ServerKind::Ours => {
+            cmd.arg("--socket")
+                .arg(&socket)
+                .args(["--framing", framing.as_str(), "--max-connections", "20000"])
+                .args(["--idle-timeout", "0", "-q"])
+                .args(&config.server_args);
+        }
+        ServerKind::RefStd | ServerKind::RefTokio => {
+            cmd.arg(&socket).arg(framing.as_str());
+        }
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| SuiteError::Server(format!("cannot start {}: {e}", kind.name())))?;
+    let running = Running { child, socket };
+    let start = Instant::now();
+    while UnixStream::connect(&running.socket).is_err() {
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(SuiteError::Server(format!("{} did not start", kind.name())));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(running)
+}
+
+fn binary(kind: ServerKind) -> &'static str {
+    match kind {
+        ServerKind::Ours => "ipc-server",
+        ServerKind::RefStd => "ref-std-server",
+        ServerKind::RefTokio => "ref-tokio-server",
+    }
+}
+
+fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Result<Row, SuiteError> {
+    let server = start_server(config, kind, scenario.framing, scenario.name)?;
+    let duration = if config.quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(3)
+    };
+    let load = LoadConfig {
+        socket: server.socket.clone(),
+        framing: scenario.framing,
+        conns: scenario.conns,
+        pipeline: scenario.pipeline,
+        size: scenario.size,
+        stop: Stop::Duration(duration / 5),
+        oneshot: scenario.oneshot,
+        verify: true,
+    };
+    // Warm up (connections, allocator, caches), then measure.
+    load::run(&load)?;
+    let cpu_before = procstat::cpu_time(server.pid());
+    let report = load::run(&LoadConfig {
+        stop: Stop::Duration(duration),
+        ..load
+    })?;
+    let cpu_after = procstat::cpu_time(server.pid());
+    Ok(row(scenario.name, kind, &report, cpu_before, cpu_after))
+}
+
+fn row(
+    scenario: &'static str,
+    server: ServerKind,
+    report: &LoadReport,
+    cpu_before: Option<Duration>,
+    cpu_after: Option<Duration>,
+) -> Row {
+    let cpu_us_per_reply = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) if report.msgs > 0 => {
+            Some((b - a).as_nanos() as f64 / report.msgs as f64 / 1e3)
+        }
+        _ => None,
+    };
+    Row {
+        scenario,
+        server,
+        msgs_per_sec: report.msgs_per_sec(),
+        mb_per_sec: report.mb_per_sec(),
+        latency_us: [
+            report.latency_us(0.5),
+            report.latency_us(0.99),
+            report.latency_us(0.999),
+        ],
+        cpu_us_per_reply,
+        rss_kib_per_conn: None,
+        msgs: report.msgs,
+        clean: report.is_clean(),
+    }
+}
+
+/// Opens `n` connections, makes one exchange on each (so the server has surely accepted them
+/// and used its buffers), lets them go idle, and measures the server's RSS per connection.
+fn measure_idle(config: &SuiteConfig, kind: ServerKind, n: usize) -> Result<Row, SuiteError> {
+    use std::io::{BufRead, BufReader, Write};
+    let server = start_server(config, kind, Framing::Line, "idle")?;
+    // One connection first, so one-time costs (first task, runtime warm-up) are not counted.
+    let mut first = UnixStream::connect(&server.socket)
+        .map_err(|e| SuiteError::Server(format!("connect: {e}")))?;
+    first.write_all(b"warm\n").ok();
+    BufReader::new(&first).read_line(&mut String::new()).ok();
+    std::thread::sleep(Duration::from_millis(200));
+    let before = procstat::rss_kib(server.pid()).unwrap_or(0);
+    let mut conns = Vec::with_capacity(n);
+    let mut clean = true;
+    for _ in 0..n {
+        match UnixStream::connect(&server.socket) {
+            Ok(s) => conns.push(s),
+            Err(_) => {
+                clean = false;
+                break;
+            }
+        }
+    }
+    for s in &mut conns {
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+        let mut line = String::new();
+        if s.write_all(b"hello idle\n").is_err()
+            || BufReader::new(&*s).read_line(&mut line).is_err()
+            || line != "hello idle\n"
+        {
+            clean = false;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let after = procstat::rss_kib(server.pid()).unwrap_or(0);
+    let per = after.saturating_sub(before) as f64 / conns.len().max(1) as f64;
+    Ok(Row {
+        scenario: "idle",
+        server: kind,
+        msgs_per_sec: 0.0,
+        mb_per_sec: 0.0,
+        latency_us: [0.0; 3],
+        cpu_us_per_reply: None,
+        rss_kib_per_conn: Some(per),
+        msgs: conns.len() as u64,
+        clean,
+    })
+}
+
+/// Runs every scenario against every server and returns the rows, in order.
+///
+/// # Errors
+///
+/// [`SuiteError`] if a server does not start or pinning fails.
+pub fn run(config: &SuiteConfig) -> Result<Vec<Row>, SuiteError> {
+    pin_self(config.placement)?;
+    let wanted = |name: &str| config.only.is_empty() || config.only.iter().any(|o| o == name);
+    let mut rows = Vec::new();
+    for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
+        eprintln!("{}: {}", scenario.name, scenario.what);
+        for kind in ALL {
+            rows.push(measure(config, scenario, kind)?);
+        }
+    }
+    if wanted("idle") {
+        let n = if config.quick { 500 } else { 10_000 };
+        eprintln!("idle: {n} open idle connections, server RSS per connection");
+        for kind in ALL {
+            rows.push(measure_idle(config, kind, n)?);
+        }
+    }
+    Ok(rows)
+}
+
+fn find<'a>(rows: &'a [Row], scenario: &str, kind: ServerKind) -> Option<&'a Row> {
+    rows.iter()
+        .find(|r| r.scenario == scenario && r.server == kind)
+}
+
+/// The ratios the targets speak of, ours/reference, from one run.
+pub fn ratios(rows: &[Row]) -> Vec<(String, f64, &'static str)> {
+    use ServerKind::*;
+    let mut out = Vec::new();
+    let mut push = |label: &str, ours: Option<f64>, theirs: Option<f64>, target: &'static str| {
+        if let (Some(a), Some(b)) = (ours, theirs) {
+            if b > 0.0 {
+                out.push((label.to_owned(), a / b, target));
+            }
+        }
+    };
+    let get = |s: &str, k: ServerKind| find(rows, s, k);
+    push(
+        "lat1 p50 latency / ref-std",
+        get("lat1", Ours).map(|r| r.latency_us[0]),
+        get("lat1", RefStd).map(|r| r.latency_us[0]),
+        "<= 1.1",
+    );
+    push(
+        "tput64 msgs/s / ref-tokio",
+        get("tput64", Ours).map(|r| r.msgs_per_sec),
+        get("tput64", RefTokio).map(|r| r.msgs_per_sec),
+        ">= 1.05",
+    );
+    push(
+        "tput64 server CPU per reply / ref-tokio",
+        get("tput64", Ours).and_then(|r| r.cpu_us_per_reply),
+        get("tput64", RefTokio).and_then(|r| r.cpu_us_per_reply),
+        "<= 0.9",
+    );
+    push(
+        "pipe msgs/s / ref-tokio",
+        get("pipe", Ours).map(|r| r.msgs_per_sec),
+        get("pipe", RefTokio).map(|r| r.msgs_per_sec),
+        ">= 8",
+    );
+    push(
+        "big MB/s / ref-tokio",
+        get("big", Ours).map(|r| r.mb_per_sec),
+        get("big", RefTokio).map(|r| r.mb_per_sec),
+        ">= 1.0",
+    );
+    push(
+        "churn msgs/s / ref-tokio",
+        get("churn", Ours).map(|r| r.msgs_per_sec),
+        get("churn", RefTokio).map(|r| r.msgs_per_sec),
+        ">= 1.0",
+    );
+    push(
+        "idle RSS per connection / ref-tokio",
+        get("idle", Ours).and_then(|r| r.rss_kib_per_conn),
+        get("idle", RefTokio).and_then(|r| r.rss_kib_per_conn),
+        "(absolute target: <= 4 KiB)",
+    );
+    out
+}
+
+/// The results as a Markdown table plus the ratios.
+pub fn table(rows: &[Row], placement: Placement) -> String {
+    let mut s = format!(
+        "placement: {placement:?} (server {}, load generator {})\n\n",
+        match placement {
+            Placement::Free => "unpinned",
+            _ => "CPU 0",
+        },
+        match placement {
+            Placement::Same => "CPU 0",
+            Placement::Split => "CPU 1",
+            Placement::Free => "unpinned",
+        }
+    );
+    s.push_str("| scenario | server | msgs/s | MB/s | p50 us | p99 us | p99.9 us | server CPU us/reply | RSS KiB/conn | checked |\n");
+    s.push_str("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    for r in rows {
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+        if r.scenario == "idle" {
+            s.push_str(&format!(
+                "| idle | {} | - | - | - | - | - | - | {} | {} conns{} |\n",
+                r.server.name(),
+                opt(r.rss_kib_per_conn),
+                r.msgs,
+                if r.clean { "" } else { ", ERRORS" }
+            ));
+            continue;
+        }
+        s.push_str(&format!(
+            "| {} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | - | {} {} |\n",
+            r.scenario,
+            r.server.name(),
+            r.msgs_per_sec,
+            r.mb_per_sec,
+            r.latency_us[0],
+            r.latency_us[1],
+            r.latency_us[2],
+            opt(r.cpu_us_per_reply),
+            r.msgs,
+            if r.clean { "ok" } else { "ERRORS" }
+        ));
+    }
+    s.push_str("\n| ratio (ours / reference, same run) | value | target |\n| --- | ---: | --- |\n");
+    for (label, value, target) in ratios(rows) {
+        s.push_str(&format!("| {label} | {value:.2} | {target} |\n"));
+    }
+    s
+}
+
+/// The results as JSON.
+pub fn to_json(rows: &[Row], placement: Placement, quick: bool) -> Value {
+    json!({
+        "placement": format!("{placement:?}").to_lowercase(),
+        "quick": quick,
+        "cpus": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "rows": rows.iter().map(|r| json!({
+            "scenario": r.scenario,
+            "server": r.server.name(),
+            "msgs_per_sec": r.msgs_per_sec,
+            "mb_per_sec": r.mb_per_sec,
+            "latency_us": {"p50": r.latency_us[0], "p99": r.latency_us[1], "p99_9": r.latency_us[2]},
+            "server_cpu_us_per_reply": r.cpu_us_per_reply,
+            "rss_kib_per_conn": r.rss_kib_per_conn,
+            "msgs": r.msgs,
+            "clean": r.clean,
+        })).collect::<Vec<_>>(),
+        "ratios": ratios(rows).into_iter().map(|(label, value, target)| json!({
+            "ratio": label, "value": value, "target": target,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Every row checked out: no reply lost, reordered or corrupted.
+pub fn all_clean(rows: &[Row]) -> bool {
+    rows.iter().all(|r| r.clean)
+}
+
+/// The directory of the running executable, where the sibling binaries are.
+pub fn own_bin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures::FutureExt;
 use ipc_core::{BoxError, Context, FrameCodec, FrameError, Handler};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 8 * 1024;
+/// Most bytes asked of the kernel per read, when a large frame is arriving.
+const MAX_READ: usize = 256 * 1024;
 /// Pending reply bytes at which the session stops handling requests and writes them out.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Buffers that grew past this (large frames) are freed rather than kept for reuse.
@@ -87,7 +89,12 @@ impl<H: Handler> Session<H> {
         let idle = self.idle_timeout.unwrap_or(Duration::MAX);
         let idle_sleep = tokio::time::sleep_until(deadline(last_frame, idle));
         tokio::pin!(idle_sleep);
+        // Created once, so its waiter is registered once rather than on every wait.
+        let shutdown = self.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         let mut eof = false;
+        let mut speculation = Speculation::default();
 
         loop {
             // Every complete request already read gets its reply, even during shutdown.
@@ -112,6 +119,24 @@ impl<H: Handler> Session<H> {
                 last_frame = Instant::now();
             }
             self.write_out(&mut wbuf).await?;
+
+            // The client may already have sent its next request while we wrote this reply
+            // (always so when it runs on the same CPU): look before waiting on epoll.
+            if handled && speculation.worth_trying() && !self.shutdown.is_cancelled() {
+                match self.read_now(&mut rbuf) {
+                    Ok(0) => {
+                        eof = true;
+                        continue;
+                    }
+                    Ok(_) => {
+                        speculation.hit();
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => speculation.miss(),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             if rbuf.is_empty() && rbuf.capacity() > 0 {
                 // Nothing half-read: give the buffer back while we wait.
                 rbuf = BytesMut::new();
@@ -119,7 +144,7 @@ impl<H: Handler> Session<H> {
 
             tokio::select! {
                 biased;
-                () = self.shutdown.cancelled() => return Ok(()),
+                () = &mut cancelled => return Ok(()),
                 ready = self.stream.readable() => ready?,
                 () = &mut idle_sleep, if self.idle_timeout.is_some() => {
                     let due = deadline(last_frame, idle);
@@ -131,8 +156,7 @@ impl<H: Handler> Session<H> {
                     continue;
                 }
             }
-            rbuf.reserve(READ_CHUNK);
-            match self.stream.try_read_buf(&mut rbuf) {
+            match self.read_some(&mut rbuf) {
                 Ok(0) => eof = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -140,6 +164,46 @@ impl<H: Handler> Session<H> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Reads what the socket holds into `rbuf`; `Ok(0)` is the end of the stream.
+    ///
+    /// A read that returns less than it asked for has drained the socket, so it also tells the
+    /// runtime the socket is no longer readable: the next wait goes straight to epoll instead of
+    /// first making a read that fails with EAGAIN, which saves a system call per exchange. This
+    /// is safe with tokio's edge-triggered epoll: the readiness seen before the read is the one
+    /// cleared (data that arrives later raises a new event), exactly as after a real EAGAIN.
+    fn read_some(&self, rbuf: &mut BytesMut) -> io::Result<usize> {
+        // Part of a large frame is waiting: read more at once (doubling), up to a cap.
+        rbuf.reserve(READ_CHUNK.max(rbuf.len()).min(MAX_READ));
+        let room = rbuf.capacity() - rbuf.len();
+        let mut got = None;
+        let result = self.stream.try_io(Interest::READABLE, || {
+            let n = self.stream.try_read_buf(rbuf)?;
+            got = Some(n);
+            if n > 0 && n < room {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        match (result, got) {
+            (_, Some(n)) => Ok(n),
+            (result, None) => result,
+        }
+    }
+
+    /// One non-blocking read straight from the socket, bypassing the runtime's readiness state
+    /// (which is left as it is: a stale "readable" costs at most one EAGAIN later).
+    fn read_now(&self, rbuf: &mut BytesMut) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, recv};
+        let mut chunk = [0u8; SPECULATIVE_READ];
+        let n = recv(
+            std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+            &mut chunk,
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        rbuf.extend_from_slice(&chunk[..n]);
+        Ok(n)
     }
 
     /// Calls the handler for one request and queues its reply.
@@ -188,6 +252,51 @@ impl<H: Handler> Session<H> {
             wbuf.clear();
         }
         Ok(())
+    }
+}
+
+/// Bytes of one speculative read (on the stack; more waits for the next round).
+const SPECULATIVE_READ: usize = 4096;
+
+/// Whether reading right after writing a reply pays off on this connection. It does when the
+/// client answers at once (same CPU, or a pipelining client); it costs a failed system call per
+/// exchange when the client is slower, so after a few misses the session stops trying and only
+/// probes again now and then.
+#[derive(Debug)]
+struct Speculation {
+    score: i8,
+    rounds_off: u8,
+}
+
+impl Default for Speculation {
+    fn default() -> Self {
+        Self {
+            score: 2,
+            rounds_off: 0,
+        }
+    }
+}
+
+impl Speculation {
+    fn worth_trying(&mut self) -> bool {
+        if self.score > 0 {
+            return true;
+        }
+        self.rounds_off += 1;
+        if self.rounds_off >= 32 {
+            self.rounds_off = 0;
+            self.score = 1;
+            return true;
+        }
+        false
+    }
+
+    fn hit(&mut self) {
+        self.score = (self.score + 1).min(4);
+    }
+
+    fn miss(&mut self) {
+        self.score -= 1;
     }
 }
 

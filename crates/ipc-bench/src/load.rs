@@ -212,11 +212,51 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
-/// The request with sequence `seq` on connection `conn`: a 16-hex-digit counter, then padding.
-fn request(conn: u64, seq: u64, size: usize) -> Bytes {
-    let mut body = format!("{:016x}", (conn << 40) | seq).into_bytes();
+/// The counter of request `seq` on connection `conn`.
+fn counter(conn: u64, seq: u64) -> u64 {
+    (conn << 40) | seq
+}
+
+/// The counter as the 16 hex digits that open a request.
+fn hex(counter: u64) -> [u8; MIN_SIZE] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; MIN_SIZE];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = DIGITS[((counter >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
+/// The request body: the counter, then `x` up to `size` bytes.
+fn request(counter: u64, size: usize) -> Bytes {
+    let mut body = hex(counter).to_vec();
     body.resize(size, b'x');
     Bytes::from(body)
+}
+
+/// Appends the framed request for `counter` to `wbuf`, without allocating.
+fn put_request(wbuf: &mut BytesMut, framing: Framing, counter: u64, size: usize) {
+    const PADDING: [u8; 256] = [b'x'; 256];
+    if framing == Framing::Length {
+        wbuf.extend_from_slice(&(size as u32).to_be_bytes());
+    }
+    wbuf.extend_from_slice(&hex(counter));
+    let mut left = size - MIN_SIZE;
+    while left > 0 {
+        let n = left.min(PADDING.len());
+        wbuf.extend_from_slice(&PADDING[..n]);
+        left -= n;
+    }
+    if framing == Framing::Line {
+        wbuf.extend_from_slice(b"\n");
+    }
+}
+
+/// Whether `reply` is exactly the request for `counter`.
+fn is_reply_to(reply: &[u8], counter: u64, size: usize) -> bool {
+    reply.len() == size
+        && reply[..MIN_SIZE] == hex(counter)
+        && reply[MIN_SIZE..].iter().all(|&b| b == b'x')
 }
 
 async fn connection_loop(
@@ -234,24 +274,24 @@ async fn connection_loop(
         }
     };
     let mut codec = FrameCodec::new(config.framing, config.size.max(1 << 20));
-    let mut in_flight: VecDeque<(Bytes, Instant)> = VecDeque::with_capacity(config.pipeline);
-    let mut wbuf = BytesMut::new();
+    // Counters of the requests in flight, oldest first, with the time their batch was sent.
+    let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::with_capacity(config.pipeline);
+    let mut wbuf = BytesMut::with_capacity(config.pipeline * (config.size + 5));
     let mut rbuf = BytesMut::with_capacity(64 * 1024);
     let mut seq = 0u64;
     let mut done = false;
     loop {
         // Top up the pipeline and send the new requests in one write.
+        let sent = Instant::now();
         while !done && in_flight.len() < config.pipeline {
             if !shared.take() {
                 done = true;
                 break;
             }
-            let req = request(conn, seq, config.size);
+            let c = counter(conn, seq);
             seq += 1;
-            codec
-                .encode(req.clone(), &mut wbuf)
-                .expect("requests fit the framing");
-            in_flight.push_back((req, Instant::now()));
+            put_request(&mut wbuf, config.framing, c, config.size);
+            in_flight.push_back((c, sent));
         }
         if !wbuf.is_empty() {
             if stream.write_all(&wbuf).await.is_err() {
@@ -273,6 +313,7 @@ async fn connection_loop(
             }
             Ok(_) => {}
         }
+        let now = Instant::now();
         loop {
             let reply = match codec.decode(&mut rbuf) {
                 Ok(Some(reply)) => reply,
@@ -287,15 +328,21 @@ async fn connection_loop(
                 tally.corrupted += 1;
                 continue;
             };
-            let _ = hist.record(sent.elapsed().as_nanos() as u64);
-            tally.bytes += (expected.len() + reply.len()) as u64;
-            if !config.verify || reply == expected {
+            let _ = hist.record(now.duration_since(sent).as_nanos() as u64);
+            tally.bytes += (config.size + reply.len()) as u64;
+            if !config.verify || is_reply_to(&reply, expected, config.size) {
                 tally.msgs += 1;
-            } else if in_flight.iter().any(|(r, _)| *r == reply) {
+            } else if in_flight
+                .iter()
+                .any(|&(c, _)| is_reply_to(&reply, c, config.size))
+            {
                 tally.reordered += 1;
             } else {
                 tally.corrupted += 1;
             }
+        }
+        if rbuf.is_empty() && rbuf.capacity() < 16 * 1024 {
+            rbuf.reserve(64 * 1024);
         }
     }
 }
@@ -312,7 +359,7 @@ async fn oneshot_loop(
     let mut rbuf = BytesMut::with_capacity(4096);
     let mut seq = 0u64;
     while shared.take() {
-        let req = request(conn, seq, config.size);
+        let req = request(counter(conn, seq), config.size);
         seq += 1;
         let start = Instant::now();
         let mut stream = match UnixStream::connect(&config.socket).await {
@@ -365,10 +412,28 @@ mod tests {
 
     #[test]
     fn requests_are_unique_and_sized() {
-        let a = request(1, 2, 64);
-        let b = request(2, 1, 64);
+        let a = request(counter(1, 2), 64);
+        let b = request(counter(2, 1), 64);
         assert_eq!(a.len(), 64);
         assert_ne!(a, b);
         assert!(!a.contains(&b'\n'));
+        assert_eq!(&hex(0x0123_4567_89ab_cdef), b"0123456789abcdef");
+    }
+
+    #[test]
+    fn framed_requests_match_the_codec_and_verify() {
+        for framing in [Framing::Line, Framing::Length] {
+            let mut wbuf = BytesMut::new();
+            put_request(&mut wbuf, framing, 42, 300);
+            let mut codec = FrameCodec::new(framing, 1024);
+            let body = codec.decode(&mut wbuf).unwrap().unwrap();
+            assert_eq!(body, request(42, 300));
+            assert!(wbuf.is_empty());
+            assert!(is_reply_to(&body, 42, 300));
+            assert!(!is_reply_to(&body, 43, 300));
+            let mut bad = body.to_vec();
+            bad[200] = b'y';
+            assert!(!is_reply_to(&bad, 42, 300));
+        }
     }
 }

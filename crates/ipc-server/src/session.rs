@@ -137,8 +137,8 @@ impl<H: Handler> Session<H> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if rbuf.is_empty() && rbuf.capacity() > 0 {
-                // Nothing half-read: give the buffer back while we wait.
+            if rbuf.is_empty() && rbuf.capacity() > SMALL_READ {
+                // Nothing half-read: give a large buffer back while we wait.
                 rbuf = BytesMut::new();
             }
 
@@ -174,7 +174,28 @@ impl<H: Handler> Session<H> {
     /// is safe with tokio's edge-triggered epoll: the readiness seen before the read is the one
     /// cleared (data that arrives later raises a new event), exactly as after a real EAGAIN.
     fn read_some(&self, rbuf: &mut BytesMut) -> io::Result<usize> {
-        // Part of a large frame is waiting: read more at once (doubling), up to a cap.
+        if rbuf.is_empty() {
+            // The common case, a new small message: read into a small stack buffer and keep
+            // only what arrived, so an idle connection holds no large buffer.
+            let mut chunk = [0u8; SMALL_READ];
+            let mut got = None;
+            let result = self.stream.try_io(Interest::READABLE, || {
+                let n = recv_now(&self.stream, &mut chunk)?;
+                got = Some(n);
+                if n > 0 && n < SMALL_READ {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            return match got {
+                Some(n) => {
+                    rbuf.extend_from_slice(&chunk[..n]);
+                    Ok(n)
+                }
+                None => result,
+            };
+        }
+        // Part of a frame is waiting: read more at once (doubling), up to a cap.
         rbuf.reserve(READ_CHUNK.max(rbuf.len()).min(MAX_READ));
         let room = rbuf.capacity() - rbuf.len();
         let mut got = None;
@@ -195,13 +216,8 @@ impl<H: Handler> Session<H> {
     /// One non-blocking read straight from the socket, bypassing the runtime's readiness state
     /// (which is left as it is: a stale "readable" costs at most one EAGAIN later).
     fn read_now(&self, rbuf: &mut BytesMut) -> io::Result<usize> {
-        use nix::sys::socket::{MsgFlags, recv};
-        let mut chunk = [0u8; SPECULATIVE_READ];
-        let n = recv(
-            std::os::fd::AsRawFd::as_raw_fd(&self.stream),
-            &mut chunk,
-            MsgFlags::MSG_DONTWAIT,
-        )?;
+        let mut chunk = [0u8; SMALL_READ];
+        let n = recv_now(&self.stream, &mut chunk)?;
         rbuf.extend_from_slice(&chunk[..n]);
         Ok(n)
     }
@@ -255,8 +271,18 @@ impl<H: Handler> Session<H> {
     }
 }
 
-/// Bytes of one speculative read (on the stack; more waits for the next round).
-const SPECULATIVE_READ: usize = 4096;
+/// Bytes of a read into the stack when no frame is half-read (more waits for the next round).
+const SMALL_READ: usize = 2048;
+
+/// `recv(2)` with `MSG_DONTWAIT` on the stream's socket.
+fn recv_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
+    use nix::sys::socket::{MsgFlags, recv};
+    Ok(recv(
+        std::os::fd::AsRawFd::as_raw_fd(stream),
+        buf,
+        MsgFlags::MSG_DONTWAIT,
+    )?)
+}
 
 /// Whether reading right after writing a reply pays off on this connection. It does when the
 /// client answers at once (same CPU, or a pipelining client); it costs a failed system call per

@@ -63,6 +63,8 @@ pub struct SuiteConfig {
     pub placement: Placement,
     /// Where the server binaries are.
     pub bin_dir: PathBuf,
+    /// Another `ipc-server` binary to measure instead of the one in `bin_dir` (another build).
+    pub server_bin: Option<PathBuf>,
     /// Scratch directory for sockets.
     pub work_dir: PathBuf,
     /// Extra flags for `ipc-server`.
@@ -207,11 +209,15 @@ fn start_server(
 ) -> Result<Running, SuiteError> {
     let socket = config.work_dir.join(format!("{}-{tag}.sock", kind.name()));
     let _ = std::fs::remove_file(&socket);
+    let program = match (kind, &config.server_bin) {
+        (ServerKind::Ours, Some(path)) => path.clone(),
+        _ => config.bin_dir.join(binary(kind)),
+    };
     let mut cmd = match config.placement {
-        Placement::Free => Command::new(config.bin_dir.join(binary(kind))),
+        Placement::Free => Command::new(program),
         Placement::Same | Placement::Split => {
             let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(config.bin_dir.join(binary(kind)));
+            c.args(["-c", "0"]).arg(program);
             c
         }
     };

@@ -272,7 +272,7 @@ impl<H: Handler> Session<H> {
 }
 
 /// Bytes of a read into the stack when no frame is half-read (more waits for the next round).
-const SMALL_READ: usize = 2048;
+const SMALL_READ: usize = 4096;
 
 /// `recv(2)` with `MSG_DONTWAIT` on the stream's socket.
 fn recv_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {

@@ -32,6 +32,11 @@ struct Cli {
     #[arg(long = "only", value_name = "SCENARIO")]
     only: Vec<String>,
 
+    /// Measure this ipc-server binary instead of the one built beside the suite (to compare
+    /// builds).
+    #[arg(long, value_name = "PATH")]
+    server_bin: Option<PathBuf>,
+
     /// Extra flags passed to ipc-server (for example --server-arg=--workers=1).
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -60,6 +65,7 @@ fn main() -> ExitCode {
         quick: cli.quick,
         placement: cli.placement,
         bin_dir: suite::own_bin_dir(),
+        server_bin: cli.server_bin,
         work_dir: work.clone(),
         server_args: cli.server_args,
         only: cli.only,

@@ -2,15 +2,14 @@
 //! there. Thin over the library.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use ipc_client::{Client, ClientError, ClientOptions};
-use ipc_core::cli::{self, LogArgs, exit};
-use ipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing, PathState};
+use ipc_core::cli::{self, LogArgs, SocketArgs, exit};
+use ipc_core::{FrameError, Framing, PathState};
 
 /// Send messages to an ipc-server over its Unix domain socket.
 ///
@@ -21,13 +20,8 @@ use ipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing, PathState};
 #[derive(Debug, Parser)]
 #[command(version, max_term_width = 100)]
 struct Cli {
-    /// Socket path [default: $XDG_RUNTIME_DIR/ipc/ipc.sock, else /tmp/ipc-<uid>/ipc.sock].
-    #[arg(long, global = true, env = "IPC_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
-
-    /// How messages are delimited; must match the server.
-    #[arg(long, global = true, value_enum, default_value_t = Framing::Line, env = "IPC_FRAMING")]
-    framing: Framing,
+    #[command(flatten)]
+    socket: SocketArgs,
 
     /// Seconds to wait for the connection and the replies (0 = for ever).
     #[arg(
@@ -39,16 +33,6 @@ struct Cli {
         env = "IPC_TIMEOUT"
     )]
     timeout: Duration,
-
-    /// Largest message sent or reply accepted, in bytes.
-    #[arg(
-        long,
-        global = true,
-        default_value_t = DEFAULT_MAX_FRAME,
-        value_name = "BYTES",
-        env = "IPC_MAX_FRAME"
-    )]
-    max_frame: usize,
 
     #[command(flatten)]
     log: LogArgs,
@@ -87,16 +71,9 @@ enum Command {
 type Failure = (u8, String);
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli::parse_args() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+        Err(code) => return code,
     };
     cli.log.init("warn");
     match run(cli) {
@@ -109,16 +86,17 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
-    let path = cli.socket.unwrap_or_else(ipc_core::default_socket_path);
+    let path = cli.socket.path();
+    let framing = cli.socket.framing;
     let options = ClientOptions::default()
-        .framing(cli.framing)
-        .max_frame(cli.max_frame)
+        .framing(framing)
+        .max_frame(cli.socket.max_frame)
         .timeout((!cli.timeout.is_zero()).then_some(cli.timeout));
     let mut out = std::io::stdout().lock();
     let io_failure = |e: std::io::Error| (exit::IO, format!("cannot write to stdout: {e}"));
     match cli.command {
         Command::Send { messages, raw } => {
-            let messages = read_messages(messages, cli.framing)?;
+            let messages = read_messages(messages, framing)?;
             let replies = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

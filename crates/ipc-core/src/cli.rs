@@ -31,6 +31,54 @@ pub mod exit {
     pub const NOT_A_SOCKET: u8 = 78;
 }
 
+/// Parses the command line of a binary. On `--help` or `--version` it prints and returns
+/// `Err(0)`; on a usage error it prints the error and returns `Err(64)`. Either way the caller
+/// exits with that code.
+pub fn parse_args<C: clap::Parser>() -> Result<C, std::process::ExitCode> {
+    C::try_parse().map_err(|e| {
+        let _ = e.print();
+        std::process::ExitCode::from(if e.use_stderr() {
+            exit::USAGE
+        } else {
+            exit::OK
+        })
+    })
+}
+
+/// Where the socket is and how it frames messages: the flags server and client share, with the
+/// same names and variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SocketArgs {
+    /// Socket path [default: $XDG_RUNTIME_DIR/ipc/ipc.sock, else /tmp/ipc-<uid>/ipc.sock].
+    #[arg(long, global = true, env = "IPC_SOCKET", value_name = "PATH")]
+    pub socket: Option<std::path::PathBuf>,
+
+    /// How messages are delimited: `line` (up to `\n`) or `length` (4-byte big-endian length);
+    /// server and client must agree.
+    #[arg(long, global = true, value_enum, default_value_t = crate::Framing::Line, env = "IPC_FRAMING")]
+    pub framing: crate::Framing,
+
+    /// Largest message sent or received, in bytes; a bigger one is refused and, on the
+    /// server, closes its connection.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = crate::DEFAULT_MAX_FRAME,
+        value_name = "BYTES",
+        env = "IPC_MAX_FRAME"
+    )]
+    pub max_frame: usize,
+}
+
+impl SocketArgs {
+    /// The socket path: `--socket` (or `$IPC_SOCKET`), else [`crate::default_socket_path`].
+    pub fn path(&self) -> std::path::PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(crate::default_socket_path)
+    }
+}
+
 /// Parses a duration given in seconds, with an optional fraction (`5`, `0.25`).
 ///
 /// # Errors

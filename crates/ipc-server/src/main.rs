@@ -1,12 +1,11 @@
 //! `ipc-server`: serve a Unix domain socket with a built-in handler. Thin over the library.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ipc_core::cli::{self, LogArgs, exit};
-use ipc_core::{Ack, DEFAULT_ACK_TEXT, DEFAULT_MAX_FRAME, Echo, Framing, Handler};
+use ipc_core::cli::{self, LogArgs, SocketArgs, exit};
+use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, Framing, Handler};
 use ipc_server::activation;
 use ipc_server::config::{DEFAULT_MAX_CONNECTIONS, parse_mode};
 use ipc_server::signal::ShutdownSignals;
@@ -30,21 +29,12 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = Mode::Echo, env = "IPC_MODE")]
     mode: Mode,
 
-    /// Socket path [default: $XDG_RUNTIME_DIR/ipc/ipc.sock, else /tmp/ipc-<uid>/ipc.sock].
-    #[arg(long, env = "IPC_SOCKET", value_name = "PATH")]
-    socket: Option<PathBuf>,
-
-    /// How messages are delimited: `line` (up to `\n`) or `length` (4-byte big-endian length).
-    #[arg(long, value_enum, default_value_t = Framing::Line, env = "IPC_FRAMING")]
-    framing: Framing,
+    #[command(flatten)]
+    socket: SocketArgs,
 
     /// The reply of `--mode ack`.
     #[arg(long, default_value = DEFAULT_ACK_TEXT, value_name = "TEXT", env = "IPC_ACK_TEXT")]
     ack_text: String,
-
-    /// Largest message accepted or sent, in bytes; a bigger one closes its connection.
-    #[arg(long, default_value_t = DEFAULT_MAX_FRAME, value_name = "BYTES", env = "IPC_MAX_FRAME")]
-    max_frame: usize,
 
     /// Most connections open at once; further clients wait in the kernel's backlog.
     #[arg(
@@ -110,7 +100,8 @@ struct Cli {
     )]
     allow_gids: Vec<u32>,
 
-    /// Runtime worker threads (1 runs everything on one thread) [default: number of CPUs].
+    /// Runtime worker threads (1 runs everything on one thread) [default: the CPUs this process
+    /// may run on, so `taskset -c 0` gives one].
     #[arg(long, value_name = "N", env = "IPC_WORKERS")]
     workers: Option<usize>,
 
@@ -141,16 +132,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli::parse_args() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+        Err(code) => return code,
     };
     let printed = match cli.command {
         Some(Command::Completions { shell }) => {
@@ -209,20 +193,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Settings from the flags, checked before anything touches the file system.
 fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
-    if matches!(cli.mode, Mode::Ack) && cli.framing == Framing::Line && cli.ack_text.contains('\n')
+    if matches!(cli.mode, Mode::Ack)
+        && cli.socket.framing == Framing::Line
+        && cli.ack_text.contains('\n')
     {
         return Err((
             exit::USAGE,
             "--ack-text cannot contain a newline with --framing line".into(),
         ));
     }
-    let mut config = ServerConfig::new(
-        cli.socket
-            .clone()
-            .unwrap_or_else(ipc_core::default_socket_path),
-    );
-    config.framing = cli.framing;
-    config.max_frame = cli.max_frame;
+    let mut config = ServerConfig::new(cli.socket.path());
+    config.framing = cli.socket.framing;
+    config.max_frame = cli.socket.max_frame;
     config.max_connections = cli.max_connections;
     config.idle_timeout = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
     config.shutdown_timeout = cli.shutdown_timeout;

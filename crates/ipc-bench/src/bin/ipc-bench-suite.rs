@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ipc_bench::suite::{self, Placement, SuiteConfig};
-use ipc_core::cli::exit;
+use ipc_core::cli::{self, exit};
 
 /// Benchmark ipc-server against the in-repo reference servers.
 #[derive(Debug, Parser)]
@@ -43,16 +43,9 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match cli::parse_args() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            });
-        }
+        Err(code) => return code,
     };
     let work = match tempdir() {
         Ok(d) => d,

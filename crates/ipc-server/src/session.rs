@@ -94,7 +94,6 @@ impl<H: Handler> Session<H> {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         let mut eof = false;
-        let mut speculation = Speculation::default();
 
         loop {
             // Every complete request already read gets its reply, even during shutdown.
@@ -120,23 +119,6 @@ impl<H: Handler> Session<H> {
             }
             self.write_out(&mut wbuf).await?;
 
-            // The client may already have sent its next request while we wrote this reply
-            // (always so when it runs on the same CPU): look before waiting on epoll.
-            if handled && speculation.worth_trying() && !self.shutdown.is_cancelled() {
-                match self.read_now(&mut rbuf) {
-                    Ok(0) => {
-                        eof = true;
-                        continue;
-                    }
-                    Ok(_) => {
-                        speculation.hit();
-                        continue;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => speculation.miss(),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
             if rbuf.is_empty() && rbuf.capacity() > SMALL_READ {
                 // Nothing half-read: give a large buffer back while we wait.
                 rbuf = BytesMut::new();
@@ -213,15 +195,6 @@ impl<H: Handler> Session<H> {
         }
     }
 
-    /// One non-blocking read straight from the socket, bypassing the runtime's readiness state
-    /// (which is left as it is: a stale "readable" costs at most one EAGAIN later).
-    fn read_now(&self, rbuf: &mut BytesMut) -> io::Result<usize> {
-        let mut chunk = [0u8; SMALL_READ];
-        let n = recv_now(&self.stream, &mut chunk)?;
-        rbuf.extend_from_slice(&chunk[..n]);
-        Ok(n)
-    }
-
     /// Calls the handler for one request and queues its reply.
     async fn answer(
         &mut self,
@@ -282,48 +255,6 @@ fn recv_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
         buf,
         MsgFlags::MSG_DONTWAIT,
     )?)
-}
-
-/// Whether reading right after writing a reply pays off on this connection. It does when the
-/// client answers at once (same CPU, or a pipelining client); it costs a failed system call per
-/// exchange when the client is slower, so after a few misses the session stops trying and only
-/// probes again now and then.
-#[derive(Debug)]
-struct Speculation {
-    score: i8,
-    rounds_off: u8,
-}
-
-impl Default for Speculation {
-    fn default() -> Self {
-        Self {
-            score: 2,
-            rounds_off: 0,
-        }
-    }
-}
-
-impl Speculation {
-    fn worth_trying(&mut self) -> bool {
-        if self.score > 0 {
-            return true;
-        }
-        self.rounds_off += 1;
-        if self.rounds_off >= 32 {
-            self.rounds_off = 0;
-            self.score = 1;
-            return true;
-        }
-        false
-    }
-
-    fn hit(&mut self) {
-        self.score = (self.score + 1).min(4);
-    }
-
-    fn miss(&mut self) {
-        self.score -= 1;
-    }
 }
 
 fn deadline(from: Instant, idle: Duration) -> Instant {

@@ -10,7 +10,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
 use crate::session::Session;
@@ -87,6 +87,9 @@ impl<H: Handler> Listener<H> {
                             Ok(answered) => debug!(answered, "closed"),
                             Err((e, answered)) if e.is_disconnect() => {
                                 debug!(answered, error = %e, "peer went away");
+                            }
+                            Err((e, answered)) if e.is_idle() => {
+                                info!(answered, reason = %e, "closing idle connection");
                             }
                             Err((e, answered)) => warn!(answered, error = %e, "closing connection"),
                         },

@@ -153,6 +153,9 @@ fn main() -> ExitCode {
         };
     }
     cli.log.init("info");
+    // A panicking handler ends only its connection (the session logs it); route the panic
+    // message itself through the log too, so JSON logs stay one object per line.
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
     cli::raise_fd_limit();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -47,6 +47,11 @@ pub(crate) enum SessionError {
 }
 
 impl SessionError {
+    /// Whether the connection was closed for sitting idle (a policy, not a fault).
+    pub(crate) fn is_idle(&self) -> bool {
+        matches!(self, SessionError::Idle(_))
+    }
+
     /// Whether this is the peer going away (not worth a warning).
     pub(crate) fn is_disconnect(&self) -> bool {
         let io = match self {

@@ -101,8 +101,29 @@ pub fn bind(path: &Path, opts: BindOptions) -> Result<(UnixListener, SocketFile)
             .map_err(|e| ServerError::io("create directory", parent, e))?;
         info!(dir = %parent.display(), "created socket directory");
     }
+    // Check the staging name's length before touching anything at `path`, so a path that
+    // cannot be staged is refused before a stale socket there is removed.
+    let staging = staging_dir(parent);
+    let staged_len = staging.join("s").as_os_str().len();
+    if staged_len > MAX_PATH_LEN {
+        return Err(ServerError::PathTooLong {
+            path: path.to_owned(),
+            len,
+            max: MAX_PATH_LEN - (staged_len - len),
+        });
+    }
     reclaim(path)?;
-    bind_private(path, parent, opts)
+    bind_private(path, &staging, opts)
+}
+
+/// A fresh name for the private staging directory beside the socket.
+fn staging_dir(parent: &Path) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    parent.join(format!(
+        ".ipc{}.{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 /// Makes sure nothing but a stale socket is at `path`, removing a stale one.
@@ -193,29 +214,15 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), ServerError> {
 /// (`rename(2)` would silently replace it).
 fn bind_private(
     path: &Path,
-    parent: &Path,
+    staging: &Path,
     opts: BindOptions,
 ) -> Result<(UnixListener, SocketFile), ServerError> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let staging = parent.join(format!(
-        ".ipc{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
     DirBuilder::new()
         .mode(0o700)
-        .create(&staging)
-        .map_err(|e| ServerError::io("create staging directory", &staging, e))?;
+        .create(staging)
+        .map_err(|e| ServerError::io("create staging directory", staging, e))?;
     let staged = staging.join("s");
     let result = (|| {
-        let len = staged.as_os_str().len();
-        if len > MAX_PATH_LEN {
-            return Err(ServerError::PathTooLong {
-                path: path.to_owned(),
-                len: path.as_os_str().len(),
-                max: MAX_PATH_LEN - (len - path.as_os_str().len()),
-            });
-        }
         let listener = UnixListener::bind(&staged).map_err(|e| ServerError::io("bind", path, e))?;
         fs::set_permissions(&staged, Permissions::from_mode(opts.mode))
             .map_err(|e| ServerError::io("set the mode of", path, e))?;
@@ -244,7 +251,7 @@ fn bind_private(
         ))
     })();
     let _ = fs::remove_file(&staged);
-    let _ = fs::remove_dir(&staging);
+    let _ = fs::remove_dir(staging);
     result
 }
 

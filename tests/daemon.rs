@@ -49,11 +49,7 @@ os.execv(binary, [binary, "--mode", "ack", "--socket", "/nonexistent/ignored.soc
         got.unwrap()
     };
     assert_eq!(out.stdout, "Mensagem recebida!\n".as_bytes());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(&child, Signal::SIGTERM);
     assert!(child.wait().unwrap().success());
     // systemd owns the socket file: it is still there.
     assert!(path.exists(), "the activated socket was unlinked");
@@ -81,11 +77,7 @@ fn sends_ready_and_stopping_to_notify_socket() {
     assert_eq!(&buf[..n], b"READY=1\n");
     // Ready means connectable.
     assert_eq!(client(&path, &["send", "up"]).stdout, b"up\n");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(&child, Signal::SIGTERM);
     let n = sock.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1\n");
     assert!(child.wait().unwrap().success());
@@ -117,11 +109,7 @@ fn json_logs_and_verbosity_flags() {
         .spawn()
         .unwrap();
     wait_until("the quiet server listens", || path.exists());
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(quiet.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(&quiet, Signal::SIGTERM);
     let out = quiet.wait_with_output().unwrap();
     assert!(out.status.success());
     assert!(

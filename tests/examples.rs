@@ -21,11 +21,7 @@ fn start(name: &str) -> (std::process::Child, std::path::PathBuf, tempfile::Temp
 }
 
 fn stop(mut child: std::process::Child, path: &std::path::Path) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(&child, Signal::SIGTERM);
     assert!(child.wait().unwrap().success());
     assert!(!path.exists(), "socket left behind");
 }

@@ -50,11 +50,11 @@ pub fn example(name: &str) -> PathBuf {
 
 /// Raises this process's open-file limit to its hard limit (children inherit it), so tests with
 /// a thousand connections do not trip over a low default.
-pub fn raise_fd_limit() {
-    use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
-    }
+pub use ipc_core::cli::raise_fd_limit;
+
+/// Sends `sig` to a child process.
+pub fn signal(child: &Child, sig: Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("kill");
 }
 
 /// A running `ipc-server` on a socket in its own temporary directory. Killed on drop.
@@ -132,7 +132,7 @@ impl TestServer {
 
     /// Sends a signal to the server.
     pub fn signal(&self, sig: Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
+        signal(self.child.as_ref().expect("running"), sig);
     }
 
     /// Waits for the server to exit and returns its status.

@@ -150,11 +150,7 @@ fn default_path_is_a_private_dir_under_xdg_runtime_dir() {
         .output()
         .unwrap();
     assert_eq!(out.stdout, b"found\n");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
+    signal(&server, Signal::SIGTERM);
     assert!(server.wait().unwrap().success());
     assert!(!sock.exists());
 }

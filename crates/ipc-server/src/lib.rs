@@ -34,7 +34,8 @@
 //! ```
 //!
 //! Modules: [`config`] (settings and their defaults), [`socket_file`] (the path on disk),
-//! `listener` (accept loop and limits), `session` (one connection), [`server`] (the public entry
+//! `listener` (accept loop and limits), `conn` (an accepted socket's registration and I/O),
+//! `session` (one connection), [`server`] (the public entry
 //! point and shutdown), [`signal`] (SIGINT/SIGTERM for binaries), [`error`].
 #![deny(missing_docs)]
 
@@ -42,6 +43,7 @@ pub mod access;
 pub mod activation;
 mod builder;
 pub mod config;
+mod conn;
 pub mod error;
 mod listener;
 pub mod server;

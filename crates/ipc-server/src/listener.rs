@@ -5,21 +5,24 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc_core::{Context, FrameCodec, Handler, PeerCredentials};
-use tokio::net::{UnixListener, UnixStream};
+use ipc_core::{Context, FrameCodec, Handler};
+use std::os::unix::net::{UnixListener, UnixStream};
+use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
+use crate::conn::Connection;
 use crate::session::Session;
 
 /// How long to pause accepting after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub(crate) struct Listener<H> {
-    pub(crate) listener: UnixListener,
+    /// The listening socket (non-blocking), registered for read readiness.
+    pub(crate) listener: AsyncFd<UnixListener>,
     pub(crate) handler: Arc<H>,
     pub(crate) config: Arc<ServerConfig>,
     /// One permit per open connection, taken before `accept`.
@@ -44,8 +47,15 @@ impl<H: Handler> Listener<H> {
             let stream = self.accept().await;
             self.next_id += 1;
             let id = self.next_id;
-            let peer = match stream.peer_cred() {
-                Ok(c) => PeerCredentials::new(c.uid(), c.gid(), c.pid()),
+            let conn = match Connection::new(stream) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    warn!(conn = id, error = %e, "cannot register the connection; closing");
+                    continue;
+                }
+            };
+            let peer = match conn.peer_credentials() {
+                Ok(peer) => peer,
                 Err(e) => {
                     warn!(conn = id, error = %e, "cannot read peer credentials; closing");
                     continue;
@@ -69,7 +79,7 @@ impl<H: Handler> Listener<H> {
                 "accepted"
             );
             let session = Session {
-                stream,
+                conn,
                 codec: FrameCodec::new(self.config.framing, self.config.max_frame),
                 handler: Arc::clone(&self.handler),
                 ctx: Context::new(id, peer),
@@ -102,7 +112,14 @@ impl<H: Handler> Listener<H> {
 
     async fn accept(&mut self) -> UnixStream {
         loop {
-            match self.listener.accept().await {
+            let accepted = match self.listener.readable().await {
+                Ok(mut ready) => match ready.try_io(|listener| listener.get_ref().accept()) {
+                    Ok(accepted) => accepted,
+                    Err(_would_block) => continue,
+                },
+                Err(e) => Err(e),
+            };
+            match accepted {
                 Ok((stream, _addr)) => return stream,
                 Err(e) if is_connection_error(&e) => {
                     debug!(error = %e, "connection failed during accept");

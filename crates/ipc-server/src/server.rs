@@ -157,7 +157,7 @@ impl<H: Handler> Server<H> {
         listener
             .set_nonblocking(true)
             .map_err(|e| ServerError::io("configure", &path, e))?;
-        let listener = tokio::net::UnixListener::from_std(listener)
+        let listener = crate::conn::register(listener, tokio::io::Interest::READABLE)
             .map_err(|e| ServerError::io("listen on", &path, e))?;
         info!(
             path = %path.display(),

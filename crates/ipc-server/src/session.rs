@@ -14,20 +14,18 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures::FutureExt;
 use ipc_core::{BoxError, Context, FrameCodec, FrameError, Handler};
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::UnixStream;
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
-/// Bytes asked of the kernel per read.
-const READ_CHUNK: usize = 8 * 1024;
-/// Most bytes asked of the kernel per read, when a large frame is arriving.
-const MAX_READ: usize = 256 * 1024;
+use crate::conn::Connection;
+
 /// Pending reply bytes at which the session stops handling requests and writes them out.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Buffers that grew past this (large frames) are freed rather than kept for reuse.
 const KEEP_CAPACITY: usize = 64 * 1024;
+/// A read buffer holding nothing is given back while waiting if it is larger than this.
+const IDLE_CAPACITY: usize = 4096;
 
 /// Why a session ended other than by a clean close.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +66,7 @@ impl SessionError {
 
 /// Runs one connection until the peer closes, an error, or shutdown.
 pub(crate) struct Session<H> {
-    pub(crate) stream: UnixStream,
+    pub(crate) conn: Connection,
     pub(crate) codec: FrameCodec,
     pub(crate) handler: Arc<H>,
     pub(crate) ctx: Context,
@@ -124,15 +122,15 @@ impl<H: Handler> Session<H> {
             }
             self.write_out(&mut wbuf).await?;
 
-            if rbuf.is_empty() && rbuf.capacity() > SMALL_READ {
+            if rbuf.is_empty() && rbuf.capacity() > IDLE_CAPACITY {
                 // Nothing half-read: give a large buffer back while we wait.
                 rbuf = BytesMut::new();
             }
 
-            tokio::select! {
+            let read = tokio::select! {
                 biased;
                 () = &mut cancelled => return Ok(()),
-                ready = self.stream.readable() => ready?,
+                read = self.conn.read(&mut rbuf) => read,
                 () = &mut idle_sleep, if self.idle_timeout.is_some() => {
                     let due = deadline(last_frame, idle);
                     if Instant::now() >= due {
@@ -142,61 +140,10 @@ impl<H: Handler> Session<H> {
                     idle_sleep.as_mut().reset(due);
                     continue;
                 }
-            }
-            match self.read_some(&mut rbuf) {
-                Ok(0) => eof = true,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// Reads what the socket holds into `rbuf`; `Ok(0)` is the end of the stream.
-    ///
-    /// A read that returns less than it asked for has drained the socket, so it also tells the
-    /// runtime the socket is no longer readable: the next wait goes straight to epoll instead of
-    /// first making a read that fails with EAGAIN, which saves a system call per exchange. This
-    /// is safe with tokio's edge-triggered epoll: the readiness seen before the read is the one
-    /// cleared (data that arrives later raises a new event), exactly as after a real EAGAIN.
-    fn read_some(&self, rbuf: &mut BytesMut) -> io::Result<usize> {
-        if rbuf.is_empty() {
-            // The common case, a new small message: read into a small stack buffer and keep
-            // only what arrived, so an idle connection holds no large buffer.
-            let mut chunk = [0u8; SMALL_READ];
-            let mut got = None;
-            let result = self.stream.try_io(Interest::READABLE, || {
-                let n = recv_now(&self.stream, &mut chunk)?;
-                got = Some(n);
-                if n > 0 && n < SMALL_READ {
-                    return Err(io::ErrorKind::WouldBlock.into());
-                }
-                Ok(n)
-            });
-            return match got {
-                Some(n) => {
-                    rbuf.extend_from_slice(&chunk[..n]);
-                    Ok(n)
-                }
-                None => result,
             };
-        }
-        // Part of a frame is waiting: read more at once (doubling), up to a cap.
-        rbuf.reserve(READ_CHUNK.max(rbuf.len()).min(MAX_READ));
-        let room = rbuf.capacity() - rbuf.len();
-        let mut got = None;
-        let result = self.stream.try_io(Interest::READABLE, || {
-            let n = self.stream.try_read_buf(rbuf)?;
-            got = Some(n);
-            if n > 0 && n < room {
-                return Err(io::ErrorKind::WouldBlock.into());
+            if read? == 0 {
+                eof = true;
             }
-            Ok(n)
-        });
-        match (result, got) {
-            (_, Some(n)) => Ok(n),
-            (result, None) => result,
         }
     }
 
@@ -224,7 +171,7 @@ impl<H: Handler> Session<H> {
         // Fast path: the socket buffer usually has room, and no timer is needed.
         let mut written = 0;
         while written < wbuf.len() {
-            match self.stream.try_write(&wbuf[written..]) {
+            match self.conn.try_write(&wbuf[written..]) {
                 Ok(n) => written += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -232,7 +179,7 @@ impl<H: Handler> Session<H> {
             }
         }
         if written < wbuf.len() {
-            let rest = self.stream.write_all(&wbuf[written..]);
+            let rest = self.conn.write_all(&wbuf[written..]);
             match self.idle_timeout {
                 Some(limit) => tokio::time::timeout(limit, rest)
                     .await
@@ -247,19 +194,6 @@ impl<H: Handler> Session<H> {
         }
         Ok(())
     }
-}
-
-/// Bytes of a read into the stack when no frame is half-read (more waits for the next round).
-const SMALL_READ: usize = 4096;
-
-/// `recv(2)` with `MSG_DONTWAIT` on the stream's socket.
-fn recv_now(stream: &UnixStream, buf: &mut [u8]) -> io::Result<usize> {
-    use nix::sys::socket::{MsgFlags, recv};
-    Ok(recv(
-        std::os::fd::AsRawFd::as_raw_fd(stream),
-        buf,
-        MsgFlags::MSG_DONTWAIT,
-    )?)
 }
 
 fn deadline(from: Instant, idle: Duration) -> Instant {

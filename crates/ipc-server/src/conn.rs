@@ -1,0 +1,260 @@
+//! One accepted socket as the runtime sees it: registered for read readiness only, until a
+//! write would block.
+//!
+//! tokio's `UnixStream` registers every socket for read and write readiness. Then each time the
+//! peer reads a reply, the kernel reports the socket writable again, which wakes the runtime for
+//! nothing: on a request/reply connection that is a spurious epoll event per exchange, and when
+//! the server was waiting, an extra wake-up and context switch. Replies almost always fit in the
+//! socket buffer, so a connection asks for write readiness only once a write has failed with
+//! `EAGAIN`, and keeps it from then on (a peer that was slow to read once is likely to be again).
+
+use std::io;
+use std::os::unix::net::{UnixListener, UnixStream};
+
+use bytes::BytesMut;
+use ipc_core::PeerCredentials;
+use nix::sys::socket::{MsgFlags, getsockopt, recv, send, sockopt};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+/// Bytes of a read into the stack when no frame is half-read (more waits for the next round).
+const SMALL_READ: usize = 4096;
+/// Bytes asked of the kernel per read while a frame is half-read (doubling from there).
+const READ_CHUNK: usize = 8 * 1024;
+/// Most bytes asked of the kernel per read, when a large frame is arriving.
+const MAX_READ: usize = 256 * 1024;
+
+/// An accepted connection, registered with the runtime.
+pub(crate) struct Connection {
+    /// `None` only if re-registering for write readiness failed (the session then ends).
+    fd: Option<AsyncFd<UnixStream>>,
+    /// Whether the registration includes write readiness.
+    writable: bool,
+}
+
+impl Connection {
+    /// Registers a freshly accepted stream for read readiness (it is made non-blocking).
+    pub(crate) fn new(stream: UnixStream) -> io::Result<Self> {
+        stream.set_nonblocking(true)?;
+        Ok(Self {
+            fd: Some(register(stream, Interest::READABLE)?),
+            writable: false,
+        })
+    }
+
+    fn fd(&self) -> io::Result<&AsyncFd<UnixStream>> {
+        self.fd
+            .as_ref()
+            .ok_or_else(|| io::Error::other("connection lost its runtime registration"))
+    }
+
+    /// The peer's user, group and process ids (`SO_PEERCRED`).
+    pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        let c = getsockopt(self.fd()?.get_ref(), sockopt::PeerCredentials)?;
+        Ok(PeerCredentials::new(c.uid(), c.gid(), Some(c.pid())))
+    }
+
+    /// Waits until the socket is readable and reads what it holds into `rbuf`; `Ok(0)` is the
+    /// end of the stream. Cancel-safe: bytes are only taken in the poll that returns them.
+    ///
+    /// A read that returns less than it asked for has drained the socket, so it also clears the
+    /// readiness: the next wait goes straight to epoll instead of first making a read that fails
+    /// with `EAGAIN`, which saves a system call per exchange. This is safe with edge-triggered
+    /// epoll: the readiness seen before the read is the one cleared (data that arrives later
+    /// raises a new event), exactly as after a real `EAGAIN`.
+    pub(crate) async fn read(&self, rbuf: &mut BytesMut) -> io::Result<usize> {
+        let fd = self.fd()?;
+        loop {
+            let mut ready = fd.readable().await?;
+            match read_some(fd.get_ref(), rbuf) {
+                Ok((n, asked)) => {
+                    if n > 0 && n < asked {
+                        ready.clear_ready();
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes what the socket buffer takes now, without waiting; `WouldBlock` if it takes none.
+    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        // MSG_NOSIGNAL: a peer that went away is an EPIPE error, never a SIGPIPE that kills an
+        // application embedding the server without ignoring that signal.
+        Ok(send(
+            std::os::fd::AsRawFd::as_raw_fd(self.fd()?.get_ref()),
+            buf,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        )?)
+    }
+
+    /// Writes all of `buf`, waiting for the peer to make room as often as needed.
+    pub(crate) async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.try_write(buf) {
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.register_writable()?;
+                    let mut ready = self.fd()?.writable().await?;
+                    // Clear only if still full; a write may have drained meanwhile.
+                    match self.try_write(buf) {
+                        Ok(n) => buf = &buf[n..],
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds write readiness to the registration (once per connection).
+    fn register_writable(&mut self) -> io::Result<()> {
+        if self.writable {
+            return Ok(());
+        }
+        let Some(fd) = self.fd.take() else {
+            return Err(io::Error::other("connection lost its runtime registration"));
+        };
+        // Re-registering reports the current state, so readiness that arrived meanwhile is kept.
+        let stream = fd.into_inner();
+        self.fd = Some(register(stream, Interest::READABLE | Interest::WRITABLE)?);
+        self.writable = true;
+        Ok(())
+    }
+}
+
+/// A socket type that owns its file descriptor for its whole life.
+pub(crate) trait OwnedSocket: std::os::fd::AsRawFd {}
+impl OwnedSocket for UnixStream {}
+impl OwnedSocket for UnixListener {}
+
+/// Registers a socket with the runtime for `interest` only.
+pub(crate) fn register<S: OwnedSocket>(socket: S, interest: Interest) -> io::Result<AsyncFd<S>> {
+    // SAFETY: the std socket types own their descriptor: it stays open, and `as_raw_fd` returns
+    // it, for as long as the value lives, which the `AsyncFd` owns until it is dropped or
+    // `into_inner` gives it back.
+    unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(|e| e.into_parts().1)
+}
+
+/// One non-blocking read into `rbuf`: returns the bytes read and how many were asked for.
+fn read_some(stream: &UnixStream, rbuf: &mut BytesMut) -> io::Result<(usize, usize)> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+    if rbuf.is_empty() {
+        // The common case, a new small message: read into a small stack buffer and keep only
+        // what arrived, so an idle connection holds no large buffer.
+        let mut chunk = [0u8; SMALL_READ];
+        let n = recv(fd, &mut chunk, MsgFlags::MSG_DONTWAIT)?;
+        rbuf.extend_from_slice(&chunk[..n]);
+        return Ok((n, SMALL_READ));
+    }
+    // Part of a frame is waiting: read more at once (doubling), up to a cap, straight into the
+    // buffer's spare capacity (zero-filling it first would cost as much as the read).
+    rbuf.reserve(READ_CHUNK.max(rbuf.len()).min(MAX_READ));
+    let spare = rbuf.spare_capacity_mut();
+    let asked = spare.len();
+    // SAFETY: recv(2) writes at most `asked` bytes at the pointer, which is valid for that many
+    // (it is the buffer's spare capacity), and returns how many it wrote.
+    let n = unsafe {
+        nix::libc::recv(
+            fd,
+            spare.as_mut_ptr().cast(),
+            asked,
+            nix::libc::MSG_DONTWAIT,
+        )
+    };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: the first `n` bytes of the spare capacity were just written by recv(2).
+    unsafe { rbuf.set_len(rbuf.len() + n) };
+    Ok((n, asked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn pair() -> (Connection, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (Connection::new(ours).unwrap(), theirs)
+    }
+
+    #[tokio::test]
+    async fn reads_small_messages_then_the_end_of_stream() {
+        let (conn, mut peer) = pair();
+        let mut rbuf = BytesMut::new();
+        peer.write_all(b"one\n").unwrap();
+        assert_eq!(conn.read(&mut rbuf).await.unwrap(), 4);
+        peer.write_all(b"two\n").unwrap();
+        assert_eq!(conn.read(&mut rbuf).await.unwrap(), 4);
+        assert_eq!(&rbuf[..], b"one\ntwo\n");
+        drop(peer);
+        assert_eq!(conn.read(&mut rbuf).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_large_frame_arrives_whole_across_reads() {
+        let (conn, mut peer) = pair();
+        let sent: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        let expected = sent.clone();
+        let writer = std::thread::spawn(move || peer.write_all(&sent).unwrap());
+        let mut rbuf = BytesMut::new();
+        while rbuf.len() < expected.len() {
+            assert!(conn.read(&mut rbuf).await.unwrap() > 0);
+        }
+        writer.join().unwrap();
+        assert!(rbuf[..] == expected[..]);
+    }
+
+    #[tokio::test]
+    async fn a_write_larger_than_the_socket_buffer_waits_for_the_peer() {
+        let (mut conn, mut peer) = pair();
+        let sent: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
+        // Nobody reads yet: the socket buffer fills and try_write refuses.
+        let mut written = 0;
+        loop {
+            match conn.try_write(&sent[written..]) {
+                Ok(n) => written += n,
+                Err(e) => {
+                    assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+                    break;
+                }
+            }
+        }
+        assert!(written < sent.len());
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            peer.read_to_end(&mut got).unwrap();
+            got
+        });
+        conn.write_all(&sent[written..]).await.unwrap();
+        assert!(
+            conn.writable,
+            "write readiness was added to the registration"
+        );
+        drop(conn);
+        assert!(reader.join().unwrap() == sent);
+    }
+
+    #[tokio::test]
+    async fn writing_to_a_closed_peer_is_a_broken_pipe_error() {
+        let (conn, peer) = pair();
+        drop(peer);
+        let e = conn.try_write(b"reply\n").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[tokio::test]
+    async fn reports_the_peer_credentials() {
+        let (conn, _peer) = pair();
+        let peer = conn.peer_credentials().unwrap();
+        assert_eq!(peer.uid, nix::unistd::getuid().as_raw());
+        assert_eq!(peer.pid, Some(std::process::id() as i32));
+    }
+}

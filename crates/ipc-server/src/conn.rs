@@ -9,11 +9,14 @@
 //! `EAGAIN`, and keeps it from then on (a peer that was slow to read once is likely to be again).
 
 use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use bytes::BytesMut;
 use ipc_core::PeerCredentials;
-use nix::sys::socket::{MsgFlags, getsockopt, recv, send, sockopt};
+use nix::libc;
+use nix::sys::socket::{MsgFlags, getsockopt, send, sockopt};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -85,7 +88,7 @@ impl Connection {
         // MSG_NOSIGNAL: a peer that went away is an EPIPE error, never a SIGPIPE that kills an
         // application embedding the server without ignoring that signal.
         Ok(send(
-            std::os::fd::AsRawFd::as_raw_fd(self.fd()?.get_ref()),
+            self.fd()?.get_ref().as_raw_fd(),
             buf,
             MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
         )?)
@@ -131,7 +134,7 @@ impl Connection {
 }
 
 /// A socket type that owns its file descriptor for its whole life.
-pub(crate) trait OwnedSocket: std::os::fd::AsRawFd {}
+pub(crate) trait OwnedSocket: AsRawFd {}
 impl OwnedSocket for UnixStream {}
 impl OwnedSocket for UnixListener {}
 
@@ -145,34 +148,34 @@ pub(crate) fn register<S: OwnedSocket>(socket: S, interest: Interest) -> io::Res
 
 /// One non-blocking read into `rbuf`: returns the bytes read and how many were asked for.
 fn read_some(stream: &UnixStream, rbuf: &mut BytesMut) -> io::Result<(usize, usize)> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+    let fd = stream.as_raw_fd();
     if rbuf.is_empty() {
         // The common case, a new small message: read into a small stack buffer and keep only
         // what arrived, so an idle connection holds no large buffer.
-        let mut chunk = [0u8; SMALL_READ];
-        let n = recv(fd, &mut chunk, MsgFlags::MSG_DONTWAIT)?;
-        rbuf.extend_from_slice(&chunk[..n]);
-        return Ok((n, SMALL_READ));
+        let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
+        let got = recv_uninit(fd, &mut chunk)?;
+        rbuf.extend_from_slice(got);
+        return Ok((got.len(), SMALL_READ));
     }
     // Part of a frame is waiting: read more at once (doubling), up to a cap, straight into the
-    // buffer's spare capacity (zero-filling it first would cost as much as the read).
+    // buffer's spare capacity.
     rbuf.reserve(READ_CHUNK.max(rbuf.len()).min(MAX_READ));
     let spare = rbuf.spare_capacity_mut();
     let asked = spare.len();
-    // SAFETY: recv(2) writes at most `asked` bytes at the pointer, which is valid for that many
-    // (it is the buffer's spare capacity), and returns how many it wrote.
-    let n = unsafe {
-        nix::libc::recv(
-            fd,
-            spare.as_mut_ptr().cast(),
-            asked,
-            nix::libc::MSG_DONTWAIT,
-        )
-    };
-    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    // SAFETY: the first `n` bytes of the spare capacity were just written by recv(2).
+    let n = recv_uninit(fd, spare)?.len();
+    // SAFETY: recv_uninit initialised the first `n` bytes of the spare capacity.
     unsafe { rbuf.set_len(rbuf.len() + n) };
     Ok((n, asked))
+}
+
+/// `recv(2)` without waiting into memory that need not be initialised (zero-filling it first
+/// would cost as much as the read); returns the part the kernel filled.
+fn recv_uninit(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<&mut [u8]> {
+    // SAFETY: the pointer is valid for writes of `buf.len()` bytes, the most recv(2) writes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    // SAFETY: recv(2) returned `n` <= `buf.len()`: it initialised that many bytes at the start.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), n) })
 }
 
 #[cfg(test)]

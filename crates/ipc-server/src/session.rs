@@ -117,7 +117,7 @@ impl<H: Handler> Session<H> {
                 self.write_out(&mut wbuf).await?;
                 return Ok(());
             }
-            if handled {
+            if handled && self.idle_timeout.is_some() {
                 last_frame = Instant::now();
             }
             self.write_out(&mut wbuf).await?;

@@ -50,6 +50,7 @@ pub mod server;
 mod session;
 pub mod signal;
 pub mod socket_file;
+mod trigger;
 
 pub use access::AccessPolicy;
 pub use builder::Builder;

@@ -9,13 +9,13 @@ use ipc_core::{Context, FrameCodec, Handler};
 use std::os::unix::net::{UnixListener, UnixStream};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
 use crate::conn::Connection;
 use crate::session::Session;
+use crate::trigger::Trigger;
 
 /// How long to pause accepting after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -28,9 +28,9 @@ pub(crate) struct Listener<H> {
     /// One permit per open connection, taken before `accept`.
     pub(crate) permits: Arc<Semaphore>,
     /// Graceful shutdown: sessions finish the requests already read, then close.
-    pub(crate) shutdown: CancellationToken,
+    pub(crate) shutdown: Trigger,
     /// Forced shutdown: sessions are dropped where they stand.
-    pub(crate) force: CancellationToken,
+    pub(crate) force: Trigger,
     pub(crate) tracker: TaskTracker,
     pub(crate) next_id: u64,
 }
@@ -92,7 +92,7 @@ impl<H: Handler> Listener<H> {
                     let _permit = permit;
                     tokio::select! {
                         biased;
-                        () = force.cancelled() => warn!("connection dropped by forced shutdown"),
+                        () = force.fired() => warn!("connection dropped by forced shutdown"),
                         result = session.run() => match result {
                             Ok(answered) => debug!(answered, "closed"),
                             Err((e, answered)) if e.is_disconnect() => {

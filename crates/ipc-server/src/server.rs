@@ -21,6 +21,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::listener::Listener;
 use crate::socket_file::{self, BindOptions, SocketFile};
+use crate::trigger::Trigger;
 
 /// A bound server, ready to [`serve`](Server::serve).
 #[derive(Debug)]
@@ -36,21 +37,21 @@ pub struct Server<H> {
 /// later.
 #[derive(Debug, Clone, Default)]
 pub struct ShutdownHandle {
-    shutdown: CancellationToken,
-    force: CancellationToken,
+    shutdown: Trigger,
+    force: Trigger,
     stopped: CancellationToken,
 }
 
 impl ShutdownHandle {
     /// Begins a graceful shutdown: stop accepting, answer the requests already read, close.
     pub fn shutdown(&self) {
-        self.shutdown.cancel();
+        self.shutdown.fire();
     }
 
     /// Drops every connection at once (after [`shutdown`](Self::shutdown), or instead of it).
     pub fn force(&self) {
-        self.shutdown.cancel();
-        self.force.cancel();
+        self.shutdown.fire();
+        self.force.fire();
     }
 
     /// Waits until [`Server::serve`] has finished: every connection closed and the socket file
@@ -181,12 +182,12 @@ impl<H: Handler> Server<H> {
         tokio::select! {
             () = accept_loop.run() => unreachable!("the accept loop only ends when dropped"),
             () = shutdown => info!("shutdown requested"),
-            () = handle.shutdown.cancelled() => info!("shutdown requested"),
+            () = handle.shutdown.fired() => info!("shutdown requested"),
         }
         // Stop accepting and take the name away first.
         drop(accept_loop);
         drop(socket_file);
-        handle.shutdown.cancel();
+        handle.shutdown.fire();
         tracker.close();
         let open = tracker.len();
         if open > 0 {
@@ -197,11 +198,11 @@ impl<H: Handler> Server<H> {
             () = tokio::time::sleep(config.shutdown_timeout) => {
                 warn!(connections = tracker.len(), "shutdown timeout reached; dropping connections");
             }
-            () = handle.force.cancelled() => {
+            () = handle.force.fired() => {
                 warn!(connections = tracker.len(), "forced shutdown; dropping connections");
             }
         }
-        handle.force.cancel();
+        handle.force.fire();
         tracker.wait().await;
         info!("stopped");
         Ok(())

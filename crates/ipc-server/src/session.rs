@@ -16,9 +16,9 @@ use futures::FutureExt;
 use ipc_core::{BoxError, Context, FrameCodec, FrameError, Handler};
 use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
-use tokio_util::sync::CancellationToken;
 
 use crate::conn::Connection;
+use crate::trigger::Trigger;
 
 /// Pending reply bytes at which the session stops handling requests and writes them out.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -72,7 +72,7 @@ pub(crate) struct Session<H> {
     pub(crate) ctx: Context,
     pub(crate) idle_timeout: Option<Duration>,
     /// Cancelled when the server shuts down: finish the requests already read, then close.
-    pub(crate) shutdown: CancellationToken,
+    pub(crate) shutdown: Trigger,
 }
 
 impl<H: Handler> Session<H> {
@@ -94,8 +94,7 @@ impl<H: Handler> Session<H> {
         tokio::pin!(idle_sleep);
         // Created once, so its waiter is registered once rather than on every wait.
         let shutdown = self.shutdown.clone();
-        let cancelled = shutdown.cancelled();
-        tokio::pin!(cancelled);
+        let mut shutdown = shutdown.fired();
         let mut eof = false;
 
         loop {
@@ -129,7 +128,7 @@ impl<H: Handler> Session<H> {
 
             let read = tokio::select! {
                 biased;
-                () = &mut cancelled => return Ok(()),
+                () = &mut shutdown => return Ok(()),
                 read = self.conn.read(&mut rbuf) => read,
                 () = &mut idle_sleep, if self.idle_timeout.is_some() => {
                     let due = deadline(last_frame, idle);

@@ -10,13 +10,13 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use bytes::BytesMut;
 use ipc_core::PeerCredentials;
 use nix::libc;
-use nix::sys::socket::{MsgFlags, getsockopt, send, sockopt};
+use nix::sys::socket::{MsgFlags, SockFlag, getsockopt, send, sockopt};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -36,9 +36,9 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Registers a freshly accepted stream for read readiness (it is made non-blocking).
+    /// Registers a freshly accepted stream for read readiness. Every read and write on it is
+    /// made with `MSG_DONTWAIT`, so it need not be in non-blocking mode.
     pub(crate) fn new(stream: UnixStream) -> io::Result<Self> {
-        stream.set_nonblocking(true)?;
         Ok(Self {
             fd: Some(register(stream, Interest::READABLE)?),
             writable: false,
@@ -131,6 +131,15 @@ impl Connection {
         self.writable = true;
         Ok(())
     }
+}
+
+/// Accepts a connection on a listening socket, non-blocking and close-on-exec from the start
+/// (one system call).
+pub(crate) fn accept(listener: &UnixListener) -> io::Result<UnixStream> {
+    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
+    let fd = nix::sys::socket::accept4(listener.as_raw_fd(), flags)?;
+    // SAFETY: accept4(2) returned a new, open descriptor that nothing else owns.
+    Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 /// A socket type that owns its file descriptor for its whole life.

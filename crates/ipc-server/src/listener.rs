@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
-use crate::conn::Connection;
+use crate::conn::{self, Connection};
 use crate::session::Session;
 use crate::trigger::Trigger;
 
@@ -113,14 +113,14 @@ impl<H: Handler> Listener<H> {
     async fn accept(&mut self) -> UnixStream {
         loop {
             let accepted = match self.listener.readable().await {
-                Ok(mut ready) => match ready.try_io(|listener| listener.get_ref().accept()) {
+                Ok(mut ready) => match ready.try_io(|listener| conn::accept(listener.get_ref())) {
                     Ok(accepted) => accepted,
                     Err(_would_block) => continue,
                 },
                 Err(e) => Err(e),
             };
             match accepted {
-                Ok((stream, _addr)) => return stream,
+                Ok(stream) => return stream,
                 Err(e) if is_connection_error(&e) => {
                     debug!(error = %e, "connection failed during accept");
                 }

@@ -154,7 +154,7 @@ impl Decoder for FrameCodec {
         match &mut self.inner {
             Inner::Line { searched } => {
                 let start = (*searched).min(buf.len());
-                match buf[start..].iter().position(|&b| b == b'\n') {
+                match memchr::memchr(b'\n', &buf[start..]) {
                     Some(offset) => {
                         let len = start + offset;
                         *searched = 0;

@@ -234,9 +234,11 @@ fn request(counter: u64, size: usize) -> Bytes {
     Bytes::from(body)
 }
 
+/// What follows the counter in every request.
+const PADDING: [u8; 256] = [b'x'; 256];
+
 /// Appends the framed request for `counter` to `wbuf`, without allocating.
 fn put_request(wbuf: &mut BytesMut, framing: Framing, counter: u64, size: usize) {
-    const PADDING: [u8; 256] = [b'x'; 256];
     if framing == Framing::Length {
         wbuf.extend_from_slice(&(size as u32).to_be_bytes());
     }
@@ -256,7 +258,9 @@ fn put_request(wbuf: &mut BytesMut, framing: Framing, counter: u64, size: usize)
 fn is_reply_to(reply: &[u8], counter: u64, size: usize) -> bool {
     reply.len() == size
         && reply[..MIN_SIZE] == hex(counter)
-        && reply[MIN_SIZE..].iter().all(|&b| b == b'x')
+        && reply[MIN_SIZE..]
+            .chunks(PADDING.len())
+            .all(|chunk| *chunk == PADDING[..chunk.len()])
 }
 
 async fn connection_loop(
@@ -434,6 +438,10 @@ mod tests {
             let mut bad = body.to_vec();
             bad[200] = b'y';
             assert!(!is_reply_to(&bad, 42, 300));
+            let mut bad_tail = body.to_vec();
+            bad_tail[299] = b'y';
+            assert!(!is_reply_to(&bad_tail, 42, 300));
+            assert!(!is_reply_to(&body[..299], 42, 300));
         }
     }
 }

@@ -102,8 +102,10 @@ enum Inner {
 }
 
 impl FrameCodec {
-    /// A codec for `framing` that refuses messages larger than `max_frame` bytes.
+    /// A codec for `framing` that refuses messages larger than `max_frame` bytes (at most
+    /// `u32::MAX`, what a 4-byte length prefix can say).
     pub fn new(framing: Framing, max_frame: usize) -> Self {
+        let max_frame = max_frame.min(u32::MAX as usize);
         let inner = match framing {
             Framing::Line => Inner::Line { searched: 0 },
             Framing::Length => Inner::Length(
@@ -203,20 +205,45 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
-        if item.len() > self.max {
+        self.encode_head(&item, dst)?;
+        dst.reserve(item.len() + self.trailer().len());
+        dst.put_slice(&item);
+        dst.put_slice(self.trailer());
+        Ok(())
+    }
+}
+
+impl FrameCodec {
+    /// Checks that `payload` can go out as one frame and appends what precedes it on the wire
+    /// to `dst` (the length prefix in length framing, nothing in line framing); the payload and
+    /// then [`trailer`](Self::trailer) follow it. A writer can thus send a large payload from
+    /// its own buffer, with a vectored write, instead of copying it as [`Encoder::encode`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLarge`] above the maximum frame size; [`FrameError::NewlineInMessage`]
+    /// in line framing if the payload contains `\n`.
+    pub fn encode_head(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        if payload.len() > self.max {
             return Err(FrameError::TooLarge { max: self.max });
         }
-        match &mut self.inner {
+        match self.inner {
             Inner::Line { .. } => {
-                if item.contains(&b'\n') {
+                if memchr::memchr(b'\n', payload).is_some() {
                     return Err(FrameError::NewlineInMessage);
                 }
-                dst.reserve(item.len() + 1);
-                dst.put_slice(&item);
-                dst.put_u8(b'\n');
-                Ok(())
             }
-            Inner::Length(codec) => codec.encode(item, dst).map_err(FrameError::Io),
+            // `new` caps the maximum at what the 4-byte prefix can say.
+            Inner::Length(_) => dst.put_u32(payload.len() as u32),
+        }
+        Ok(())
+    }
+
+    /// What follows each payload on the wire: `\n` in line framing, nothing in length framing.
+    pub fn trailer(&self) -> &'static [u8] {
+        match self.inner {
+            Inner::Line { .. } => b"\n",
+            Inner::Length(_) => b"",
         }
     }
 }

@@ -8,7 +8,7 @@
 //! socket buffer, so a connection asks for write readiness only once a write has failed with
 //! `EAGAIN`, and keeps it from then on (a peer that was slow to read once is likely to be again).
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -16,7 +16,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use bytes::BytesMut;
 use ipc_core::PeerCredentials;
 use nix::libc;
-use nix::sys::socket::{MsgFlags, SockFlag, getsockopt, send, sockopt};
+use nix::sys::socket::{MsgFlags, SockFlag, UnixAddr, getsockopt, sendmsg, sockopt};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -83,38 +83,37 @@ impl Connection {
         }
     }
 
-    /// Writes what the socket buffer takes now, without waiting; `WouldBlock` if it takes none.
-    pub(crate) fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+    /// Writes what the socket buffer takes now from `bufs`, in order, without waiting;
+    /// `WouldBlock` if it takes nothing.
+    pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         // MSG_NOSIGNAL: a peer that went away is an EPIPE error, never a SIGPIPE that kills an
         // application embedding the server without ignoring that signal.
-        Ok(send(
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+        Ok(sendmsg::<UnixAddr>(
             self.fd()?.get_ref().as_raw_fd(),
-            buf,
-            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            bufs,
+            &[],
+            flags,
+            None,
         )?)
     }
 
-    /// Writes all of `buf`, waiting for the peer to make room as often as needed.
-    pub(crate) async fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.try_write(buf) {
-                Ok(n) => buf = &buf[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.register_writable()?;
-                    let mut ready = self.fd()?.writable().await?;
-                    // Clear only if still full; a write may have drained meanwhile.
-                    match self.try_write(buf) {
-                        Ok(n) => buf = &buf[n..],
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
+    /// Waits until the socket is writable and runs `write` (which should write with
+    /// [`try_write_vectored`](Self::try_write_vectored)), as often as it fails with
+    /// `WouldBlock`; returns its first other result.
+    pub(crate) async fn write_ready<R>(
+        &mut self,
+        mut write: impl FnMut(&Self) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.register_writable()?;
+        loop {
+            let mut ready = self.fd()?.writable().await?;
+            match write(self) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                result => return result,
             }
         }
-        Ok(())
     }
 
     /// Adds write readiness to the registration (once per connection).
@@ -224,14 +223,29 @@ mod tests {
         assert!(rbuf[..] == expected[..]);
     }
 
+    /// Writes all of `buf`, waiting for room as the session does.
+    async fn write_all(conn: &mut Connection, mut buf: &[u8]) {
+        while !buf.is_empty() {
+            let n = match conn.try_write_vectored(&[IoSlice::new(buf)]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn
+                    .write_ready(|c| c.try_write_vectored(&[IoSlice::new(buf)]))
+                    .await
+                    .unwrap(),
+                Err(e) => panic!("{e}"),
+            };
+            buf = &buf[n..];
+        }
+    }
+
     #[tokio::test]
     async fn a_write_larger_than_the_socket_buffer_waits_for_the_peer() {
         let (mut conn, mut peer) = pair();
         let sent: Vec<u8> = (0..4_000_000u32).map(|i| (i % 253) as u8).collect();
-        // Nobody reads yet: the socket buffer fills and try_write refuses.
+        // Nobody reads yet: the socket buffer fills and the write is refused.
         let mut written = 0;
         loop {
-            match conn.try_write(&sent[written..]) {
+            match conn.try_write_vectored(&[IoSlice::new(&sent[written..])]) {
                 Ok(n) => written += n,
                 Err(e) => {
                     assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
@@ -240,12 +254,13 @@ mod tests {
             }
         }
         assert!(written < sent.len());
+        assert!(!conn.writable, "no write readiness until a write blocks");
         let reader = std::thread::spawn(move || {
             let mut got = Vec::new();
             peer.read_to_end(&mut got).unwrap();
             got
         });
-        conn.write_all(&sent[written..]).await.unwrap();
+        write_all(&mut conn, &sent[written..]).await;
         assert!(
             conn.writable,
             "write readiness was added to the registration"
@@ -258,7 +273,9 @@ mod tests {
     async fn writing_to_a_closed_peer_is_a_broken_pipe_error() {
         let (conn, peer) = pair();
         drop(peer);
-        let e = conn.try_write(b"reply\n").unwrap_err();
+        let e = conn
+            .try_write_vectored(&[IoSlice::new(b"reply\n")])
+            .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 

@@ -35,6 +35,7 @@
 //!
 //! Modules: [`config`] (settings and their defaults), [`socket_file`] (the path on disk),
 //! `listener` (accept loop and limits), `conn` (an accepted socket's registration and I/O),
+//! `outbox` (replies waiting to be written),
 //! `session` (one connection), [`server`] (the public entry
 //! point and shutdown), [`signal`] (SIGINT/SIGTERM for binaries), [`error`].
 #![deny(missing_docs)]
@@ -46,6 +47,7 @@ pub mod config;
 mod conn;
 pub mod error;
 mod listener;
+mod outbox;
 pub mod server;
 mod session;
 pub mod signal;

@@ -15,15 +15,14 @@ use bytes::BytesMut;
 use futures::FutureExt;
 use ipc_core::{BoxError, Context, FrameCodec, FrameError, Handler};
 use tokio::time::Instant;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 use crate::conn::Connection;
+use crate::outbox::Outbox;
 use crate::trigger::Trigger;
 
 /// Pending reply bytes at which the session stops handling requests and writes them out.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
-/// Buffers that grew past this (large frames) are freed rather than kept for reuse.
-const KEEP_CAPACITY: usize = 64 * 1024;
 /// A read buffer holding nothing is given back while waiting if it is larger than this.
 const IDLE_CAPACITY: usize = 4096;
 
@@ -87,7 +86,7 @@ impl<H: Handler> Session<H> {
 
     async fn exchange(&mut self, answered: &mut u64) -> Result<(), SessionError> {
         let mut rbuf = BytesMut::new();
-        let mut wbuf = BytesMut::new();
+        let mut outbox = Outbox::default();
         let mut last_frame = Instant::now();
         let idle = self.idle_timeout.unwrap_or(Duration::MAX);
         let idle_sleep = tokio::time::sleep_until(deadline(last_frame, idle));
@@ -102,24 +101,24 @@ impl<H: Handler> Session<H> {
             let mut handled = false;
             while let Some(request) = self.codec.decode(&mut rbuf)? {
                 handled = true;
-                self.answer(request, &mut wbuf).await?;
+                self.answer(request, &mut outbox).await?;
                 *answered += 1;
-                if wbuf.len() >= WRITE_HIGH_WATER {
-                    self.write_out(&mut wbuf).await?;
+                if outbox.len() >= WRITE_HIGH_WATER {
+                    self.write_out(&mut outbox).await?;
                 }
             }
             if eof {
                 if let Some(request) = self.codec.decode_eof(&mut rbuf)? {
-                    self.answer(request, &mut wbuf).await?;
+                    self.answer(request, &mut outbox).await?;
                     *answered += 1;
                 }
-                self.write_out(&mut wbuf).await?;
+                self.write_out(&mut outbox).await?;
                 return Ok(());
             }
             if handled && self.idle_timeout.is_some() {
                 last_frame = Instant::now();
             }
-            self.write_out(&mut wbuf).await?;
+            self.write_out(&mut outbox).await?;
 
             if rbuf.is_empty() && rbuf.capacity() > IDLE_CAPACITY {
                 // Nothing half-read: give a large buffer back while we wait.
@@ -150,7 +149,7 @@ impl<H: Handler> Session<H> {
     async fn answer(
         &mut self,
         request: bytes::Bytes,
-        wbuf: &mut BytesMut,
+        outbox: &mut Outbox,
     ) -> Result<(), SessionError> {
         let call = AssertUnwindSafe(self.handler.handle(request, &self.ctx)).catch_unwind();
         let reply = match call.await {
@@ -158,38 +157,36 @@ impl<H: Handler> Session<H> {
             Ok(Err(e)) => return Err(SessionError::Handler(e)),
             Err(panic) => return Err(SessionError::HandlerPanicked(panic_message(&panic))),
         };
-        self.codec.encode(reply, wbuf)?;
+        outbox.push(&self.codec, reply)?;
         Ok(())
     }
 
     /// Writes every queued reply, waiting at most the idle timeout for the peer to take them.
-    async fn write_out(&mut self, wbuf: &mut BytesMut) -> Result<(), SessionError> {
-        if wbuf.is_empty() {
-            return Ok(());
-        }
+    async fn write_out(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
         // Fast path: the socket buffer usually has room, and no timer is needed.
-        let mut written = 0;
-        while written < wbuf.len() {
-            match self.conn.try_write(&wbuf[written..]) {
-                Ok(n) => written += n,
+        while !outbox.is_empty() {
+            match outbox.write_to(&self.conn) {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        if written < wbuf.len() {
-            let rest = self.conn.write_all(&wbuf[written..]);
-            match self.idle_timeout {
-                Some(limit) => tokio::time::timeout(limit, rest)
-                    .await
-                    .map_err(|_| SessionError::WriteStalled(limit))??,
-                None => rest.await?,
-            }
+        if outbox.is_empty() {
+            return Ok(());
         }
-        if wbuf.capacity() > KEEP_CAPACITY {
-            *wbuf = BytesMut::new();
-        } else {
-            wbuf.clear();
+        let conn = &mut self.conn;
+        let rest = async {
+            while !outbox.is_empty() {
+                conn.write_ready(|c| outbox.write_to(c)).await?;
+            }
+            Ok::<(), io::Error>(())
+        };
+        match self.idle_timeout {
+            Some(limit) => tokio::time::timeout(limit, rest)
+                .await
+                .map_err(|_| SessionError::WriteStalled(limit))??,
+            None => rest.await?,
         }
         Ok(())
     }

@@ -59,6 +59,8 @@ const ALL: [ServerKind; 3] = [ServerKind::Ours, ServerKind::RefStd, ServerKind::
 pub struct SuiteConfig {
     /// Short runs, few idle connections: proves the suite works, measures little.
     pub quick: bool,
+    /// Rounds per scenario; each figure is the median of its rounds.
+    pub rounds: u32,
     /// CPU placement.
     pub placement: Placement,
     /// Where the server binaries are.
@@ -375,11 +377,10 @@ pub fn run(config: &SuiteConfig) -> Result<Vec<Row>, SuiteError> {
     let mut rows = Vec::new();
     // Machine noise drifts over seconds, so the servers take turns, round after round, and each
     // figure is the median of its rounds.
-    let rounds = if config.quick { 1 } else { 5 };
     for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
         eprintln!("{}: {}", scenario.name, scenario.what);
         let mut per_kind: Vec<Vec<Row>> = vec![Vec::new(); ALL.len()];
-        for _ in 0..rounds {
+        for _ in 0..config.rounds {
             for (i, kind) in ALL.into_iter().enumerate() {
                 per_kind[i].push(measure(config, scenario, kind)?);
             }

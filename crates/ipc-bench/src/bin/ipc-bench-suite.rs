@@ -3,7 +3,7 @@
 //!
 //! Build everything in release mode first:
 //! `cargo build --release -p ipc-server -p ipc-bench`, then
-//! `target/release/ipc-bench-suite [--quick] [--placement same|split|free]`.
+//! `target/release/ipc-bench-suite [--quick] [--rounds N] [--placement same|split|free]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +19,11 @@ struct Cli {
     /// Short runs and 500 idle connections: checks that the suite works, measures little.
     #[arg(long)]
     quick: bool,
+
+    /// Rounds per scenario (the servers take turns; each figure is the median of its rounds).
+    /// More rounds narrow run-to-run noise. [default: 5, or 1 with --quick]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: Option<u32>,
 
     /// Where server and load generator run: same CPU, split across two, or unpinned.
     #[arg(long, value_enum, default_value_t = Placement::Same)]
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
     };
     let config = SuiteConfig {
         quick: cli.quick,
+        rounds: cli.rounds.unwrap_or(if cli.quick { 1 } else { 5 }),
         placement: cli.placement,
         bin_dir: suite::own_bin_dir(),
         server_bin: cli.server_bin,

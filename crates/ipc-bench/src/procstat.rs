@@ -37,6 +37,18 @@ fn cpu_ticks(pid: i32) -> Option<Duration> {
     Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
 }
 
+/// Resident set size of `pid`, in KiB.
+pub fn rss_kib(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,16 +73,4 @@ mod tests {
         let diff = clock.abs_diff(ticks);
         assert!(diff <= Duration::from_millis(30), "{clock:?} vs {ticks:?}");
     }
-}
-
-/// Resident set size of `pid`, in KiB.
-pub fn rss_kib(pid: i32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }

@@ -65,11 +65,15 @@ impl Connection {
     /// with `EAGAIN`, which saves a system call per exchange. This is safe with edge-triggered
     /// epoll: the readiness seen before the read is the one cleared (data that arrives later
     /// raises a new event), exactly as after a real `EAGAIN`.
-    pub(crate) async fn read(&self, rbuf: &mut BytesMut) -> io::Result<usize> {
+    ///
+    /// `expect` is how many bytes the next message probably takes (the size of the last one):
+    /// above a few KiB the read goes straight into a buffer that large, so a large message
+    /// arrives in one read instead of a small one and then the rest.
+    pub(crate) async fn read(&self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
         let fd = self.fd()?;
         loop {
             let mut ready = fd.readable().await?;
-            match read_some(fd.get_ref(), rbuf) {
+            match read_some(fd.get_ref(), rbuf, expect) {
                 Ok((n, asked)) => {
                     if n > 0 && n < asked {
                         ready.clear_ready();
@@ -154,9 +158,13 @@ pub(crate) fn register<S: OwnedSocket>(socket: S, interest: Interest) -> io::Res
 }
 
 /// One non-blocking read into `rbuf`: returns the bytes read and how many were asked for.
-fn read_some(stream: &UnixStream, rbuf: &mut BytesMut) -> io::Result<(usize, usize)> {
+fn read_some(
+    stream: &UnixStream,
+    rbuf: &mut BytesMut,
+    expect: usize,
+) -> io::Result<(usize, usize)> {
     let fd = stream.as_raw_fd();
-    if rbuf.is_empty() {
+    if rbuf.is_empty() && expect <= SMALL_READ {
         // The common case, a new small message: read into a small stack buffer and keep only
         // what arrived, so an idle connection holds no large buffer.
         let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
@@ -164,9 +172,15 @@ fn read_some(stream: &UnixStream, rbuf: &mut BytesMut) -> io::Result<(usize, usi
         rbuf.extend_from_slice(got);
         return Ok((got.len(), SMALL_READ));
     }
-    // Part of a frame is waiting: read more at once (doubling), up to a cap, straight into the
-    // buffer's spare capacity.
-    rbuf.reserve(READ_CHUNK.max(rbuf.len()).min(MAX_READ));
+    // A large message is expected (the last one was), or part of a frame is waiting: read more
+    // at once (what is expected, or doubling), up to a cap, straight into the buffer's spare
+    // capacity. The buffer is only allocated now that there is data, so waiting costs nothing.
+    let want = if rbuf.is_empty() {
+        expect
+    } else {
+        READ_CHUNK.max(rbuf.len())
+    };
+    rbuf.reserve(want.min(MAX_READ));
     let spare = rbuf.spare_capacity_mut();
     let asked = spare.len();
     let n = recv_uninit(fd, spare)?.len();
@@ -200,12 +214,27 @@ mod tests {
         let (conn, mut peer) = pair();
         let mut rbuf = BytesMut::new();
         peer.write_all(b"one\n").unwrap();
-        assert_eq!(conn.read(&mut rbuf).await.unwrap(), 4);
+        assert_eq!(conn.read(&mut rbuf, 0).await.unwrap(), 4);
         peer.write_all(b"two\n").unwrap();
-        assert_eq!(conn.read(&mut rbuf).await.unwrap(), 4);
+        assert_eq!(conn.read(&mut rbuf, 0).await.unwrap(), 4);
         assert_eq!(&rbuf[..], b"one\ntwo\n");
         drop(peer);
-        assert_eq!(conn.read(&mut rbuf).await.unwrap(), 0);
+        assert_eq!(conn.read(&mut rbuf, 0).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_expected_large_message_comes_in_one_read() {
+        let (conn, mut peer) = pair();
+        let message = vec![7u8; 100_000];
+        peer.write_all(&message).unwrap();
+        let mut rbuf = BytesMut::new();
+        // Nothing expected: a small read first.
+        assert_eq!(conn.read(&mut rbuf, 0).await.unwrap(), SMALL_READ);
+        peer.write_all(&message).unwrap();
+        let mut rbuf = BytesMut::new();
+        let rest = 2 * message.len() - SMALL_READ;
+        // The rest of the first and all of the second, at once.
+        assert_eq!(conn.read(&mut rbuf, rest).await.unwrap(), rest);
     }
 
     #[tokio::test]
@@ -216,7 +245,7 @@ mod tests {
         let writer = std::thread::spawn(move || peer.write_all(&sent).unwrap());
         let mut rbuf = BytesMut::new();
         while rbuf.len() < expected.len() {
-            assert!(conn.read(&mut rbuf).await.unwrap() > 0);
+            assert!(conn.read(&mut rbuf, 0).await.unwrap() > 0);
         }
         writer.join().unwrap();
         assert!(rbuf[..] == expected[..]);

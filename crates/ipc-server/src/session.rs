@@ -23,6 +23,8 @@ use crate::trigger::Trigger;
 
 /// Pending reply bytes at which the session stops handling requests and writes them out.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Bytes a frame takes besides its payload, at most (the length prefix, or the newline).
+const FRAMING_ROOM: usize = 4;
 /// A read buffer holding nothing is given back while waiting if it is larger than this.
 const IDLE_CAPACITY: usize = 4096;
 
@@ -95,12 +97,15 @@ impl<H: Handler> Session<H> {
         let shutdown = self.shutdown.clone();
         let mut shutdown = shutdown.fired();
         let mut eof = false;
+        let mut expect = 0;
 
         loop {
             // Every complete request already read gets its reply, even during shutdown.
             let mut handled = false;
             while let Some(request) = self.codec.decode(&mut rbuf)? {
                 handled = true;
+                // The next message is probably about as large (with its framing).
+                expect = request.len() + FRAMING_ROOM;
                 self.answer(request, &mut outbox).await?;
                 *answered += 1;
                 if outbox.len() >= WRITE_HIGH_WATER {
@@ -128,7 +133,7 @@ impl<H: Handler> Session<H> {
             let read = tokio::select! {
                 biased;
                 () = &mut shutdown => return Ok(()),
-                read = self.conn.read(&mut rbuf) => read,
+                read = self.conn.read(&mut rbuf, expect) => read,
                 () = &mut idle_sleep, if self.idle_timeout.is_some() => {
                     let due = deadline(last_frame, idle);
                     if Instant::now() >= due {

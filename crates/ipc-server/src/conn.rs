@@ -12,6 +12,7 @@ use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::task::Poll;
 
 use bytes::BytesMut;
 use ipc_core::PeerCredentials;
@@ -71,20 +72,25 @@ impl Connection {
     /// arrives in one read instead of a small one and then the rest.
     pub(crate) async fn read(&self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
         let fd = self.fd()?;
-        loop {
-            let mut ready = fd.readable().await?;
-            match read_some(fd.get_ref(), rbuf, expect) {
-                Ok((n, asked)) => {
-                    if n > 0 && n < asked {
-                        ready.clear_ready();
+        // poll_read_ready keeps the waker in the registration's one reader slot (this session
+        // is the socket's only reader), which costs less than a `readable()` future per wait.
+        std::future::poll_fn(|cx| {
+            loop {
+                let mut ready = std::task::ready!(fd.poll_read_ready(cx))?;
+                match read_some(fd.get_ref(), rbuf, expect) {
+                    Ok((n, asked)) => {
+                        if n > 0 && n < asked {
+                            ready.clear_ready();
+                        }
+                        return Poll::Ready(Ok(n));
                     }
-                    return Ok(n);
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
             }
-        }
+        })
+        .await
     }
 
     /// Writes what the socket buffer takes now from `bufs`, in order, without waiting;

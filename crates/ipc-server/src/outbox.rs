@@ -62,6 +62,12 @@ impl Outbox {
 
     /// One write of as much as the socket takes now; `WouldBlock` if it takes nothing.
     pub(crate) fn write_to(&mut self, conn: &Connection) -> io::Result<usize> {
+        if self.chunks.is_empty() {
+            // Only small replies: one buffer.
+            let written = conn.try_write_vectored(&[IoSlice::new(&self.tail)])?;
+            self.consume(written);
+            return Ok(written);
+        }
         let mut slices = [IoSlice::new(&[]); MAX_SLICES];
         let mut count = 0;
         for chunk in self.chunks.iter().take(MAX_SLICES - 1) {

@@ -168,18 +168,28 @@ impl<H: Handler> Session<H> {
 
     /// Writes every queued reply, waiting at most the idle timeout for the peer to take them.
     async fn write_out(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
-        // Fast path: the socket buffer usually has room, and no timer is needed.
+        // Fast path, without building the waiting future: the socket buffer usually has room.
+        if self.write_now(outbox)? {
+            return Ok(());
+        }
+        self.write_rest(outbox).await
+    }
+
+    /// Writes what the socket takes without waiting; whether everything went.
+    fn write_now(&self, outbox: &mut Outbox) -> Result<bool, SessionError> {
         while !outbox.is_empty() {
             match outbox.write_to(&self.conn) {
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        if outbox.is_empty() {
-            return Ok(());
-        }
+        Ok(true)
+    }
+
+    /// Waits for the peer to take the rest, at most the idle timeout.
+    async fn write_rest(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
         let conn = &mut self.conn;
         let rest = async {
             while !outbox.is_empty() {

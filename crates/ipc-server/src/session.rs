@@ -95,7 +95,8 @@ impl<H: Handler> Session<H> {
         tokio::pin!(idle_sleep);
         // Created once, so its waiter is registered once rather than on every wait.
         let shutdown = self.shutdown.clone();
-        let mut shutdown = shutdown.fired();
+        let shutdown = shutdown.fired();
+        tokio::pin!(shutdown);
         let mut eof = false;
         let mut expect = 0;
 

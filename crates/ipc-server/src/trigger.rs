@@ -37,29 +37,33 @@ impl Trigger {
         Fired {
             inner: &self.0,
             // Created now, so a `fire` from here on wakes it even before its first poll.
-            notified: Box::pin(self.0.notify.notified()),
+            notified: self.0.notify.notified(),
             registered: None,
         }
     }
 }
 
-/// Completes when its [`Trigger`] fires.
-#[derive(Debug)]
-pub(crate) struct Fired<'a> {
-    inner: &'a Inner,
-    notified: Pin<Box<Notified<'a>>>,
-    /// The waker the `Notified` holds, once it has been polled.
-    registered: Option<Waker>,
+pin_project_lite::pin_project! {
+    /// Completes when its [`Trigger`] fires.
+    #[derive(Debug)]
+    pub(crate) struct Fired<'a> {
+        inner: &'a Inner,
+        #[pin]
+        notified: Notified<'a>,
+        // The waker the `Notified` holds, once it has been polled.
+        registered: Option<Waker>,
+    }
 }
 
 impl Future for Fired<'_> {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.inner.fired.load(Ordering::SeqCst) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.inner.fired.load(Ordering::SeqCst) {
             return Poll::Ready(());
         }
-        if self
+        if this
             .registered
             .as_ref()
             .is_some_and(|w| w.will_wake(cx.waker()))
@@ -67,11 +71,11 @@ impl Future for Fired<'_> {
             // The notification already holds a waker for this task.
             return Poll::Pending;
         }
-        match self.notified.as_mut().poll(cx) {
+        match this.notified.poll(cx) {
             // Only `fire` notifies.
             Poll::Ready(()) => Poll::Ready(()),
             Poll::Pending => {
-                self.registered = Some(cx.waker().clone());
+                *this.registered = Some(cx.waker().clone());
                 Poll::Pending
             }
         }
@@ -93,7 +97,7 @@ mod tests {
             })
             .collect();
         tokio::task::yield_now().await;
-        assert!(futures::poll!(trigger.fired()).is_pending());
+        assert!(futures::poll!(std::pin::pin!(trigger.fired())).is_pending());
         trigger.fire();
         for w in waiters {
             tokio::time::timeout(Duration::from_secs(5), w)
@@ -101,7 +105,7 @@ mod tests {
                 .expect("woken")
                 .unwrap();
         }
-        assert!(futures::poll!(trigger.fired()).is_ready());
+        assert!(futures::poll!(std::pin::pin!(trigger.fired())).is_ready());
     }
 
     #[tokio::test]

@@ -375,14 +375,16 @@ pub fn run(config: &SuiteConfig) -> Result<Vec<Row>, SuiteError> {
     pin_self(config.placement)?;
     let wanted = |name: &str| config.only.is_empty() || config.only.iter().any(|o| o == name);
     let mut rows = Vec::new();
-    // Machine noise drifts over seconds, so the servers take turns, round after round, and each
-    // figure is the median of its rounds.
+    // Machine noise drifts over seconds, so the servers take turns, round after round (in a
+    // rotating order), and each figure is the median of its rounds.
     for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
         eprintln!("{}: {}", scenario.name, scenario.what);
         let mut per_kind: Vec<Vec<Row>> = vec![Vec::new(); ALL.len()];
-        for _ in 0..config.rounds {
-            for (i, kind) in ALL.into_iter().enumerate() {
-                per_kind[i].push(measure(config, scenario, kind)?);
+        for round in 0..config.rounds as usize {
+            // Each round starts with the next server, so none always follows the same one.
+            for turn in 0..ALL.len() {
+                let i = (round + turn) % ALL.len();
+                per_kind[i].push(measure(config, scenario, ALL[i])?);
             }
         }
         rows.extend(per_kind.iter().map(|r| median_row(r)));

@@ -21,7 +21,8 @@ struct Cli {
     quick: bool,
 
     /// Rounds per scenario (the servers take turns; each figure is the median of its rounds).
-    /// More rounds narrow run-to-run noise. [default: 5, or 1 with --quick]
+    /// More rounds narrow run-to-run noise; a full run of 15 takes about five minutes.
+    /// [default: 15, or 1 with --quick]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     rounds: Option<u32>,
 
@@ -61,7 +62,7 @@ fn main() -> ExitCode {
     };
     let config = SuiteConfig {
         quick: cli.quick,
-        rounds: cli.rounds.unwrap_or(if cli.quick { 1 } else { 5 }),
+        rounds: cli.rounds.unwrap_or(if cli.quick { 1 } else { 15 }),
         placement: cli.placement,
         bin_dir: suite::own_bin_dir(),
         server_bin: cli.server_bin,

@@ -22,7 +22,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// Bytes of a read into the stack when no frame is half-read (more waits for the next round).
-const SMALL_READ: usize = 4096;
+pub(crate) const SMALL_READ: usize = 4096;
 /// Bytes asked of the kernel per read while a frame is half-read (doubling from there).
 const READ_CHUNK: usize = 8 * 1024;
 /// Most bytes asked of the kernel per read, when a large frame is arriving.

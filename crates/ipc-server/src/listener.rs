@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ipc_core::{Context, FrameCodec, Handler};
 use std::os::unix::net::{UnixListener, UnixStream};
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -112,13 +113,10 @@ impl<H: Handler> Listener<H> {
 
     async fn accept(&mut self) -> UnixStream {
         loop {
-            let accepted = match self.listener.readable().await {
-                Ok(mut ready) => match ready.try_io(|listener| conn::accept(listener.get_ref())) {
-                    Ok(accepted) => accepted,
-                    Err(_would_block) => continue,
-                },
-                Err(e) => Err(e),
-            };
+            let accepted = self
+                .listener
+                .async_io(Interest::READABLE, conn::accept)
+                .await;
             match accepted {
                 Ok(stream) => return stream,
                 Err(e) if is_connection_error(&e) => {

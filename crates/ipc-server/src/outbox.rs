@@ -24,40 +24,31 @@ pub(crate) struct Outbox {
     chunks: VecDeque<Bytes>,
     /// Where small replies and frame heads are copied.
     tail: BytesMut,
-    /// Bytes in `chunks` and `tail`.
-    len: usize,
 }
 
 impl Outbox {
     /// Queues `reply` framed by `codec`.
     pub(crate) fn push(&mut self, codec: &FrameCodec, reply: Bytes) -> Result<(), FrameError> {
-        let before = self.tail.len();
         codec.encode_head(&reply, &mut self.tail)?;
         if reply.len() < COPY_BELOW {
             self.tail.extend_from_slice(&reply);
         } else {
-            let copied = self.tail.split().freeze();
-            self.len += copied.len() - before + reply.len();
-            if !copied.is_empty() {
-                self.chunks.push_back(copied);
+            if !self.tail.is_empty() {
+                self.chunks.push_back(self.tail.split().freeze());
             }
             self.chunks.push_back(reply);
-            self.tail.extend_from_slice(codec.trailer());
-            self.len += codec.trailer().len();
-            return Ok(());
         }
         self.tail.extend_from_slice(codec.trailer());
-        self.len += self.tail.len() - before;
         Ok(())
     }
 
     /// Bytes waiting to be written.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.chunks.iter().map(Bytes::len).sum::<usize>() + self.tail.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.chunks.is_empty() && self.tail.is_empty()
     }
 
     /// One write of as much as the socket takes now; `WouldBlock` if it takes nothing.
@@ -85,7 +76,6 @@ impl Outbox {
 
     /// Drops the first `n` bytes, which have been written.
     fn consume(&mut self, mut n: usize) {
-        self.len -= n;
         while n > 0 {
             let Some(chunk) = self.chunks.front_mut() else {
                 self.tail.advance(n);
@@ -98,7 +88,7 @@ impl Outbox {
             n -= chunk.len();
             self.chunks.pop_front();
         }
-        if self.len == 0 {
+        if self.is_empty() {
             if self.tail.capacity() > KEEP_CAPACITY {
                 self.tail = BytesMut::new();
             } else {

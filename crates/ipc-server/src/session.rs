@@ -17,7 +17,7 @@ use ipc_core::{BoxError, Context, FrameCodec, FrameError, Handler};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 
-use crate::conn::Connection;
+use crate::conn::{Connection, SMALL_READ};
 use crate::outbox::Outbox;
 use crate::trigger::Trigger;
 
@@ -25,8 +25,6 @@ use crate::trigger::Trigger;
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Bytes a frame takes besides its payload, at most (the length prefix, or the newline).
 const FRAMING_ROOM: usize = 4;
-/// A read buffer holding nothing is given back while waiting if it is larger than this.
-const IDLE_CAPACITY: usize = 4096;
 
 /// Why a session ended other than by a clean close.
 #[derive(Debug, thiserror::Error)]
@@ -94,8 +92,8 @@ impl<H: Handler> Session<H> {
         let idle_sleep = tokio::time::sleep_until(deadline(last_frame, idle));
         tokio::pin!(idle_sleep);
         // Created once, so its waiter is registered once rather than on every wait.
-        let shutdown = self.shutdown.clone();
-        let shutdown = shutdown.fired();
+        let trigger = self.shutdown.clone();
+        let shutdown = trigger.fired();
         tokio::pin!(shutdown);
         let mut eof = false;
         let mut expect = 0;
@@ -126,7 +124,7 @@ impl<H: Handler> Session<H> {
             }
             self.write_out(&mut outbox).await?;
 
-            if rbuf.is_empty() && rbuf.capacity() > IDLE_CAPACITY {
+            if rbuf.is_empty() && rbuf.capacity() > SMALL_READ {
                 // Nothing half-read: give a large buffer back while we wait.
                 rbuf = BytesMut::new();
             }

@@ -432,61 +432,79 @@ fn find<'a>(rows: &'a [Row], scenario: &str, kind: ServerKind) -> Option<&'a Row
         .find(|r| r.scenario == scenario && r.server == kind)
 }
 
-/// The ratios the targets speak of, ours/reference, from one run.
-pub fn ratios(rows: &[Row]) -> Vec<(String, f64, &'static str)> {
-    use ServerKind::*;
-    let mut out = Vec::new();
-    let mut push = |label: &str, ours: Option<f64>, theirs: Option<f64>, target: &'static str| {
-        if let (Some(a), Some(b)) = (ours, theirs) {
-            if b > 0.0 {
-                out.push((label.to_owned(), a / b, target));
-            }
-        }
-    };
-    let get = |s: &str, k: ServerKind| find(rows, s, k);
-    push(
-        "lat1 p50 latency / ref-std",
-        get("lat1", Ours).map(|r| r.latency_us[0]),
-        get("lat1", RefStd).map(|r| r.latency_us[0]),
-        "<= 1.1",
-    );
-    push(
-        "tput64 msgs/s / ref-tokio",
-        get("tput64", Ours).map(|r| r.msgs_per_sec),
-        get("tput64", RefTokio).map(|r| r.msgs_per_sec),
-        ">= 1.05",
-    );
-    push(
-        "tput64 server CPU per reply / ref-tokio",
-        get("tput64", Ours).and_then(|r| r.cpu_us_per_reply),
-        get("tput64", RefTokio).and_then(|r| r.cpu_us_per_reply),
-        "<= 0.9",
-    );
-    push(
-        "pipe msgs/s / ref-tokio",
-        get("pipe", Ours).map(|r| r.msgs_per_sec),
-        get("pipe", RefTokio).map(|r| r.msgs_per_sec),
-        ">= 8",
-    );
-    push(
-        "big MB/s / ref-tokio",
-        get("big", Ours).map(|r| r.mb_per_sec),
-        get("big", RefTokio).map(|r| r.mb_per_sec),
-        ">= 1.0",
-    );
-    push(
-        "churn msgs/s / ref-tokio",
-        get("churn", Ours).map(|r| r.msgs_per_sec),
-        get("churn", RefTokio).map(|r| r.msgs_per_sec),
-        ">= 1.0",
-    );
-    push(
-        "idle RSS per connection / ref-tokio",
-        get("idle", Ours).and_then(|r| r.rss_kib_per_conn),
-        get("idle", RefTokio).and_then(|r| r.rss_kib_per_conn),
-        "(absolute target: <= 4 KiB)",
-    );
-    out
+/// A ratio the targets speak of: one figure of a scenario, ours over a reference server's.
+struct Ratio {
+    label: &'static str,
+    scenario: &'static str,
+    reference: ServerKind,
+    figure: fn(&Row) -> Option<f64>,
+    target: &'static str,
+}
+
+const RATIOS: [Ratio; 7] = [
+    Ratio {
+        label: "lat1 p50 latency / ref-std",
+        scenario: "lat1",
+        reference: ServerKind::RefStd,
+        figure: |r| Some(r.latency_us[0]),
+        target: "<= 1.1",
+    },
+    Ratio {
+        label: "tput64 msgs/s / ref-tokio",
+        scenario: "tput64",
+        reference: ServerKind::RefTokio,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 1.05",
+    },
+    Ratio {
+        label: "tput64 server CPU per reply / ref-tokio",
+        scenario: "tput64",
+        reference: ServerKind::RefTokio,
+        figure: |r| r.cpu_us_per_reply,
+        target: "<= 0.9",
+    },
+    Ratio {
+        label: "pipe msgs/s / ref-tokio",
+        scenario: "pipe",
+        reference: ServerKind::RefTokio,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 8",
+    },
+    Ratio {
+        label: "big MB/s / ref-tokio",
+        scenario: "big",
+        reference: ServerKind::RefTokio,
+        figure: |r| Some(r.mb_per_sec),
+        target: ">= 1.0",
+    },
+    Ratio {
+        label: "churn msgs/s / ref-tokio",
+        scenario: "churn",
+        reference: ServerKind::RefTokio,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 1.0",
+    },
+    Ratio {
+        label: "idle RSS per connection / ref-tokio",
+        scenario: "idle",
+        reference: ServerKind::RefTokio,
+        figure: |r| r.rss_kib_per_conn,
+        target: "(absolute target: <= 4 KiB)",
+    },
+];
+
+/// The ratios the targets speak of, ours/reference, from one run: (label, value, target), for
+/// those whose figures were measured.
+pub fn ratios(rows: &[Row]) -> Vec<(&'static str, f64, &'static str)> {
+    RATIOS
+        .iter()
+        .filter_map(|ratio| {
+            let figure = |kind| find(rows, ratio.scenario, kind).and_then(ratio.figure);
+            let ours = figure(ServerKind::Ours)?;
+            let theirs = figure(ratio.reference)?;
+            (theirs > 0.0).then_some((ratio.label, ours / theirs, ratio.target))
+        })
+        .collect()
 }
 
 /// The results as a Markdown table plus the ratios.

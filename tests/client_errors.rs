@@ -4,7 +4,8 @@ use std::fs;
 use std::os::unix::net::UnixListener;
 use std::process::Output;
 
-use ipc_tests::*;
+mod support;
+use support::*;
 
 fn assert_fails(out: &Output, expected: i32, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -51,7 +52,8 @@ fn server_closing_without_a_reply_exits_76() {
     });
     let out = client(&path, &["send", "x"]);
     peer.join().unwrap();
-    assert_fails(&out, 76, "closed the connection without replying");
+    assert_fails(&out, 76, "closed the connection before replying");
+    assert_fails(&out, 76, "check that --framing matches the server's");
 }
 
 #[test]

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::process::{Command, Stdio};
 
-use ipc_tests::*;
+mod support;
+use support::*;
 
 /// Runs ipc-server as systemd would: a listening socket on fd 3, LISTEN_FDS=1 and LISTEN_PID
 /// naming the server's own process (Python keeps its pid across exec).
@@ -33,7 +34,7 @@ os.execv(binary, [binary, "--mode", "ack", "--socket", "/nonexistent/ignored.soc
         .arg("-c")
         .arg(script)
         .arg(&path)
-        .arg(bin("ipc-server"))
+        .arg(server_bin())
         .arg(&log)
         .env("RUST_LOG", "debug")
         .spawn()
@@ -65,7 +66,7 @@ fn sends_ready_and_stopping_to_notify_socket() {
     let sock = UnixDatagram::bind(&notify).unwrap();
     sock.set_read_timeout(Some(PATIENCE)).unwrap();
     let path = dir.path().join("s.sock");
-    let mut child = Command::new(bin("ipc-server"))
+    let mut child = server_cmd()
         .arg("--socket")
         .arg(&path)
         .env("NOTIFY_SOCKET", &notify)
@@ -101,7 +102,7 @@ fn json_logs_and_verbosity_flags() {
     // -q keeps only warnings, even with RUST_LOG unset.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.sock");
-    let quiet = Command::new(bin("ipc-server"))
+    let quiet = server_cmd()
         .args(["-q", "--socket"])
         .arg(&path)
         .env_remove("RUST_LOG")
@@ -130,7 +131,7 @@ fn completions_and_man_pages() {
             ("zsh", format!("#compdef {binary}")),
             ("fish", format!("complete -c {binary}")),
         ] {
-            let out = Command::new(bin(binary))
+            let out = binary_cmd(binary)
                 .args(["completions", shell])
                 .output()
                 .unwrap();
@@ -142,7 +143,7 @@ fn completions_and_man_pages() {
             );
             assert!(text.contains("socket"), "{binary} {shell}");
         }
-        let out = Command::new(bin(binary)).arg("man").output().unwrap();
+        let out = binary_cmd(binary).arg("man").output().unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains(&format!(".TH {binary} 1")), "{text}");
         assert!(text.contains("socket"));
@@ -153,7 +154,7 @@ fn completions_and_man_pages() {
 fn environment_variables_set_the_flags_in_both_binaries() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("env.sock");
-    let mut server = Command::new(bin("ipc-server"))
+    let mut server = server_cmd()
         .env("IPC_SOCKET", &path)
         .env("IPC_MODE", "ack")
         .env("IPC_ACK_TEXT", "env ok")
@@ -165,7 +166,7 @@ fn environment_variables_set_the_flags_in_both_binaries() {
     wait_until("the socket exists", || path.exists());
     use std::os::unix::fs::MetadataExt;
     assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
-    let out = Command::new(bin("ipc-client"))
+    let out = client_cmd()
         .env("IPC_SOCKET", &path)
         .env("IPC_FRAMING", "length")
         .args(["send", "x"])
@@ -179,7 +180,7 @@ fn environment_variables_set_the_flags_in_both_binaries() {
 #[test]
 fn send_reads_stdin_sends_several_and_writes_raw() {
     let server = TestServer::start(&[]);
-    let mut child = Command::new(bin("ipc-client"))
+    let mut child = client_cmd()
         .arg("--socket")
         .arg(server.path())
         .args(["send", "-"])

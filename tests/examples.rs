@@ -1,14 +1,15 @@
 //! Each example in `examples/` runs and does what its header comment says.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use ipc_tests::*;
+mod support;
+use support::*;
 
 /// Starts a long-running example on a temp socket; returns it, its socket path and the temp dir.
 fn start(name: &str) -> (std::process::Child, std::path::PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{name}.sock"));
-    let child = Command::new(example(name))
+    let child = example_cmd(name)
         .arg(&path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -45,7 +46,7 @@ fn counter_example_counts_across_connections() {
 
 #[test]
 fn embedded_example_stops_its_own_server() {
-    let out = Command::new(example("embedded")).output().unwrap();
+    let out = example_cmd("embedded").output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -66,10 +67,7 @@ fn embedded_example_stops_its_own_server() {
 #[test]
 fn client_example_against_the_real_server() {
     let server = TestServer::start(&["--mode", "echo"]);
-    let out = Command::new(example("client"))
-        .arg(server.path())
-        .output()
-        .unwrap();
+    let out = example_cmd("client").arg(server.path()).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -4,7 +4,8 @@
 use std::io::Write;
 use std::net::Shutdown;
 
-use ipc_tests::*;
+mod support;
+use support::*;
 
 fn stdout(out: &std::process::Output) -> &[u8] {
     assert!(

@@ -4,7 +4,8 @@
 use std::io::{ErrorKind, Read, Write};
 use std::time::Duration;
 
-use ipc_tests::*;
+mod support;
+use support::*;
 
 fn closed_by_server(s: &mut std::os::unix::net::UnixStream) -> bool {
     let mut buf = [0u8; 64];
@@ -162,11 +163,12 @@ fn running_out_of_file_descriptors_is_survived() {
     let path = dir.path().join("emfile.sock");
     let log = dir.path().join("log");
     // A server with room for only a handful of descriptors.
-    let mut child = std::process::Command::new("sh")
+    let mut sh = std::process::Command::new("sh");
+    let mut child = clean_env(&mut sh)
         .arg("-c")
         .arg(format!(
             "ulimit -n 24 && RUST_LOG=debug exec {} --socket {} --workers 1 2>{}",
-            bin("ipc-server").display(),
+            server_bin().display(),
             path.display(),
             log.display()
         ))

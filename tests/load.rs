@@ -4,7 +4,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::thread;
 
-use ipc_tests::*;
+mod support;
+use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 #[test]

@@ -3,7 +3,8 @@
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 
-use ipc_tests::*;
+mod support;
+use support::*;
 
 fn stops_cleanly_on(sig: Signal) {
     let mut server = TestServer::start(&[]);

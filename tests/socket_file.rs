@@ -3,9 +3,9 @@
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::process::Command;
 
-use ipc_tests::*;
+mod support;
+use support::*;
 
 fn echo_works(server_path: &std::path::Path) {
     let out = client(server_path, &["send", "ping"]);
@@ -37,7 +37,7 @@ fn stale_socket_after_sigkill_is_reclaimed() {
 #[test]
 fn a_live_socket_is_never_stolen() {
     let server = TestServer::start(&[]);
-    let out = Command::new(bin("ipc-server"))
+    let out = server_cmd()
         .arg("--socket")
         .arg(server.path())
         .output()
@@ -65,11 +65,7 @@ fn non_sockets_at_the_path_are_refused_and_left_intact() {
         (&subdir, "directory"),
         (&link, "symbolic link"),
     ] {
-        let out = Command::new(bin("ipc-server"))
-            .arg("--socket")
-            .arg(path)
-            .output()
-            .unwrap();
+        let out = server_cmd().arg("--socket").arg(path).output().unwrap();
         assert_eq!(code(out.status), 78, "{kind}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(kind) && err.contains("not a socket"), "{err}");
@@ -98,13 +94,19 @@ fn socket_mode_defaults_to_0600_and_is_settable() {
     let meta = fs::symlink_metadata(server.path()).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), 12345);
+    // The lock file has the socket's mode and group.
+    let lock = fs::symlink_metadata(server.path().with_extension("sock.lock")).unwrap();
+    assert_eq!(lock.mode() & 0o777, 0o660);
+    assert_eq!(lock.gid(), 12345);
     // No staging leftovers beside the socket.
     let names: Vec<_> = fs::read_dir(server.dir())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(
-        names.iter().all(|n| n == "ipc.sock" || n == "server.log"),
+        names
+            .iter()
+            .all(|n| n == "ipc.sock" || n == "ipc.sock.lock" || n == "server.log"),
         "{names:?}"
     );
 }
@@ -118,7 +120,7 @@ fn unknown_group_and_bad_mode_fail_before_binding() {
         &["--socket-mode", "999"][..],
         &["--max-frame", "0"][..],
     ] {
-        let out = Command::new(bin("ipc-server"))
+        let out = server_cmd()
             .arg("--socket")
             .arg(&path)
             .args(args)
@@ -132,7 +134,7 @@ fn unknown_group_and_bad_mode_fail_before_binding() {
 #[test]
 fn default_path_is_a_private_dir_under_xdg_runtime_dir() {
     let runtime = tempfile::tempdir().unwrap();
-    let mut server = Command::new(bin("ipc-server"))
+    let mut server = server_cmd()
         .env("XDG_RUNTIME_DIR", runtime.path())
         .env_remove("IPC_SOCKET")
         .stderr(std::process::Stdio::null())
@@ -143,7 +145,7 @@ fn default_path_is_a_private_dir_under_xdg_runtime_dir() {
     let dir_mode = fs::metadata(runtime.path().join("ipc")).unwrap().mode() & 0o777;
     assert_eq!(dir_mode, 0o700);
     // The client finds it with no flags either.
-    let out = Command::new(bin("ipc-client"))
+    let out = client_cmd()
         .env("XDG_RUNTIME_DIR", runtime.path())
         .env_remove("IPC_SOCKET")
         .args(["send", "found"])
@@ -159,13 +161,13 @@ fn default_path_is_a_private_dir_under_xdg_runtime_dir() {
 fn ipc_socket_env_is_shared_by_server_and_client() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("env.sock");
-    let mut server = Command::new(bin("ipc-server"))
+    let mut server = server_cmd()
         .env("IPC_SOCKET", &sock)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     wait_until("the socket exists", || sock.exists());
-    let out = Command::new(bin("ipc-client"))
+    let out = client_cmd()
         .env("IPC_SOCKET", &sock)
         .args(["send", "via env"])
         .output()
@@ -182,7 +184,7 @@ fn unsafe_default_directory_is_refused_with_the_fix() {
     fs::create_dir(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
     let run = || {
-        Command::new(bin("ipc-server"))
+        server_cmd()
             .env("XDG_RUNTIME_DIR", runtime.path())
             .env_remove("IPC_SOCKET")
             .output()

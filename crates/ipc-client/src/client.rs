@@ -1,21 +1,42 @@
 //! Connecting and exchanging messages: [`Client`] for many exchanges on one connection, [`send`]
 //! for one.
+//!
+//! # Replies never mix up
+//!
+//! A `Client` counts the replies it is owed. When a call ends before its replies arrive (its
+//! time limit passed, or its future was dropped, say in a `select!`), those replies still come,
+//! later; the next call first finishes writing any message that was cut short, then reads and
+//! drops the replies owed to the abandoned call, and only then sends its own. So a call never
+//! returns a reply that belongs to another request. The next call's time limit covers that
+//! catching up.
+//!
+//! In raw framing the replies carry no boundaries, so there is nothing to count: after an
+//! abandoned call the client refuses further use with [`ClientError::Unusable`]. It does the
+//! same after the connection broke (the server closed it, or sent something unreadable).
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use ipc_core::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::codec::FramedRead;
 
-use crate::error::ClientError;
+use crate::error::{ClientError, PipelineError};
 
 /// Default time limit of one exchange (and of [`send`] as a whole).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default quiet interval that ends a reply in raw framing: see [`ClientOptions::raw_quiet`].
+pub const DEFAULT_RAW_QUIET: Duration = Duration::from_millis(100);
+
+/// Longest socket path the kernel accepts (`sun_path` is 108 bytes with the final NUL); also
+/// the longest abstract name, with its `@`.
+pub const MAX_PATH_LEN: usize = 107;
 
 /// How the client talks to the server.
 #[derive(Debug, Clone, Copy)]
@@ -25,8 +46,11 @@ pub struct ClientOptions {
     pub framing: Framing,
     /// Largest message sent or reply accepted, in bytes.
     pub max_frame: usize,
-    /// Time limit of connecting, and of each exchange; `None` waits for ever.
+    /// Time limit of connecting, and of each call; `None` waits for ever.
     pub timeout: Option<Duration>,
+    /// In raw framing, where a reply has no end marker: once some of the reply has arrived, the
+    /// reply ends when the server closes the connection or sends nothing more for this long.
+    pub raw_quiet: Duration,
 }
 
 impl Default for ClientOptions {
@@ -35,6 +59,7 @@ impl Default for ClientOptions {
             framing: Framing::default(),
             max_frame: DEFAULT_MAX_FRAME,
             timeout: Some(DEFAULT_TIMEOUT),
+            raw_quiet: DEFAULT_RAW_QUIET,
         }
     }
 }
@@ -57,23 +82,68 @@ impl ClientOptions {
         self.timeout = timeout;
         self
     }
+
+    /// Sets [`ClientOptions::raw_quiet`].
+    pub fn raw_quiet(mut self, quiet: Duration) -> Self {
+        self.raw_quiet = quiet;
+        self
+    }
 }
 
 /// A connection to a server, for any number of exchanges.
+///
+/// See the [module docs](self) for how a call that is abandoned (timed out or dropped) is kept
+/// from mixing up the replies of later calls.
 #[derive(Debug)]
 pub struct Client {
     reader: FramedRead<OwnedReadHalf, FrameCodec>,
-    writer: FramedWrite<OwnedWriteHalf, FrameCodec>,
-    timeout: Option<Duration>,
+    writer: Writer,
+    /// Replies owed to requests already queued and not yet returned by a call.
+    owed: usize,
+    /// Why the connection cannot be used any more, once it cannot.
+    broken: Option<String>,
+    options: ClientOptions,
+}
+
+/// The sending side: whole frames waiting in `pending` until the socket takes them.
+#[derive(Debug)]
+struct Writer {
+    half: OwnedWriteHalf,
+    codec: FrameCodec,
+    pending: BytesMut,
+}
+
+impl Writer {
+    /// Frames `message` into the pending bytes (nothing is added if it cannot be framed).
+    fn queue(&mut self, message: &[u8]) -> Result<(), ClientError> {
+        self.codec
+            .encode_slice(message, &mut self.pending)
+            .map_err(ClientError::Message)
+    }
+
+    /// Writes every pending byte. Cancel-safe: what was not written stays pending.
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        while !self.pending.is_empty() {
+            self.half
+                .write_buf(&mut self.pending)
+                .await
+                .map_err(io_error)?;
+        }
+        Ok(())
+    }
 }
 
 impl Client {
     /// Connects with the default [`ClientOptions`].
     ///
+    /// `path` is a socket file, or `@name` for a name in Linux's abstract namespace (see
+    /// [`ipc_core::abstract_name`]).
+    ///
     /// # Errors
     ///
     /// [`ClientError::NoSocket`], [`ClientError::Refused`], [`ClientError::NotASocket`],
-    /// [`ClientError::PermissionDenied`], [`ClientError::Timeout`] or [`ClientError::Io`].
+    /// [`ClientError::PermissionDenied`], [`ClientError::PathTooLong`],
+    /// [`ClientError::Timeout`] or [`ClientError::Io`].
     pub async fn connect(path: impl AsRef<Path>) -> Result<Self, ClientError> {
         Self::connect_with(path, ClientOptions::default()).await
     }
@@ -88,14 +158,38 @@ impl Client {
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
         let path = path.as_ref();
-        let stream = within(options.timeout, UnixStream::connect(path))
+        let len = path.as_os_str().len();
+        if len > MAX_PATH_LEN {
+            return Err(ClientError::PathTooLong {
+                path: path.to_owned(),
+                len,
+                max: MAX_PATH_LEN,
+            });
+        }
+        let target = match ipc_core::abstract_name(path) {
+            // tokio takes a leading NUL as the abstract namespace.
+            Some(name) => {
+                use std::os::unix::ffi::OsStrExt;
+                let mut target = b"\0".to_vec();
+                target.extend_from_slice(name);
+                PathBuf::from(std::ffi::OsStr::from_bytes(&target))
+            }
+            None => path.to_owned(),
+        };
+        let stream = within(options.timeout, UnixStream::connect(&target))
             .await?
             .map_err(|e| connect_error(path, e))?;
         let (read, write) = stream.into_split();
         Ok(Self {
             reader: FramedRead::new(read, FrameCodec::new(options.framing, options.max_frame)),
-            writer: FramedWrite::new(write, FrameCodec::new(options.framing, options.max_frame)),
-            timeout: options.timeout,
+            writer: Writer {
+                half: write,
+                codec: FrameCodec::new(options.framing, options.max_frame),
+                pending: BytesMut::new(),
+            },
+            owed: 0,
+            broken: None,
+            options,
         })
     }
 
@@ -103,54 +197,150 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`ClientError::Message`] if the message does not fit the framing, [`ClientError::Closed`]
-    /// if the server closes first, [`ClientError::Timeout`], [`ClientError::Protocol`] or
-    /// [`ClientError::Io`].
-    pub async fn request(&mut self, message: impl Into<Bytes>) -> Result<Bytes, ClientError> {
-        let message = message.into();
-        within(self.timeout, async {
-            self.writer.send(message).await.map_err(send_error)?;
-            self.receive().await
-        })
-        .await?
+    /// [`ClientError::Message`] if the message does not fit the framing (nothing is sent),
+    /// [`ClientError::Closed`] if the server closes first, [`ClientError::Timeout`],
+    /// [`ClientError::Protocol`], [`ClientError::Unusable`] or [`ClientError::Io`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in this sense: dropping the future loses this call's reply, but never hands
+    /// it to a later call (the next call drops it when it arrives). In raw framing, a dropped
+    /// call leaves the client [`ClientError::Unusable`].
+    pub async fn request(&mut self, message: impl AsRef<[u8]>) -> Result<Bytes, ClientError> {
+        match self.pipeline([message]).await {
+            Ok(mut replies) => Ok(replies.pop().expect("one reply per message")),
+            Err(e) => Err(e.error),
+        }
     }
 
     /// Sends every message before reading any reply, then returns the replies in order. Writing
-    /// and reading overlap, so a batch larger than the socket buffers cannot deadlock.
+    /// and reading overlap, so a batch larger than the socket buffers cannot deadlock. In raw
+    /// framing, which cannot tell pipelined replies apart, the messages are sent one after
+    /// another, each after the reply to the one before.
     ///
     /// # Errors
     ///
-    /// As [`Client::request`]; the time limit applies to the whole batch.
-    pub async fn pipeline<I>(&mut self, messages: I) -> Result<Vec<Bytes>, ClientError>
+    /// A [`PipelineError`]: the replies that did arrive, in order, and why the rest did not (as
+    /// for [`Client::request`]). The time limit applies to the whole batch. Every message is
+    /// checked against the framing before anything is sent.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Client::request`]: the replies of a dropped batch are never returned by a later
+    /// call.
+    pub async fn pipeline<I>(&mut self, messages: I) -> Result<Vec<Bytes>, PipelineError>
     where
         I: IntoIterator,
-        I::Item: Into<Bytes>,
+        I::Item: AsRef<[u8]>,
     {
-        let messages: Vec<Bytes> = messages.into_iter().map(Into::into).collect();
-        let count = messages.len();
-        let Client { reader, writer, .. } = self;
-        let write = async {
-            for m in messages {
-                writer.feed(m).await.map_err(send_error)?;
-            }
-            writer.flush().await.map_err(send_error)
+        let mut replies = Vec::new();
+        let limit = self.options.timeout;
+        let result = match within(limit, self.exchange(messages, &mut replies)).await {
+            Ok(result) => result,
+            Err(timeout) => Err(timeout),
         };
-        let read = async {
-            let mut replies = Vec::with_capacity(count);
-            while replies.len() < count {
-                replies.push(next_reply(reader).await?);
+        match result {
+            Ok(()) => Ok(replies),
+            Err(error) => {
+                if error.breaks_connection() {
+                    self.broken = Some(error.to_string());
+                } else if matches!(error, ClientError::Timeout(_))
+                    && !self.options.framing.can_pipeline()
+                {
+                    self.broken = Some("an earlier call timed out in raw framing".into());
+                }
+                Err(PipelineError { replies, error })
             }
-            Ok(replies)
-        };
-        within(self.timeout, async {
-            let ((), replies) = futures::try_join!(write, read)?;
-            Ok(replies)
-        })
-        .await?
+        }
     }
 
-    async fn receive(&mut self) -> Result<Bytes, ClientError> {
-        next_reply(&mut self.reader).await
+    /// Whether the connection can still be used (see [`ClientError::Unusable`]).
+    pub fn is_usable(&self) -> bool {
+        self.broken.is_none()
+    }
+
+    async fn exchange<I>(
+        &mut self,
+        messages: I,
+        replies: &mut Vec<Bytes>,
+    ) -> Result<(), ClientError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        if let Some(reason) = &self.broken {
+            return Err(ClientError::Unusable {
+                reason: reason.clone(),
+            });
+        }
+        if self.owed > 0 && !self.options.framing.can_pipeline() {
+            let reason = "an earlier call was abandoned before its raw reply ended".to_owned();
+            self.broken = Some(reason.clone());
+            return Err(ClientError::Unusable { reason });
+        }
+        if !self.options.framing.can_pipeline() {
+            for message in messages {
+                self.writer.queue(message.as_ref())?;
+                self.owed += 1;
+                self.writer.flush().await?;
+                replies.push(self.raw_reply().await?);
+                self.owed -= 1;
+            }
+            return Ok(());
+        }
+        // Catch up with what an abandoned call left: finish its writes, drop its replies.
+        self.writer.flush().await?;
+        while self.owed > 0 {
+            next_reply(&mut self.reader).await?;
+            self.owed -= 1;
+        }
+        // Frame every message first, so one that cannot be sent sends none.
+        let mut count = 0;
+        for message in messages {
+            if let Err(e) = self.writer.queue(message.as_ref()) {
+                self.writer.pending.clear();
+                return Err(e);
+            }
+            count += 1;
+        }
+        self.owed = count;
+        let Client {
+            reader,
+            writer,
+            owed,
+            ..
+        } = self;
+        let write = writer.flush();
+        let read = async {
+            while replies.len() < count {
+                let reply = next_reply(reader).await?;
+                *owed -= 1;
+                replies.push(reply);
+            }
+            Ok(())
+        };
+        futures::try_join!(write, read).map(|_| ())
+    }
+
+    /// Collects a reply in raw framing: what arrives until the server closes or goes quiet.
+    async fn raw_reply(&mut self) -> Result<Bytes, ClientError> {
+        let mut reply = BytesMut::from(&next_reply(&mut self.reader).await?[..]);
+        loop {
+            match tokio::time::timeout(self.options.raw_quiet, self.reader.next()).await {
+                Err(_quiet) => break,
+                Ok(None) => {
+                    self.broken = Some("the server closed the connection".into());
+                    break;
+                }
+                Ok(Some(more)) => reply.extend_from_slice(&more.map_err(read_error)?),
+            }
+            if reply.len() > self.options.max_frame {
+                return Err(ClientError::Protocol(FrameError::TooLarge {
+                    max: self.options.max_frame,
+                }));
+            }
+        }
+        Ok(reply.freeze())
     }
 }
 
@@ -160,9 +350,14 @@ async fn next_reply(
     match reader.next().await {
         Some(Ok(reply)) => Ok(reply),
         None => Err(ClientError::Closed),
-        Some(Err(FrameError::Io(e))) if is_disconnect(&e) => Err(ClientError::Closed),
-        Some(Err(FrameError::Io(e))) => Err(ClientError::Io(e)),
-        Some(Err(e)) => Err(ClientError::Protocol(e)),
+        Some(Err(e)) => Err(read_error(e)),
+    }
+}
+
+fn read_error(e: FrameError) -> ClientError {
+    match e {
+        FrameError::Io(e) => io_error(e),
+        e => ClientError::Protocol(e),
     }
 }
 
@@ -171,7 +366,7 @@ async fn next_reply(
 /// # Errors
 ///
 /// As [`Client::connect`] and [`Client::request`].
-pub async fn send(path: impl AsRef<Path>, message: impl Into<Bytes>) -> Result<Bytes, ClientError> {
+pub async fn send(path: impl AsRef<Path>, message: impl AsRef<[u8]>) -> Result<Bytes, ClientError> {
     send_with(path, message, ClientOptions::default()).await
 }
 
@@ -182,10 +377,9 @@ pub async fn send(path: impl AsRef<Path>, message: impl Into<Bytes>) -> Result<B
 /// As [`Client::connect`] and [`Client::request`].
 pub async fn send_with(
     path: impl AsRef<Path>,
-    message: impl Into<Bytes>,
+    message: impl AsRef<[u8]>,
     options: ClientOptions,
 ) -> Result<Bytes, ClientError> {
-    let message = message.into();
     let path = path.as_ref();
     let inner = options.timeout(None);
     within(options.timeout, async move {
@@ -222,17 +416,12 @@ fn connect_error(path: &Path, e: io::Error) -> ClientError {
     }
 }
 
-fn send_error(e: FrameError) -> ClientError {
-    match e {
-        FrameError::Io(e) if is_disconnect(&e) => ClientError::Closed,
-        FrameError::Io(e) => ClientError::Io(e),
-        e => ClientError::Message(e),
+/// An I/O error on an open connection: the peer going away is [`ClientError::Closed`].
+fn io_error(e: io::Error) -> ClientError {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::UnexpectedEof => ClientError::Closed,
+        _ => ClientError::Io(e),
     }
-}
-
-fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe | io::ErrorKind::UnexpectedEof
-    )
 }

@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use bytes::Bytes;
 use ipc_core::FrameError;
 
 /// Why an exchange with the server failed.
@@ -29,25 +30,91 @@ pub enum ClientError {
         /// The path.
         path: PathBuf,
     },
-    /// The socket's permissions (or the server's allow-list) keep us out.
+    /// The socket file's permissions (or its directory's) keep this user out. A server's peer
+    /// allow-list does not show here: it accepts, then closes ([`ClientError::Closed`]).
     #[error("permission denied at {}", path.display())]
     PermissionDenied {
         /// The socket path.
         path: PathBuf,
     },
-    /// The server closed the connection before sending the reply.
-    #[error("the server closed the connection without replying")]
+    /// The path does not fit in a Unix socket address.
+    #[error("socket path {} is {len} bytes long; the limit is {max}", path.display())]
+    PathTooLong {
+        /// The path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest that fits.
+        max: usize,
+    },
+    /// The server closed the connection before the reply came. Common causes: its peer
+    /// allow-list does not admit this user; it could not read the message (a framing that is
+    /// not the server's, or a message over its maximum size); or its handler failed. The
+    /// server's log says which.
+    #[error(
+        "the server closed the connection before replying (it may not admit this user, or not \
+         read this framing or size of message; its log says why)"
+    )]
     Closed,
-    /// No reply within the time limit.
+    /// No reply within the time limit. The connection stays usable: the late replies are
+    /// dropped by the next call.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
-    /// The message cannot be sent with this framing (too large, or a newline in line framing).
+    /// The message cannot be sent with this framing (too large, or a newline in line framing);
+    /// nothing was sent.
     #[error("cannot send the message: {0}")]
     Message(#[source] FrameError),
     /// The server's reply broke the framing (for example, larger than the maximum frame).
     #[error("bad reply from the server: {0}")]
     Protocol(#[source] FrameError),
+    /// The connection cannot be used any more: it broke in an earlier call, or, in raw
+    /// framing, an earlier call was abandoned and its late reply could not be told apart from
+    /// the next one. Connect again.
+    #[error("this connection cannot be used any more: {reason}")]
+    Unusable {
+        /// What happened to it.
+        reason: String,
+    },
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] io::Error),
+}
+
+impl ClientError {
+    /// Whether the connection is of no more use after this error.
+    pub(crate) fn breaks_connection(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Closed | ClientError::Protocol(_) | ClientError::Io(_)
+        )
+    }
+}
+
+/// A pipelined batch that did not complete: the replies that arrived, in the order of their
+/// requests, and why the others did not.
+#[derive(Debug, thiserror::Error)]
+#[error("{error} (after {} replies)", replies.len())]
+pub struct PipelineError {
+    /// The replies received before the failure, in request order.
+    pub replies: Vec<Bytes>,
+    /// Why the batch stopped.
+    #[source]
+    pub error: ClientError,
+}
+
+impl From<PipelineError> for ClientError {
+    /// Keeps the cause and drops the replies received.
+    fn from(e: PipelineError) -> Self {
+        e.error
+    }
+}
+
+impl From<ClientError> for PipelineError {
+    /// A batch that failed before any reply (while connecting, say).
+    fn from(error: ClientError) -> Self {
+        PipelineError {
+            replies: Vec::new(),
+            error,
+        }
+    }
 }

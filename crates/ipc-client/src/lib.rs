@@ -28,6 +28,9 @@
 pub mod client;
 pub mod error;
 
-pub use client::{Client, ClientOptions, DEFAULT_TIMEOUT, send, send_with};
-pub use error::ClientError;
+pub use bytes::Bytes;
+pub use client::{
+    Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, MAX_PATH_LEN, send, send_with,
+};
+pub use error::{ClientError, PipelineError};
 pub use ipc_core::Framing;

@@ -6,38 +6,61 @@
 //!   a complete message.
 //! - [`Framing::Length`]: a 4-byte big-endian length, then that many bytes of payload. A length of
 //!   zero is an empty message. A stream that ends inside a frame is an error.
+//! - [`Framing::Raw`]: no framing at all, as the classic socket programs speak: a message is
+//!   whatever one read returns, and a reply is written as it is. Message boundaries are the
+//!   sender's writes, so raw framing cannot pipeline.
 //!
-//! Both enforce a maximum message size before buffering it: a line that grows past the maximum
-//! without a `\n`, or a length prefix larger than the maximum, is an error as soon as it is seen.
+//! Every framing enforces a maximum message size before buffering it: a line that grows past the
+//! maximum without a `\n`, or a length prefix larger than the maximum, is an error as soon as it
+//! is seen. A length prefix is a claim by the peer, not a reason to reserve memory: the buffer
+//! grows only with the bytes that actually arrive.
 
 use std::fmt;
 use std::io;
 use std::str::FromStr;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
 
 /// The default maximum size of one message, in bytes: 1 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 1024 * 1024;
 
+/// Bytes of one read in raw framing (or the maximum frame size, if smaller): in raw framing
+/// a message is what one read returns.
+pub const RAW_READ: usize = 64 * 1024;
+
+/// Bytes of a length prefix.
+const LENGTH_HEAD: usize = 4;
+
 /// How messages are delimited on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Framing {
     /// A message is a line ended by `\n`.
     #[default]
     Line,
     /// A message is a 4-byte big-endian length followed by the payload.
     Length,
+    /// No framing: a message is what one read returns; a reply is written as it is.
+    Raw,
 }
 
 impl Framing {
+    /// Every framing, in the order the flags list them.
+    pub const ALL: [Framing; 3] = [Framing::Line, Framing::Length, Framing::Raw];
+
     /// The framing's name as the command-line flags spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Framing::Line => "line",
             Framing::Length => "length",
+            Framing::Raw => "raw",
         }
+    }
+
+    /// Whether several messages can be in flight on one connection, their replies told apart
+    /// by the framing (not so in raw framing, where message boundaries are the writes).
+    pub fn can_pipeline(self) -> bool {
+        !matches!(self, Framing::Raw)
     }
 }
 
@@ -51,13 +74,10 @@ impl FromStr for Framing {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "line" => Ok(Framing::Line),
-            "length" => Ok(Framing::Length),
-            other => Err(format!(
-                "unknown framing {other:?} (expected line or length)"
-            )),
-        }
+        Framing::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown framing {s:?} (expected line, length or raw)"))
     }
 }
 
@@ -85,7 +105,7 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-/// A tokio-util codec for either [`Framing`], with a maximum frame size in both directions.
+/// A tokio-util codec for any [`Framing`], with a maximum frame size in both directions.
 #[derive(Debug)]
 pub struct FrameCodec {
     inner: Inner,
@@ -98,27 +118,25 @@ enum Inner {
         /// How far the buffer has been searched for `\n`, so a long line is scanned once.
         searched: usize,
     },
-    Length(LengthDelimitedCodec),
+    Length {
+        /// The payload length of the frame being read, once its prefix has been taken.
+        payload: Option<usize>,
+    },
+    Raw,
 }
 
 impl FrameCodec {
     /// A codec for `framing` that refuses messages larger than `max_frame` bytes (at most
     /// `u32::MAX`, what a 4-byte length prefix can say).
     pub fn new(framing: Framing, max_frame: usize) -> Self {
-        let max_frame = max_frame.min(u32::MAX as usize);
         let inner = match framing {
             Framing::Line => Inner::Line { searched: 0 },
-            Framing::Length => Inner::Length(
-                LengthDelimitedCodec::builder()
-                    .length_field_length(4)
-                    .big_endian()
-                    .max_frame_length(max_frame)
-                    .new_codec(),
-            ),
+            Framing::Length => Inner::Length { payload: None },
+            Framing::Raw => Inner::Raw,
         };
         Self {
             inner,
-            max: max_frame,
+            max: max_frame.min(u32::MAX as usize),
         }
     }
 
@@ -126,7 +144,8 @@ impl FrameCodec {
     pub fn framing(&self) -> Framing {
         match self.inner {
             Inner::Line { .. } => Framing::Line,
-            Inner::Length(_) => Framing::Length,
+            Inner::Length { .. } => Framing::Length,
+            Inner::Raw => Framing::Raw,
         }
     }
 
@@ -135,14 +154,14 @@ impl FrameCodec {
         self.max
     }
 
-    fn length_error(&self, e: io::Error) -> FrameError {
-        // LengthDelimitedCodec reports an over-size frame as an io::Error wrapping its own type.
-        if e.get_ref()
-            .is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>())
-        {
-            FrameError::TooLarge { max: self.max }
-        } else {
-            FrameError::Io(e)
+    /// How many bytes a reader should ask for next, given the size of the last message: about
+    /// as many as that message took on the wire (the next one is probably alike), and in raw
+    /// framing, where a message is one read, [`RAW_READ`] or the maximum frame if smaller.
+    pub fn read_hint(&self, last_payload: usize) -> usize {
+        match self.inner {
+            Inner::Line { .. } => last_payload + 1,
+            Inner::Length { .. } => last_payload + LENGTH_HEAD,
+            Inner::Raw => self.max.clamp(1, RAW_READ),
         }
     }
 }
@@ -174,10 +193,32 @@ impl Decoder for FrameCodec {
                     }
                 }
             }
-            Inner::Length(codec) => match codec.decode(buf) {
-                Ok(frame) => Ok(frame.map(BytesMut::freeze)),
-                Err(e) => Err(self.length_error(e)),
-            },
+            Inner::Length { payload } => {
+                let len = match *payload {
+                    Some(len) => len,
+                    None if buf.len() < LENGTH_HEAD => return Ok(None),
+                    None => {
+                        let len = buf.get_u32() as usize;
+                        if len > max {
+                            return Err(FrameError::TooLarge { max });
+                        }
+                        // No `reserve(len)`: the prefix is only a claim. The buffer grows as the
+                        // payload arrives.
+                        *payload = Some(len);
+                        len
+                    }
+                };
+                if buf.len() < len {
+                    return Ok(None);
+                }
+                *payload = None;
+                Ok(Some(buf.split_to(len).freeze()))
+            }
+            Inner::Raw if buf.is_empty() => Ok(None),
+            Inner::Raw => {
+                let len = buf.len().min(max);
+                Ok(Some(buf.split_to(len).freeze()))
+            }
         }
     }
 
@@ -185,18 +226,23 @@ impl Decoder for FrameCodec {
         if let Some(frame) = self.decode(buf)? {
             return Ok(Some(frame));
         }
-        if buf.is_empty() {
-            return Ok(None);
-        }
         match self.inner {
-            Inner::Line { ref mut searched } => {
+            Inner::Line { ref mut searched } if !buf.is_empty() => {
                 // A last line without `\n` is a message; `decode` has already checked its size.
                 *searched = 0;
                 Ok(Some(buf.split().freeze()))
             }
-            Inner::Length(_) => Err(FrameError::Truncated {
-                buffered: buf.len(),
-            }),
+            Inner::Length { ref mut payload } if payload.is_some() || !buf.is_empty() => {
+                let head = if payload.take().is_some() {
+                    LENGTH_HEAD
+                } else {
+                    0
+                };
+                let buffered = head + buf.len();
+                buf.clear();
+                Err(FrameError::Truncated { buffered })
+            }
+            _ => Ok(None),
         }
     }
 }
@@ -205,19 +251,28 @@ impl Encoder<Bytes> for FrameCodec {
     type Error = FrameError;
 
     fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
-        self.encode_head(&item, dst)?;
-        dst.reserve(item.len() + self.trailer().len());
-        dst.put_slice(&item);
-        dst.put_slice(self.trailer());
-        Ok(())
+        self.encode_slice(&item, dst)
     }
 }
 
 impl FrameCodec {
+    /// Appends `payload` as one frame to `dst`.
+    ///
+    /// # Errors
+    ///
+    /// As [`encode_head`](Self::encode_head); nothing is appended then.
+    pub fn encode_slice(&self, payload: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
+        self.encode_head(payload, dst)?;
+        dst.reserve(payload.len() + self.trailer().len());
+        dst.put_slice(payload);
+        dst.put_slice(self.trailer());
+        Ok(())
+    }
+
     /// Checks that `payload` can go out as one frame and appends what precedes it on the wire
-    /// to `dst` (the length prefix in length framing, nothing in line framing); the payload and
+    /// to `dst` (the length prefix in length framing, nothing otherwise); the payload and
     /// then [`trailer`](Self::trailer) follow it. A writer can thus send a large payload from
-    /// its own buffer, with a vectored write, instead of copying it as [`Encoder::encode`] does.
+    /// its own buffer, with a vectored write, instead of copying it.
     ///
     /// # Errors
     ///
@@ -234,16 +289,17 @@ impl FrameCodec {
                 }
             }
             // `new` caps the maximum at what the 4-byte prefix can say.
-            Inner::Length(_) => dst.put_u32(payload.len() as u32),
+            Inner::Length { .. } => dst.put_u32(payload.len() as u32),
+            Inner::Raw => {}
         }
         Ok(())
     }
 
-    /// What follows each payload on the wire: `\n` in line framing, nothing in length framing.
+    /// What follows each payload on the wire: `\n` in line framing, nothing otherwise.
     pub fn trailer(&self) -> &'static [u8] {
         match self.inner {
             Inner::Line { .. } => b"\n",
-            Inner::Length(_) => b"",
+            Inner::Length { .. } | Inner::Raw => b"",
         }
     }
 }
@@ -356,7 +412,64 @@ mod tests {
     fn framing_parses_and_prints() {
         assert_eq!("line".parse::<Framing>().unwrap(), Framing::Line);
         assert_eq!("length".parse::<Framing>().unwrap(), Framing::Length);
+        assert_eq!("raw".parse::<Framing>().unwrap(), Framing::Raw);
         assert!("tlv".parse::<Framing>().is_err());
-        assert_eq!(Framing::Length.to_string(), "length");
+        for f in Framing::ALL {
+            assert_eq!(f.to_string().parse::<Framing>().unwrap(), f);
+        }
+    }
+
+    #[test]
+    fn a_length_prefix_reserves_nothing() {
+        // The largest claim a prefix can make, with the largest maximum.
+        let mut c = FrameCodec::new(Framing::Length, u32::MAX as usize);
+        let mut buf = BytesMut::from(&b"\xff\xff\xff\xffabc"[..]);
+        let before = buf.capacity();
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(
+            buf.capacity() <= before,
+            "capacity grew to {}",
+            buf.capacity()
+        );
+        // The frame still completes once the payload is there, across calls.
+        let mut c = FrameCodec::new(Framing::Length, 1 << 20);
+        let mut buf = BytesMut::from(&b"\0\0\0\x05ab"[..]);
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() < 64);
+        buf.extend_from_slice(b"cdeX");
+        assert_eq!(c.decode(&mut buf).unwrap().unwrap(), "abcde");
+        assert_eq!(&buf[..], b"X");
+    }
+
+    #[test]
+    fn length_eof_after_the_prefix_alone_is_truncated() {
+        let mut c = FrameCodec::new(Framing::Length, 16);
+        assert!(matches!(
+            decode_all(&mut c, b"\0\0\0\x05"),
+            Err(FrameError::Truncated { buffered: 4 })
+        ));
+    }
+
+    #[test]
+    fn raw_takes_what_arrived_as_one_message_and_writes_replies_as_they_are() {
+        let mut c = FrameCodec::new(Framing::Raw, 8);
+        let mut buf = BytesMut::from(&b"texto\nwith newline"[..]);
+        assert_eq!(c.decode(&mut buf).unwrap().unwrap(), "texto\nwi");
+        assert_eq!(c.decode(&mut buf).unwrap().unwrap(), "th newli");
+        assert_eq!(c.decode(&mut buf).unwrap().unwrap(), "ne");
+        assert!(c.decode(&mut buf).unwrap().is_none());
+        assert!(c.decode_eof(&mut buf).unwrap().is_none());
+        let mut dst = BytesMut::new();
+        c.encode(Bytes::from("a\nb"), &mut dst).unwrap();
+        assert_eq!(&dst[..], b"a\nb");
+        assert!(matches!(
+            c.encode(Bytes::from("123456789"), &mut dst),
+            Err(FrameError::TooLarge { max: 8 })
+        ));
+        assert_eq!(c.read_hint(0), 8);
+        assert_eq!(
+            FrameCodec::new(Framing::Raw, 1 << 20).read_hint(0),
+            RAW_READ
+        );
     }
 }

@@ -22,16 +22,16 @@
 //! ```
 #![deny(missing_docs)]
 
-#[cfg(feature = "cli")]
-pub mod cli;
 pub mod framing;
 pub mod handler;
 pub mod handlers;
 pub mod path;
 
-pub use framing::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing};
+pub use framing::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing, RAW_READ};
 pub use handler::{
     BoxError, Context, Handler, HandlerExt, HandlerFn, Inspect, PeerCredentials, handler_fn,
 };
 pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};
-pub use path::{FileKind, PathState, SOCKET_ENV, default_socket_dir, default_socket_path, probe};
+pub use path::{
+    FileKind, PathState, SOCKET_ENV, abstract_name, default_socket_dir, default_socket_path, probe,
+};

@@ -18,6 +18,16 @@ pub fn default_socket_path() -> PathBuf {
     }
 }
 
+/// The name in Linux's abstract socket namespace that `path` stands for, if it is written
+/// `@name` (the convention of systemd's `ListenStream=` and of `ss`). An abstract socket has no
+/// file, so no file permissions protect it: any process on the machine (in the same network
+/// namespace) can connect, and only peer-credential checks keep others out. A file whose name
+/// starts with `@` can still be given as `./@name`.
+pub fn abstract_name(path: &std::path::Path) -> Option<&[u8]> {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().strip_prefix(b"@")
+}
+
 /// The private directory that holds the default socket: `$XDG_RUNTIME_DIR/ipc` when
 /// `XDG_RUNTIME_DIR` is set to an absolute path, else `/tmp/ipc-<uid>`.
 ///
@@ -143,5 +153,13 @@ mod tests {
             PathState::NotASocket(FileKind::Symlink)
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn at_names_are_abstract() {
+        use std::path::Path;
+        assert_eq!(abstract_name(Path::new("@ctl")), Some(&b"ctl"[..]));
+        assert_eq!(abstract_name(Path::new("./@ctl")), None);
+        assert_eq!(abstract_name(Path::new("/run/ipc.sock")), None);
     }
 }

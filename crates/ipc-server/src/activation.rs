@@ -6,7 +6,6 @@
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::socket::{SockType, UnixAddr, getsockname, getsockopt, sockopt};
@@ -67,14 +66,6 @@ fn check_listener(fd: &OwnedFd) -> Result<(), ServerError> {
         return bad("is not listening");
     }
     Ok(())
-}
-
-/// The path of an inherited socket, for logs.
-pub fn listener_path(listener: &UnixListener) -> Option<PathBuf> {
-    listener
-        .local_addr()
-        .ok()
-        .and_then(|a| a.as_pathname().map(PathBuf::from))
 }
 
 /// Tells systemd the service is ready (`READY=1`). A no-op without `NOTIFY_SOCKET`.

@@ -18,6 +18,8 @@ use crate::server::Server;
 enum Source {
     /// Create the socket file at `config.socket_path` (and remove it on exit).
     Path,
+    /// Bind this name in the abstract namespace (`config.socket_path` is `@name`).
+    Abstract(Vec<u8>),
     /// Serve a socket someone else created; its file is theirs and is never removed.
     Listener(UnixListener),
 }
@@ -58,18 +60,23 @@ impl<H: Handler> Builder<H> {
     }
 
     /// Listens on a socket file at `path` [default: [`ipc_core::default_socket_path`]].
+    ///
+    /// A path written `@name` is a name in Linux's abstract namespace instead (see
+    /// [`ipc_core::abstract_name`]): no file is created, and since no file permissions apply,
+    /// any local process can connect unless [`access`](Self::access) allow-lists keep it out.
     pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.socket_path = path.into();
-        self.source = Source::Path;
+        self.source = match ipc_core::abstract_name(&self.config.socket_path) {
+            Some(name) => Source::Abstract(name.to_owned()),
+            None => Source::Path,
+        };
         self
     }
 
     /// Serves an already-bound, listening socket. Its file (if any) belongs to whoever bound it:
-    /// the server never removes it, and the socket mode and group settings do not apply.
+    /// the server never removes it, and the socket mode and group settings do not apply. The
+    /// server reports the address the socket really has ([`Server::address`]).
     pub fn listener(mut self, listener: UnixListener) -> Self {
-        if let Some(path) = crate::activation::listener_path(&listener) {
-            self.config.socket_path = path;
-        }
         self.source = Source::Listener(listener);
         self
     }
@@ -80,10 +87,15 @@ impl<H: Handler> Builder<H> {
         self.listener(UnixListener::from(fd))
     }
 
-    /// Replaces every setting at once (the listening source is kept).
+    /// Replaces every setting at once. The listening source is kept, unless it was a socket
+    /// path: then `config.socket_path` is the new one.
     pub fn config(mut self, config: ServerConfig) -> Self {
+        let path = config.socket_path.clone();
         self.config = config;
-        self
+        match self.source {
+            Source::Listener(_) => self,
+            Source::Path | Source::Abstract(_) => self.socket(path),
+        }
     }
 
     /// Sets [`ServerConfig::framing`].
@@ -107,6 +119,12 @@ impl<H: Handler> Builder<H> {
     /// Sets [`ServerConfig::idle_timeout`].
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::request_timeout`].
+    pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.request_timeout = timeout;
         self
     }
 
@@ -144,6 +162,7 @@ impl<H: Handler> Builder<H> {
     pub fn bind(self) -> Result<Server<H>, ServerError> {
         match self.source {
             Source::Path => Server::bind_path(self.config, self.handler),
+            Source::Abstract(name) => Server::bind_abstract(&name, self.config, self.handler),
             Source::Listener(listener) => Server::adopt(listener, self.config, self.handler),
         }
     }

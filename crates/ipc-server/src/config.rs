@@ -6,12 +6,17 @@ use std::time::Duration;
 
 use ipc_core::{DEFAULT_MAX_FRAME, Framing};
 
+use tokio::sync::Semaphore;
+
 use crate::access::AccessPolicy;
+use crate::error::ServerError;
 
 /// Default cap on open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default time a connection may go without sending a complete frame.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default longest time one handler call may take before its connection is closed.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time connections get to finish after shutdown begins.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default permission bits of the socket file: owner read and write only.
@@ -34,6 +39,11 @@ pub struct ServerConfig {
     /// A connection that sends no complete frame for this long, or does not take its replies for
     /// this long, is closed. `None` never closes idle connections.
     pub idle_timeout: Option<Duration>,
+    /// A handler call that takes longer than this ends its connection (after the replies to
+    /// the requests before it are written). `None` lets a call take as long as it likes.
+    /// During shutdown, calls still running are also bounded by
+    /// [`shutdown_timeout`](Self::shutdown_timeout).
+    pub request_timeout: Option<Duration>,
     /// After shutdown begins, connections still busy after this long are dropped.
     pub shutdown_timeout: Duration,
     /// Permission bits of the socket file (for example `0o660`).
@@ -53,11 +63,52 @@ impl ServerConfig {
             max_frame: DEFAULT_MAX_FRAME,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             socket_mode: DEFAULT_SOCKET_MODE,
             socket_group: None,
             access: AccessPolicy::default(),
         }
+    }
+}
+
+impl ServerConfig {
+    /// Checks every setting; the server calls this before it binds.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::InvalidConfig`] naming the setting and the values it accepts.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let bad = |what: String| Err(ServerError::InvalidConfig(what));
+        let max_frame = u32::MAX as usize;
+        if self.max_frame == 0 || self.max_frame > max_frame {
+            return bad(format!(
+                "max frame is {} bytes; it must be between 1 and {max_frame}",
+                self.max_frame
+            ));
+        }
+        let max_connections = Semaphore::MAX_PERMITS;
+        if self.max_connections == 0 || self.max_connections > max_connections {
+            return bad(format!(
+                "max connections is {}; it must be between 1 and {max_connections}",
+                self.max_connections
+            ));
+        }
+        if self.socket_mode > 0o777 {
+            return bad(format!(
+                "socket mode is {:o}; it must be at most 0777",
+                self.socket_mode
+            ));
+        }
+        for (name, timeout) in [
+            ("idle timeout", self.idle_timeout),
+            ("request timeout", self.request_timeout),
+        ] {
+            if timeout.is_some_and(|t| t.is_zero()) {
+                return bad(format!("{name} must be above zero (None disables it)"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -89,5 +140,23 @@ mod tests {
         assert!(parse_mode("800").is_err());
         assert!(parse_mode("4755").is_err());
         assert!(parse_mode("rw").is_err());
+    }
+
+    #[test]
+    fn validation_names_the_setting_and_its_range() {
+        let ok = ServerConfig::new("/tmp/x.sock");
+        ok.validate().unwrap();
+        let err = |f: fn(&mut ServerConfig)| {
+            let mut c = ok.clone();
+            f(&mut c);
+            c.validate().unwrap_err().to_string()
+        };
+        assert!(err(|c| c.max_frame = 0).contains("between 1 and 4294967295"));
+        assert!(err(|c| c.max_frame = 1 << 40).contains("max frame is 1099511627776"));
+        let huge = err(|c| c.max_connections = usize::MAX);
+        assert!(huge.contains("must be between 1 and"), "{huge}");
+        assert!(err(|c| c.socket_mode = 0o4755).contains("at most 0777"));
+        assert!(err(|c| c.idle_timeout = Some(Duration::ZERO)).contains("idle timeout"));
+        assert!(err(|c| c.request_timeout = Some(Duration::ZERO)).contains("request timeout"));
     }
 }

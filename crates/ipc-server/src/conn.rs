@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::task::Poll;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use ipc_core::PeerCredentials;
 use nix::libc;
 use nix::sys::socket::{MsgFlags, SockFlag, UnixAddr, getsockopt, send, sendmsg, sockopt};
@@ -27,6 +27,8 @@ pub(crate) const SMALL_READ: usize = 4096;
 const READ_CHUNK: usize = 8 * 1024;
 /// Most bytes asked of the kernel per read, when a large frame is arriving.
 const MAX_READ: usize = 256 * 1024;
+/// Most buffers handed to one vectored write.
+const MAX_SLICES: usize = 64;
 
 /// An accepted connection, registered with the runtime.
 pub(crate) struct Connection {
@@ -93,34 +95,55 @@ impl Connection {
         .await
     }
 
-    /// Writes what the socket buffer takes now from `bufs`, in order, without waiting;
-    /// `WouldBlock` if it takes nothing.
-    pub(crate) fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    /// Writes what the socket buffer takes now from `buf`, in order, without waiting, and
+    /// advances `buf` past it; `WouldBlock` if it takes nothing. Several chunks of `buf` go out
+    /// in one vectored write.
+    pub(crate) fn try_write_buf(&self, buf: &mut impl Buf) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = buf.chunks_vectored(&mut slices);
         // MSG_NOSIGNAL: a peer that went away is an EPIPE error, never a SIGPIPE that kills an
         // application embedding the server without ignoring that signal.
         let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
         let fd = self.fd()?.get_ref().as_raw_fd();
-        Ok(match bufs {
+        let written = match &slices[..count] {
+            [] => 0,
             // The usual case (small replies coalesced); send(2) skips copying in an iovec.
             [one] => send(fd, one, flags)?,
-            _ => sendmsg::<UnixAddr>(fd, bufs, &[], flags, None)?,
-        })
+            several => sendmsg::<UnixAddr>(fd, several, &[], flags, None)?,
+        };
+        buf.advance(written);
+        Ok(written)
     }
 
-    /// Waits until the socket is writable and runs `write` (which should write with
-    /// [`try_write_vectored`](Self::try_write_vectored)), as often as it fails with
-    /// `WouldBlock`; returns its first other result.
-    pub(crate) async fn write_ready<R>(
-        &mut self,
-        mut write: impl FnMut(&Self) -> io::Result<R>,
-    ) -> io::Result<R> {
+    /// Waits until the socket has room, then writes from `buf` as [`try_write_buf`] does;
+    /// returns how many bytes went (more than zero unless `buf` is empty). For after a write
+    /// failed with `WouldBlock`: this is what first asks the runtime for write readiness.
+    ///
+    /// [`try_write_buf`]: Self::try_write_buf
+    pub(crate) async fn write_buf(&mut self, buf: &mut impl Buf) -> io::Result<usize> {
         self.register_writable()?;
         loop {
             let mut ready = self.fd()?.writable().await?;
-            match write(self) {
+            match self.try_write_buf(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return result,
+            }
+        }
+    }
+
+    /// Reads and drops what the peer has sent and nobody will read (at most `limit` bytes,
+    /// without waiting), before a close for an error. Closing a Unix socket with unread data
+    /// makes the peer's reads fail with `ECONNRESET` once it has read what was sent to it; the
+    /// replies are still there to read, but a simple client may give up at the error.
+    pub(crate) fn discard_unread(&self, limit: usize) {
+        let Ok(fd) = self.fd() else { return };
+        let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
+        let mut dropped = 0;
+        while dropped < limit {
+            match recv_uninit(fd.get_ref().as_raw_fd(), &mut chunk) {
+                Ok(got) if !got.is_empty() => dropped += got.len(),
+                _ => break,
             }
         }
     }
@@ -210,9 +233,24 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
 
+    /// A connection and its peer; the peer's blocking calls give up after a while, so a test
+    /// fails instead of hanging.
     fn pair() -> (Connection, UnixStream) {
         let (ours, theirs) = UnixStream::pair().unwrap();
+        theirs
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        theirs
+            .set_write_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
         (Connection::new(ours).unwrap(), theirs)
+    }
+
+    /// Runs `f` with a deadline, so a regression fails instead of hanging.
+    async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::time::timeout(std::time::Duration::from_secs(10), f)
+            .await
+            .expect("took longer than 10 s")
     }
 
     #[tokio::test]
@@ -220,27 +258,28 @@ mod tests {
         let (conn, mut peer) = pair();
         let mut rbuf = BytesMut::new();
         peer.write_all(b"one\n").unwrap();
-        assert_eq!(conn.read(&mut rbuf, 0).await.unwrap(), 4);
+        assert_eq!(within(conn.read(&mut rbuf, 0)).await.unwrap(), 4);
         peer.write_all(b"two\n").unwrap();
-        assert_eq!(conn.read(&mut rbuf, 0).await.unwrap(), 4);
+        assert_eq!(within(conn.read(&mut rbuf, 0)).await.unwrap(), 4);
         assert_eq!(&rbuf[..], b"one\ntwo\n");
         drop(peer);
-        assert_eq!(conn.read(&mut rbuf, 0).await.unwrap(), 0);
+        assert_eq!(within(conn.read(&mut rbuf, 0)).await.unwrap(), 0);
     }
 
     #[tokio::test]
     async fn an_expected_large_message_comes_in_one_read() {
         let (conn, mut peer) = pair();
-        let message = vec![7u8; 100_000];
+        // Two of these fit in a Unix socket's default buffer (about 200 KB).
+        let message = vec![7u8; 40_000];
         peer.write_all(&message).unwrap();
         let mut rbuf = BytesMut::new();
         // Nothing expected: a small read first.
-        assert_eq!(conn.read(&mut rbuf, 0).await.unwrap(), SMALL_READ);
+        assert_eq!(within(conn.read(&mut rbuf, 0)).await.unwrap(), SMALL_READ);
         peer.write_all(&message).unwrap();
         let mut rbuf = BytesMut::new();
         let rest = 2 * message.len() - SMALL_READ;
         // The rest of the first and all of the second, at once.
-        assert_eq!(conn.read(&mut rbuf, rest).await.unwrap(), rest);
+        assert_eq!(within(conn.read(&mut rbuf, rest)).await.unwrap(), rest);
     }
 
     #[tokio::test]
@@ -251,7 +290,7 @@ mod tests {
         let writer = std::thread::spawn(move || peer.write_all(&sent).unwrap());
         let mut rbuf = BytesMut::new();
         while rbuf.len() < expected.len() {
-            assert!(conn.read(&mut rbuf, 0).await.unwrap() > 0);
+            assert!(within(conn.read(&mut rbuf, 0)).await.unwrap() > 0);
         }
         writer.join().unwrap();
         assert!(rbuf[..] == expected[..]);
@@ -260,15 +299,7 @@ mod tests {
     /// Writes all of `buf`, waiting for room as the session does.
     async fn write_all(conn: &mut Connection, mut buf: &[u8]) {
         while !buf.is_empty() {
-            let n = match conn.try_write_vectored(&[IoSlice::new(buf)]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => conn
-                    .write_ready(|c| c.try_write_vectored(&[IoSlice::new(buf)]))
-                    .await
-                    .unwrap(),
-                Err(e) => panic!("{e}"),
-            };
-            buf = &buf[n..];
+            assert!(within(conn.write_buf(&mut buf)).await.unwrap() > 0);
         }
     }
 
@@ -279,7 +310,7 @@ mod tests {
         // Nobody reads yet: the socket buffer fills and the write is refused.
         let mut written = 0;
         loop {
-            match conn.try_write_vectored(&[IoSlice::new(&sent[written..])]) {
+            match conn.try_write_buf(&mut &sent[written..]) {
                 Ok(n) => written += n,
                 Err(e) => {
                     assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
@@ -307,9 +338,7 @@ mod tests {
     async fn writing_to_a_closed_peer_is_a_broken_pipe_error() {
         let (conn, peer) = pair();
         drop(peer);
-        let e = conn
-            .try_write_vectored(&[IoSlice::new(b"reply\n")])
-            .unwrap_err();
+        let e = conn.try_write_buf(&mut &b"reply\n"[..]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
     }
 

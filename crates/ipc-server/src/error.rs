@@ -7,8 +7,9 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    /// A live server already answers at the path; it is left alone.
-    #[error("{} is in use by a running server; stop it or choose another --socket", path.display())]
+    /// A live server already answers at the path, or another server holds the path's lock
+    /// (it is starting or running there); either is left alone.
+    #[error("{} is in use by another server", path.display())]
     InUse {
         /// The socket path.
         path: PathBuf,
@@ -41,7 +42,18 @@ pub enum ServerError {
         /// The longest path that fits.
         max: usize,
     },
-    /// `--socket-group` names no group on this system.
+    /// This user may not create the socket in its directory.
+    #[error("cannot create the socket {}: no permission to write in {} ({source})", path.display(), dir.display())]
+    DirectoryNotWritable {
+        /// The socket path.
+        path: PathBuf,
+        /// Its directory.
+        dir: PathBuf,
+        /// The refusal.
+        #[source]
+        source: io::Error,
+    },
+    /// The socket group names no group on this system.
     #[error("unknown group {0:?}")]
     UnknownGroup(String),
     /// A setting is out of range.

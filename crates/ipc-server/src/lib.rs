@@ -41,7 +41,9 @@
 #![deny(missing_docs)]
 
 pub mod access;
+#[cfg(feature = "systemd")]
 pub mod activation;
+pub mod address;
 mod builder;
 pub mod config;
 mod conn;
@@ -55,8 +57,12 @@ pub mod socket_file;
 mod trigger;
 
 pub use access::AccessPolicy;
+pub use address::ListenAddress;
 pub use builder::Builder;
+pub use bytes::Bytes;
 pub use config::ServerConfig;
 pub use error::ServerError;
-pub use ipc_core::{Ack, Context, Echo, Framing, Handler, PeerCredentials};
+pub use ipc_core::{
+    Ack, BoxError, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials, handler_fn,
+};
 pub use server::{Server, ShutdownHandle};

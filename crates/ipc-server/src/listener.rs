@@ -85,6 +85,7 @@ impl<H: Handler> Listener<H> {
                 handler: Arc::clone(&self.handler),
                 ctx: Context::new(id, peer),
                 idle_timeout: self.config.idle_timeout,
+                request_timeout: self.config.request_timeout,
                 shutdown: self.shutdown.clone(),
             };
             let force = self.force.clone();
@@ -94,16 +95,8 @@ impl<H: Handler> Listener<H> {
                     tokio::select! {
                         biased;
                         () = force.fired() => warn!("connection dropped by forced shutdown"),
-                        result = session.run() => match result {
-                            Ok(answered) => debug!(answered, "closed"),
-                            Err((e, answered)) if e.is_disconnect() => {
-                                debug!(answered, error = %e, "peer went away");
-                            }
-                            Err((e, answered)) if e.is_idle() => {
-                                info!(answered, reason = %e, "closing idle connection");
-                            }
-                            Err((e, answered)) => warn!(answered, error = %e, "closing connection"),
-                        },
+                        // The session logs how it ended.
+                        _ = session.run() => {}
                     }
                 }
                 .instrument(info_span!("conn", id)),
@@ -112,20 +105,41 @@ impl<H: Handler> Listener<H> {
     }
 
     async fn accept(&mut self) -> UnixStream {
+        // Failed accepts since the last one that worked: the first is logged, the rest are
+        // summed up once accepting works again, instead of a warning every pause.
+        let mut failed: u64 = 0;
+        let mut since: Option<std::time::Instant> = None;
         loop {
             let accepted = self
                 .listener
                 .async_io(Interest::READABLE, conn::accept)
                 .await;
             match accepted {
-                Ok(stream) => return stream,
+                Ok(stream) => {
+                    if let Some(since) = since {
+                        info!(
+                            failed_accepts = failed,
+                            lasted = ?since.elapsed(),
+                            "accepting again"
+                        );
+                    }
+                    return stream;
+                }
                 Err(e) if is_connection_error(&e) => {
                     debug!(error = %e, "connection failed during accept");
                 }
                 Err(e) => {
                     // EMFILE, ENFILE, ENOBUFS, ENOMEM and the like: wait for resources to free up
                     // instead of spinning on an accept that keeps failing.
-                    warn!(error = %e, backoff = ?ACCEPT_BACKOFF, "accept failed; pausing");
+                    if failed == 0 {
+                        warn!(
+                            error = %e,
+                            backoff = ?ACCEPT_BACKOFF,
+                            "accept failed; pausing and retrying (logged again when it recovers)"
+                        );
+                        since = Some(std::time::Instant::now());
+                    }
+                    failed += 1;
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }

@@ -1,19 +1,16 @@
 //! Replies waiting to be written, in order: small ones copied together into one buffer, large
-//! ones kept as they are, and all of them handed to the kernel in one vectored write. An echoed
-//! 64 KiB message is thus never copied in user space.
+//! ones kept as they are. The queue is a [`bytes::Buf`] whose chunks go to the kernel in one
+//! vectored write, so an echoed 64 KiB message is never copied in user space. It also counts
+//! the replies that have left whole, which is what the server reports as answered.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
 use ipc_core::{FrameCodec, FrameError};
 
-use crate::conn::Connection;
-
 /// Replies at least this large are written from their own buffer instead of being copied.
 const COPY_BELOW: usize = 4096;
-/// Most buffers handed to one write.
-const MAX_SLICES: usize = 64;
 /// A coalescing buffer that grew past this is freed once written rather than kept.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
@@ -24,12 +21,24 @@ pub(crate) struct Outbox {
     chunks: VecDeque<Bytes>,
     /// Where small replies and frame heads are copied.
     tail: BytesMut,
+    /// Where each queued reply ends, counted in bytes since the connection opened.
+    ends: VecDeque<u64>,
+    /// Bytes queued since the connection opened.
+    queued: u64,
+    /// Bytes written since the connection opened.
+    written: u64,
+    /// Replies written whole.
+    sent: u64,
 }
 
 impl Outbox {
     /// Queues `reply` framed by `codec`.
     pub(crate) fn push(&mut self, codec: &FrameCodec, reply: Bytes) -> Result<(), FrameError> {
+        let before = self.tail.len();
         codec.encode_head(&reply, &mut self.tail)?;
+        let head = self.tail.len() - before;
+        self.queued += (head + reply.len() + codec.trailer().len()) as u64;
+        self.ends.push_back(self.queued);
         if reply.len() < COPY_BELOW {
             self.tail.extend_from_slice(&reply);
         } else {
@@ -39,43 +48,67 @@ impl Outbox {
             self.chunks.push_back(reply);
         }
         self.tail.extend_from_slice(codec.trailer());
+        // An empty reply in raw framing is no bytes at all: written as soon as those before it.
+        self.settle();
         Ok(())
     }
 
     /// Bytes waiting to be written.
     pub(crate) fn len(&self) -> usize {
-        self.chunks.iter().map(Bytes::len).sum::<usize>() + self.tail.len()
+        (self.queued - self.written) as usize
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.tail.is_empty()
+        self.queued == self.written
     }
 
-    /// One write of as much as the socket takes now; `WouldBlock` if it takes nothing.
-    pub(crate) fn write_to(&mut self, conn: &Connection) -> io::Result<usize> {
-        if self.chunks.is_empty() {
-            // Only small replies: one buffer.
-            let written = conn.try_write_vectored(&[IoSlice::new(&self.tail)])?;
-            self.consume(written);
-            return Ok(written);
+    /// How many replies have been written whole.
+    pub(crate) fn replies_sent(&self) -> u64 {
+        self.sent
+    }
+}
+
+impl Outbox {
+    /// Counts the replies whose last byte has been written.
+    fn settle(&mut self) {
+        while self.ends.front().is_some_and(|&end| end <= self.written) {
+            self.ends.pop_front();
+            self.sent += 1;
         }
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    }
+}
+
+impl Buf for Outbox {
+    fn remaining(&self) -> usize {
+        self.len()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        match self.chunks.front() {
+            Some(chunk) => chunk,
+            None => &self.tail,
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
-        for chunk in self.chunks.iter().take(MAX_SLICES - 1) {
-            slices[count] = IoSlice::new(chunk);
+        let slices = self
+            .chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.tail[..]))
+            .filter(|s| !s.is_empty());
+        for (slot, slice) in dst.iter_mut().zip(slices) {
+            *slot = IoSlice::new(slice);
             count += 1;
         }
-        if count == self.chunks.len() && !self.tail.is_empty() {
-            slices[count] = IoSlice::new(&self.tail);
-            count += 1;
-        }
-        let written = conn.try_write_vectored(&slices[..count])?;
-        self.consume(written);
-        Ok(written)
+        count
     }
 
-    /// Drops the first `n` bytes, which have been written.
-    fn consume(&mut self, mut n: usize) {
+    fn advance(&mut self, cnt: usize) {
+        assert!(cnt <= self.len(), "advanced past the end of the outbox");
+        self.written += cnt as u64;
+        let mut n = cnt;
         while n > 0 {
             let Some(chunk) = self.chunks.front_mut() else {
                 self.tail.advance(n);
@@ -88,6 +121,7 @@ impl Outbox {
             n -= chunk.len();
             self.chunks.pop_front();
         }
+        self.settle();
         if self.is_empty() {
             if self.tail.capacity() > KEEP_CAPACITY {
                 self.tail = BytesMut::new();
@@ -97,13 +131,10 @@ impl Outbox {
         }
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use ipc_core::Framing;
-    use std::io::Read;
-    use std::os::unix::net::UnixStream;
     use tokio_util::codec::Encoder;
 
     /// What the plain encoder would have written for these replies.
@@ -131,36 +162,68 @@ mod tests {
         out
     }
 
-    #[tokio::test]
-    async fn writes_the_same_bytes_as_the_encoder_in_any_mix_of_sizes() {
-        for framing in [Framing::Line, Framing::Length] {
-            let (ours, mut peer) = UnixStream::pair().unwrap();
-            let mut conn = Connection::new(ours).unwrap();
-            let codec = FrameCodec::new(framing, 1 << 20);
-            let replies = replies();
-            let expected = encoded(framing, &replies);
-            let reader = std::thread::spawn(move || {
-                let mut got = Vec::new();
-                peer.read_to_end(&mut got).unwrap();
-                got
-            });
-            let mut outbox = Outbox::default();
-            for r in &replies {
-                outbox.push(&codec, r.clone()).unwrap();
-            }
-            assert_eq!(outbox.len(), expected.len());
-            while !outbox.is_empty() {
-                match outbox.write_to(&conn) {
-                    Ok(n) => assert!(n > 0),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        conn.write_ready(|c| outbox.write_to(c)).await.unwrap();
-                    }
-                    Err(e) => panic!("{e}"),
+    /// Drains `outbox` the way a writer does, `step` bytes at most per write, through
+    /// `chunks_vectored` (at most `slots` slices per write).
+    fn drain(outbox: &mut Outbox, step: usize, slots: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        while outbox.has_remaining() {
+            let mut slices = vec![IoSlice::new(&[]); slots];
+            let n = outbox.chunks_vectored(&mut slices);
+            assert!(n > 0);
+            let mut took = 0;
+            for s in &slices[..n] {
+                let want = (step - took).min(s.len());
+                out.extend_from_slice(&s[..want]);
+                took += want;
+                if took == step {
+                    break;
                 }
             }
-            drop(conn);
-            assert!(reader.join().unwrap() == expected, "{framing}");
+            outbox.advance(took);
         }
+        out
+    }
+
+    #[test]
+    fn writes_the_same_bytes_as_the_encoder_in_any_mix_of_sizes() {
+        for framing in Framing::ALL {
+            for (step, slots) in [(usize::MAX, 64), (1000, 3), (7, 1), (65_536, 2)] {
+                let codec = FrameCodec::new(framing, 1 << 20);
+                let replies = replies();
+                let expected = encoded(framing, &replies);
+                let mut outbox = Outbox::default();
+                for r in &replies {
+                    outbox.push(&codec, r.clone()).unwrap();
+                }
+                assert_eq!(outbox.len(), expected.len());
+                assert_eq!(outbox.chunk(), &expected[..outbox.chunk().len()]);
+                let got = drain(&mut outbox, step, slots);
+                assert!(got == expected, "{framing} step {step}");
+                assert_eq!(outbox.replies_sent(), replies.len() as u64);
+                assert!(outbox.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn counts_only_replies_written_whole() {
+        let codec = FrameCodec::new(Framing::Line, 1 << 20);
+        let mut outbox = Outbox::default();
+        for r in ["one", "two", "three"] {
+            outbox.push(&codec, Bytes::from(r)).unwrap();
+        }
+        outbox.advance(3); // "one" without its newline
+        assert_eq!(outbox.replies_sent(), 0);
+        outbox.advance(1);
+        assert_eq!(outbox.replies_sent(), 1);
+        outbox.advance(6); // "two\n" and "th"
+        assert_eq!(outbox.replies_sent(), 2);
+        assert_eq!(outbox.chunk(), b"ree\n");
+        // An empty reply in raw framing is no bytes, and counts as written at once.
+        let raw = FrameCodec::new(Framing::Raw, 16);
+        outbox.push(&raw, Bytes::new()).unwrap();
+        outbox.advance(4);
+        assert_eq!(outbox.replies_sent(), 4);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! [`ShutdownHandle::force`]; drop whatever is left.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipc_core::Handler;
@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::address::ListenAddress;
 use crate::builder::Builder;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
@@ -27,6 +28,7 @@ use crate::trigger::Trigger;
 #[derive(Debug)]
 pub struct Server<H> {
     listener: std::os::unix::net::UnixListener,
+    address: ListenAddress,
     socket_file: Option<SocketFile>,
     handler: Arc<H>,
     config: Arc<ServerConfig>,
@@ -87,7 +89,7 @@ impl<H: Handler> Server<H> {
     /// If the socket's directory is the default private one ([`ipc_core::default_socket_dir`]),
     /// it is created `0700` and checked (owner, mode, not a link) first.
     pub(crate) fn bind_path(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
-        validate(&config)?;
+        config.validate()?;
         let private_dir = config.socket_path.parent() == Some(&ipc_core::default_socket_dir());
         let opts = BindOptions {
             mode: config.socket_mode,
@@ -97,7 +99,36 @@ impl<H: Handler> Server<H> {
         let (listener, file) = socket_file::bind(&config.socket_path, opts)?;
         Ok(Self {
             listener,
+            address: ListenAddress::Path(config.socket_path.clone()),
             socket_file: Some(file),
+            handler: Arc::new(handler),
+            config: Arc::new(config),
+            handle: ShutdownHandle::default(),
+        })
+    }
+
+    /// Binds `name` in the abstract namespace: no file, nothing to remove.
+    pub(crate) fn bind_abstract(
+        name: &[u8],
+        config: ServerConfig,
+        handler: H,
+    ) -> Result<Self, ServerError> {
+        use std::os::linux::net::SocketAddrExt;
+        config.validate()?;
+        let path = &config.socket_path;
+        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .map_err(|e| ServerError::io("bind", path, e))?;
+        let listener = std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                ServerError::InUse { path: path.clone() }
+            } else {
+                ServerError::io("bind", path, e)
+            }
+        })?;
+        Ok(Self {
+            address: ListenAddress::Abstract(name.to_owned()),
+            listener,
+            socket_file: None,
             handler: Arc::new(handler),
             config: Arc::new(config),
             handle: ShutdownHandle::default(),
@@ -110,12 +141,13 @@ impl<H: Handler> Server<H> {
         config: ServerConfig,
         handler: H,
     ) -> Result<Self, ServerError> {
-        validate(&config)?;
+        config.validate()?;
         // A descriptor that is not a Unix socket fails here rather than at the first accept.
         listener
             .local_addr()
             .map_err(|e| ServerError::io("use the inherited socket for", &config.socket_path, e))?;
         Ok(Self {
+            address: ListenAddress::of(&listener),
             listener,
             socket_file: None,
             handler: Arc::new(handler),
@@ -124,9 +156,15 @@ impl<H: Handler> Server<H> {
         })
     }
 
-    /// The socket path clients connect to.
-    pub fn path(&self) -> &Path {
-        &self.config.socket_path
+    /// The socket file clients connect to; `None` when the server listens on an abstract name
+    /// or an unnamed inherited socket (see [`address`](Self::address)).
+    pub fn path(&self) -> Option<&Path> {
+        self.address.as_path()
+    }
+
+    /// What the server really listens on: a path, an abstract name, or an unnamed socket.
+    pub fn address(&self) -> &ListenAddress {
+        &self.address
     }
 
     /// The settings in force.
@@ -148,24 +186,26 @@ impl<H: Handler> Server<H> {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server {
             listener,
+            address,
             socket_file,
             handler,
             config,
             handle,
         } = self;
         let _stopped = handle.stopped.clone().drop_guard();
-        let path = config.socket_path.clone();
+        let name = PathBuf::from(address.to_string());
         listener
             .set_nonblocking(true)
-            .map_err(|e| ServerError::io("configure", &path, e))?;
+            .map_err(|e| ServerError::io("configure", &name, e))?;
         let listener = crate::conn::register(listener, tokio::io::Interest::READABLE)
-            .map_err(|e| ServerError::io("listen on", &path, e))?;
+            .map_err(|e| ServerError::io("listen on", &name, e))?;
         info!(
-            path = %path.display(),
+            address = %address,
             handler = short_type_name::<H>(),
             framing = %config.framing,
             max_frame = config.max_frame,
             max_connections = config.max_connections,
+            request_timeout = ?config.request_timeout,
             "listening"
         );
         let tracker = TaskTracker::new();
@@ -207,23 +247,6 @@ impl<H: Handler> Server<H> {
         info!("stopped");
         Ok(())
     }
-}
-
-fn validate(config: &ServerConfig) -> Result<(), ServerError> {
-    let bad = |what: &str| Err(ServerError::InvalidConfig(what.to_owned()));
-    if config.max_frame == 0 || config.max_frame > u32::MAX as usize {
-        return bad("max frame must be between 1 and 4294967295 bytes");
-    }
-    if config.max_connections == 0 || config.max_connections > Semaphore::MAX_PERMITS {
-        return bad("max connections must be at least 1");
-    }
-    if config.socket_mode > 0o777 {
-        return bad("socket mode must be at most 0777");
-    }
-    if config.idle_timeout.is_some_and(|t| t.is_zero()) {
-        return bad("idle timeout must be above zero (use None to disable it)");
-    }
-    Ok(())
 }
 
 /// `ipc_core::handlers::Echo` -> `Echo`, for the start-up log line.

@@ -1,30 +1,38 @@
-//! One connection's session: read frames, call the handler for each, write the replies in order.
+//! One connection's session: read frames, call the handler for each, write the replies in order,
+//! and log how the connection ended.
 //!
 //! Buffers are allocated only while data is moving and released while the connection waits, so
 //! idle connections cost little memory. The replies of every request already buffered are
 //! written together in one `write`, which matters to pipelining clients. While replies are being
 //! written the session reads nothing, so a client that never reads cannot make it buffer without
 //! bound.
+//!
+//! Nothing is lost at a close: whatever ends the session (a handler error, panic or timeout, a
+//! bad frame after good ones, shutdown), the replies already made are written first, and the
+//! count logged as `answered` is the number of replies that were written whole.
 
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use ipc_core::{BoxError, Context, FrameCodec, FrameError, Handler};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
+use tracing::{debug, info, warn};
 
 use crate::conn::{Connection, SMALL_READ};
 use crate::outbox::Outbox;
 use crate::trigger::Trigger;
 
 /// Pending reply bytes at which the session stops handling requests and writes them out.
-const WRITE_HIGH_WATER: usize = 64 * 1024;
-/// Bytes a frame takes besides its payload, at most (the length prefix, or the newline).
-const FRAMING_ROOM: usize = 4;
+pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Most unread bytes dropped before closing a connection for an error (see
+/// [`Connection::discard_unread`]).
+const DISCARD_LIMIT: usize = 256 * 1024;
 
 /// Why a session ended other than by a clean close.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +43,11 @@ pub(crate) enum SessionError {
     Handler(BoxError),
     #[error("handler panicked: {0}")]
     HandlerPanicked(String),
+    #[error("handler did not answer within {0:?}")]
+    HandlerTimeout(Duration),
     #[error("idle for longer than {0:?}")]
     Idle(Duration),
-    #[error("client did not take its replies for {0:?}")]
+    #[error("client took none of its replies for {0:?}")]
     WriteStalled(Duration),
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -45,12 +55,12 @@ pub(crate) enum SessionError {
 
 impl SessionError {
     /// Whether the connection was closed for sitting idle (a policy, not a fault).
-    pub(crate) fn is_idle(&self) -> bool {
+    fn is_idle(&self) -> bool {
         matches!(self, SessionError::Idle(_))
     }
 
     /// Whether this is the peer going away (not worth a warning).
-    pub(crate) fn is_disconnect(&self) -> bool {
+    fn is_disconnect(&self) -> bool {
         let io = match self {
             SessionError::Io(e) => e,
             SessionError::Frame(FrameError::Io(e)) => e,
@@ -61,6 +71,12 @@ impl SessionError {
             io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
         )
     }
+
+    /// Whether the connection can still carry the replies already made: yes unless writing
+    /// itself failed.
+    fn can_still_write(&self) -> bool {
+        !matches!(self, SessionError::Io(_) | SessionError::WriteStalled(_))
+    }
 }
 
 /// Runs one connection until the peer closes, an error, or shutdown.
@@ -70,23 +86,38 @@ pub(crate) struct Session<H> {
     pub(crate) handler: Arc<H>,
     pub(crate) ctx: Context,
     pub(crate) idle_timeout: Option<Duration>,
-    /// Cancelled when the server shuts down: finish the requests already read, then close.
+    /// Longest a handler call may take; the connection is closed after a longer one.
+    pub(crate) request_timeout: Option<Duration>,
+    /// Fired when the server shuts down: finish the requests already read, then close.
     pub(crate) shutdown: Trigger,
 }
 
 impl<H: Handler> Session<H> {
-    /// Runs the session; returns how many requests were answered, or why it ended early.
-    pub(crate) async fn run(mut self) -> Result<u64, (SessionError, u64)> {
-        let mut answered = 0;
-        match self.exchange(&mut answered).await {
-            Ok(()) => Ok(answered),
-            Err(e) => Err((e, answered)),
+    /// Runs the session to its end and logs how it ended; returns the replies written whole.
+    pub(crate) async fn run(mut self) -> u64 {
+        let mut outbox = Outbox::default();
+        let mut result = self.exchange(&mut outbox).await;
+        if let Err(e) = &result {
+            // Whatever ended the exchange, the replies already made go out before the close.
+            if e.can_still_write() && !outbox.is_empty() {
+                if let Err(w) = self.write_out(&mut outbox).await {
+                    debug!(error = %w, "could not write the last replies");
+                }
+            }
+            self.conn.discard_unread(DISCARD_LIMIT);
         }
+        let answered = outbox.replies_sent();
+        match result.as_mut() {
+            Ok(()) => debug!(answered, "closed"),
+            Err(e) if e.is_disconnect() => debug!(answered, error = %e, "peer went away"),
+            Err(e) if e.is_idle() => info!(answered, reason = %e, "closing idle connection"),
+            Err(e) => warn!(answered, error = %e, "closing connection"),
+        }
+        answered
     }
 
-    async fn exchange(&mut self, answered: &mut u64) -> Result<(), SessionError> {
+    async fn exchange(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
         let mut rbuf = BytesMut::new();
-        let mut outbox = Outbox::default();
         let mut last_frame = Instant::now();
         let idle = self.idle_timeout.unwrap_or(Duration::MAX);
         let idle_sleep = tokio::time::sleep_until(deadline(last_frame, idle));
@@ -96,33 +127,31 @@ impl<H: Handler> Session<H> {
         let shutdown = trigger.fired();
         tokio::pin!(shutdown);
         let mut eof = false;
-        let mut expect = 0;
+        let mut expect = self.codec.read_hint(0);
 
         loop {
             // Every complete request already read gets its reply, even during shutdown.
             let mut handled = false;
             while let Some(request) = self.codec.decode(&mut rbuf)? {
                 handled = true;
-                // The next message is probably about as large (with its framing).
-                expect = request.len() + FRAMING_ROOM;
-                self.answer(request, &mut outbox).await?;
-                *answered += 1;
+                // The next message is probably about as large.
+                expect = self.codec.read_hint(request.len());
+                self.answer(request, outbox).await?;
                 if outbox.len() >= WRITE_HIGH_WATER {
-                    self.write_out(&mut outbox).await?;
+                    self.write_out(outbox).await?;
                 }
             }
             if eof {
                 if let Some(request) = self.codec.decode_eof(&mut rbuf)? {
-                    self.answer(request, &mut outbox).await?;
-                    *answered += 1;
+                    self.answer(request, outbox).await?;
                 }
-                self.write_out(&mut outbox).await?;
+                self.write_out(outbox).await?;
                 return Ok(());
             }
             if handled && self.idle_timeout.is_some() {
                 last_frame = Instant::now();
             }
-            self.write_out(&mut outbox).await?;
+            self.write_out(outbox).await?;
 
             if rbuf.is_empty() && rbuf.capacity() > SMALL_READ {
                 // Nothing half-read: give a large buffer back while we wait.
@@ -150,13 +179,22 @@ impl<H: Handler> Session<H> {
     }
 
     /// Calls the handler for one request and queues its reply.
-    async fn answer(
-        &mut self,
-        request: bytes::Bytes,
-        outbox: &mut Outbox,
-    ) -> Result<(), SessionError> {
+    ///
+    /// The call is polled once before any timer is set: most handlers answer at once, and they
+    /// then cost no clock read and no timer entry.
+    async fn answer(&mut self, request: Bytes, outbox: &mut Outbox) -> Result<(), SessionError> {
         let call = AssertUnwindSafe(self.handler.handle(request, &self.ctx)).catch_unwind();
-        let reply = match call.await {
+        tokio::pin!(call);
+        let outcome = match futures::poll!(call.as_mut()) {
+            Poll::Ready(outcome) => outcome,
+            Poll::Pending => match self.request_timeout {
+                Some(limit) => tokio::time::timeout(limit, call)
+                    .await
+                    .map_err(|_| SessionError::HandlerTimeout(limit))?,
+                None => call.await,
+            },
+        };
+        let reply = match outcome {
             Ok(Ok(reply)) => reply,
             Ok(Err(e)) => return Err(SessionError::Handler(e)),
             Err(panic) => return Err(SessionError::HandlerPanicked(panic_message(&panic))),
@@ -165,42 +203,29 @@ impl<H: Handler> Session<H> {
         Ok(())
     }
 
-    /// Writes every queued reply, waiting at most the idle timeout for the peer to take them.
+    /// Writes every queued reply. With an idle timeout, a peer that takes nothing for that long
+    /// is given up on; one that keeps taking bytes, however slowly, is not.
     async fn write_out(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
-        // Fast path, without building the waiting future: the socket buffer usually has room.
-        if self.write_now(outbox)? {
-            return Ok(());
-        }
-        self.write_rest(outbox).await
-    }
-
-    /// Writes what the socket takes without waiting; whether everything went.
-    fn write_now(&self, outbox: &mut Outbox) -> Result<bool, SessionError> {
         while !outbox.is_empty() {
-            match outbox.write_to(&self.conn) {
+            // Fast path, with no timer: the socket buffer usually has room.
+            match self.conn.try_write_buf(outbox) {
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            }
+            // The socket is full: wait for the peer to take something.
+            let written = match self.idle_timeout {
+                Some(limit) => tokio::time::timeout(limit, self.conn.write_buf(outbox))
+                    .await
+                    .map_err(|_| SessionError::WriteStalled(limit))?,
+                None => self.conn.write_buf(outbox).await,
+            };
+            match written {
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e.into()),
             }
-        }
-        Ok(true)
-    }
-
-    /// Waits for the peer to take the rest, at most the idle timeout.
-    async fn write_rest(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
-        let conn = &mut self.conn;
-        let rest = async {
-            while !outbox.is_empty() {
-                conn.write_ready(|c| outbox.write_to(c)).await?;
-            }
-            Ok::<(), io::Error>(())
-        };
-        match self.idle_timeout {
-            Some(limit) => tokio::time::timeout(limit, rest)
-                .await
-                .map_err(|_| SessionError::WriteStalled(limit))??,
-            None => rest.await?,
         }
         Ok(())
     }

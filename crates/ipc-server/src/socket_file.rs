@@ -6,6 +6,7 @@
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 
@@ -20,14 +21,16 @@ use crate::error::ServerError;
 /// Longest socket path the kernel accepts (`sun_path` is 108 bytes with the final NUL).
 pub const MAX_PATH_LEN: usize = 107;
 
-/// The socket file a server created. Dropping it removes the file, but only if the path still
-/// holds the very socket we bound (same device and inode): a file someone put there since is left
-/// alone.
+/// The socket file a server created, and the lock that makes the path this server's. Dropping
+/// it removes the file, but only if the path still holds the very socket we bound (same device
+/// and inode): a file someone put there since is left alone. The lock is released after that.
 #[derive(Debug)]
 pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    /// Held (`flock`) for the server's life; closing it releases the lock.
+    _lock: PathLock,
 }
 
 impl SocketFile {
@@ -44,6 +47,7 @@ impl SocketFile {
 
 impl Drop for SocketFile {
     fn drop(&mut self) {
+        // Runs before the fields are dropped, so the file goes while the lock is still held.
         if !self.is_still_ours() {
             debug!(path = %self.path.display(), "socket file already gone or replaced; leaving it");
             return;
@@ -52,6 +56,106 @@ impl Drop for SocketFile {
             Ok(()) => debug!(path = %self.path.display(), "removed socket file"),
             Err(e) => warn!(path = %self.path.display(), error = %e, "cannot remove socket file"),
         }
+    }
+}
+
+/// An exclusive `flock` on the lock file beside a socket path (`PATH.lock`).
+///
+/// Every server takes it before it looks at the path and keeps it for its whole life, so the
+/// probe, the removal of a stale socket, the bind and the link into place are one step that no
+/// other server can interleave with: two servers started together on a stale path cannot
+/// remove each other's fresh socket. The lock file itself is never deleted (another process
+/// may be about to lock it); it is empty and harmless, and the next server reuses it.
+#[derive(Debug)]
+struct PathLock {
+    /// Unlocked and closed on drop.
+    _locked: nix::fcntl::Flock<fs::File>,
+}
+
+impl PathLock {
+    /// The lock file's path for `socket`.
+    fn path_for(socket: &Path) -> PathBuf {
+        let mut name = socket.as_os_str().to_owned();
+        name.push(".lock");
+        PathBuf::from(name)
+    }
+
+    /// Creates (with the socket's mode and group) or opens the lock file and locks it without
+    /// waiting.
+    fn acquire(socket: &Path, opts: BindOptions) -> Result<Self, ServerError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = Self::path_for(socket);
+        let open = |create: bool| {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(create)
+                .mode(opts.mode | 0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+                .open(&path)
+        };
+        let file = match open(true) {
+            Ok(file) => {
+                // The umask may have narrowed the mode; set the socket's own, and its group.
+                file.set_permissions(Permissions::from_mode(opts.mode | 0o600))
+                    .map_err(|e| ServerError::io("set the mode of", &path, e))?;
+                if let Some(gid) = opts.group {
+                    std::os::unix::fs::fchown(&file, None, Some(gid))
+                        .map_err(|e| ServerError::io("set the group of", &path, e))?;
+                }
+                file
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                open(false).map_err(|e| lock_open_error(socket, &path, e))?
+            }
+            Err(e) => return Err(lock_open_error(socket, &path, e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| ServerError::io("inspect", &path, e))?;
+        if !meta.is_file() {
+            return Err(ServerError::NotASocket {
+                path: path.clone(),
+                kind: "not a regular file, where the lock file belongs",
+            });
+        }
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => Ok(Self { _locked: locked }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(ServerError::InUse {
+                path: socket.to_owned(),
+            }),
+            Err((_, e)) => Err(ServerError::io("lock", &path, e.into())),
+        }
+    }
+}
+
+fn lock_open_error(socket: &Path, lock: &Path, e: io::Error) -> ServerError {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        return not_writable(socket, e);
+    }
+    if e.raw_os_error() == Some(nix::libc::ELOOP) {
+        return ServerError::NotASocket {
+            path: lock.to_owned(),
+            kind: "a symbolic link, where the lock file belongs",
+        };
+    }
+    ServerError::io("open the lock file", lock, e)
+}
+
+/// The error for a socket whose directory this user cannot write in.
+fn not_writable(socket: &Path, source: io::Error) -> ServerError {
+    ServerError::DirectoryNotWritable {
+        path: socket.to_owned(),
+        dir: parent_of(socket).to_owned(),
+        source,
+    }
+}
+
+/// The directory that holds `path` (`.` for a bare file name).
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
     }
 }
 
@@ -70,14 +174,16 @@ pub struct BindOptions {
 /// Binds a listening socket at `path`.
 ///
 /// Steps: check the path length; create the parent directory (mode `0700`) if missing, and check
-/// it if it is the private default directory; reclaim a stale socket (see [`reclaim`]); bind with
-/// the requested mode and group set before the path is reachable; return the listener and the
-/// guard that removes the file on drop.
+/// it if it is the private default directory; take the path's lock (see `PATH.lock` in the
+/// README); reclaim a stale socket (see [`reclaim`]); bind with the requested mode and group set
+/// before the path is reachable; return the listener and the guard that removes the file (and
+/// then releases the lock) on drop.
 ///
 /// # Errors
 ///
-/// See [`ServerError`]: a live server at the path, a non-socket there, an unsafe directory, a path
-/// too long, or a failing system call (each names the path).
+/// See [`ServerError`]: a live server at the path (or another server holding its lock), a
+/// non-socket there, an unsafe or unwritable directory, a path too long, or a failing system
+/// call (each names the path).
 pub fn bind(path: &Path, opts: BindOptions) -> Result<(UnixListener, SocketFile), ServerError> {
     let len = path.as_os_str().len();
     if len > MAX_PATH_LEN {
@@ -87,10 +193,7 @@ pub fn bind(path: &Path, opts: BindOptions) -> Result<(UnixListener, SocketFile)
             max: MAX_PATH_LEN,
         });
     }
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
+    let parent = parent_of(path);
     if opts.private_dir {
         ensure_private_dir(parent)?;
     } else if !parent.exists() {
@@ -101,19 +204,18 @@ pub fn bind(path: &Path, opts: BindOptions) -> Result<(UnixListener, SocketFile)
             .map_err(|e| ServerError::io("create directory", parent, e))?;
         info!(dir = %parent.display(), "created socket directory");
     }
-    // Check the staging name's length before touching anything at `path`, so a path that
-    // cannot be staged is refused before a stale socket there is removed.
-    let staging = staging_dir(parent);
-    let staged_len = staging.join("s").as_os_str().len();
-    if staged_len > MAX_PATH_LEN {
-        return Err(ServerError::PathTooLong {
-            path: path.to_owned(),
-            len,
-            max: MAX_PATH_LEN - (staged_len - len),
-        });
-    }
+    let lock = PathLock::acquire(path, opts)?;
     reclaim(path)?;
-    bind_private(path, &staging, opts)
+    let (listener, dev, ino) = bind_private(path, opts)?;
+    Ok((
+        listener,
+        SocketFile {
+            path: path.to_owned(),
+            dev,
+            ino,
+            _lock: lock,
+        },
+    ))
 }
 
 /// A fresh name for the private staging directory beside the socket.
@@ -146,12 +248,15 @@ pub fn reclaim(path: &Path) -> Result<(), ServerError> {
             match fs::remove_file(path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(not_writable(path, e));
+                }
                 Err(e) => return Err(ServerError::io("remove stale socket", path, e)),
             }
             info!(path = %path.display(), "removed stale socket left by a previous run");
             Ok(())
         }
-        Err(e) => Err(ServerError::io("probe existing socket", path, e)),
+        Err(e) => Err(ServerError::io("inspect", path, e)),
     }
 }
 
@@ -192,7 +297,7 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), ServerError> {
     if meta.uid() != uid {
         return Err(insecure(
             format!("it is owned by uid {}, not by you (uid {uid})", meta.uid()),
-            "remove it, or choose another path with --socket",
+            "remove it, or choose another socket path",
         ));
     }
     let mode = meta.mode() & 0o777;
@@ -205,54 +310,80 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Binds so that the socket is never connectable with wider permissions than asked.
+/// Binds so that the socket is never connectable with wider permissions than asked; returns
+/// the listener and the socket file's device and inode.
 ///
 /// `bind(2)` creates the file with the process umask, and the umask is process-wide (changing it
 /// would race with other threads). So we bind inside a fresh `0700` directory that only we can
 /// enter, set the mode and group there, then hard-link the socket to its final name. `link(2)`
 /// fails if the name exists, so a file that appeared at the path meanwhile is never replaced
 /// (`rename(2)` would silently replace it).
-fn bind_private(
-    path: &Path,
-    staging: &Path,
-    opts: BindOptions,
-) -> Result<(UnixListener, SocketFile), ServerError> {
+///
+/// The staging directory's name is longer than nothing, so binding at `STAGING/s` could exceed
+/// the kernel's 107 bytes for a path that fits on its own. The bind therefore goes through the
+/// directory's descriptor, `/proc/self/fd/N/s`, which is short whatever the path; only where
+/// `/proc` is missing does it fall back to the full staging path.
+fn bind_private(path: &Path, opts: BindOptions) -> Result<(UnixListener, u64, u64), ServerError> {
+    let staging = staging_dir(parent_of(path));
     DirBuilder::new()
         .mode(0o700)
-        .create(staging)
-        .map_err(|e| ServerError::io("create staging directory", staging, e))?;
+        .create(&staging)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::PermissionDenied => not_writable(path, e),
+            _ => ServerError::io("create the socket", path, e),
+        })?;
     let staged = staging.join("s");
     let result = (|| {
-        let listener = UnixListener::bind(&staged).map_err(|e| ServerError::io("bind", path, e))?;
+        let dir =
+            fs::File::open(&staging).map_err(|e| ServerError::io("create the socket", path, e))?;
+        let via_fd = PathBuf::from(format!("/proc/self/fd/{}/s", dir.as_raw_fd()));
+        let bind_at = if Path::new("/proc/self/fd").is_dir() {
+            via_fd
+        } else if staged.as_os_str().len() <= MAX_PATH_LEN {
+            staged.clone()
+        } else {
+            let len = path.as_os_str().len();
+            return Err(ServerError::PathTooLong {
+                path: path.to_owned(),
+                len,
+                max: MAX_PATH_LEN - (staged.as_os_str().len() - len),
+            });
+        };
+        let listener =
+            UnixListener::bind(&bind_at).map_err(|e| ServerError::io("bind", path, e))?;
         fs::set_permissions(&staged, Permissions::from_mode(opts.mode))
             .map_err(|e| ServerError::io("set the mode of", path, e))?;
         if let Some(gid) = opts.group {
             std::os::unix::fs::chown(&staged, None, Some(gid))
                 .map_err(|e| ServerError::io("set the group of", path, e))?;
         }
-        fs::hard_link(&staged, path).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                // Someone created the path since we checked it: treat it like any occupant.
-                reclaim(path).err().unwrap_or(ServerError::InUse {
-                    path: path.to_owned(),
-                })
-            } else {
-                ServerError::io("create", path, e)
-            }
-        })?;
+        link_into_place(&staged, path)?;
         let meta = fs::symlink_metadata(path).map_err(|e| ServerError::io("inspect", path, e))?;
-        Ok((
-            listener,
-            SocketFile {
-                path: path.to_owned(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-            },
-        ))
+        Ok((listener, meta.dev(), meta.ino()))
     })();
     let _ = fs::remove_file(&staged);
-    let _ = fs::remove_dir(staging);
+    let _ = fs::remove_dir(&staging);
     result
+}
+
+/// Hard-links the staged socket to `path`. We hold the path's lock, so a file found there now
+/// was put by something that does not take it: a stale socket is reclaimed and the link tried
+/// again, anything else is reported as at the start.
+fn link_into_place(staged: &Path, path: &Path) -> Result<(), ServerError> {
+    const TRIES: usize = 3;
+    for _ in 0..TRIES {
+        match fs::hard_link(staged, path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => reclaim(path)?,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(not_writable(path, e));
+            }
+            Err(e) => return Err(ServerError::io("create", path, e)),
+        }
+    }
+    Err(ServerError::InUse {
+        path: path.to_owned(),
+    })
 }
 
 /// Looks up a group given by name or number.
@@ -294,10 +425,21 @@ mod tests {
         assert!(meta.file_type().is_socket());
         assert_eq!(meta.mode() & 0o777, 0o640);
         UnixStream::connect(&path).unwrap();
-        // The staging directory is gone.
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        // The staging directory is gone; the socket and its lock file remain.
+        let mut names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.sock", "a.sock.lock"]);
+        let lock = fs::symlink_metadata(dir.path().join("a.sock.lock")).unwrap();
+        assert_eq!(lock.mode() & 0o777, 0o640 | 0o600);
         drop(file);
         assert!(!path.exists());
+        assert!(
+            dir.path().join("a.sock.lock").exists(),
+            "the lock file is kept"
+        );
         drop(listener);
     }
 
@@ -382,6 +524,51 @@ mod tests {
             let err = ensure_private_dir(Path::new("/")).unwrap_err().to_string();
             assert!(err.contains("owned by uid 0"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_second_bind_while_the_lock_is_held_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sock");
+        let (_listener, file) = bind(&path, OPTS).unwrap();
+        // Even with the socket file gone, the lock says a server owns the path.
+        fs::remove_file(&path).unwrap();
+        assert!(matches!(bind(&path, OPTS), Err(ServerError::InUse { .. })));
+        assert!(!path.exists(), "the second bind created nothing");
+        drop(file);
+        let (_l, _f) = bind(&path, OPTS).unwrap();
+    }
+
+    #[test]
+    fn a_stale_socket_found_at_link_time_is_reclaimed_not_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged_dir = tempfile::tempdir().unwrap();
+        let staged = staged_dir.path().join("s");
+        let _mine = UnixListener::bind(&staged).unwrap();
+        let path = dir.path().join("t.sock");
+        drop(UnixListener::bind(&path).unwrap()); // stale
+        link_into_place(&staged, &path).unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.ino(), fs::symlink_metadata(&staged).unwrap().ino());
+        // A live one is reported.
+        let other = dir.path().join("u.sock");
+        let _live = UnixListener::bind(&other).unwrap();
+        assert!(matches!(
+            link_into_place(&staged, &other),
+            Err(ServerError::InUse { .. })
+        ));
+    }
+
+    #[test]
+    fn every_path_the_kernel_accepts_can_be_bound() {
+        let base = tempfile::tempdir().unwrap();
+        let prefix = base.path().join("p");
+        fs::create_dir(&prefix).unwrap();
+        let room = MAX_PATH_LEN - prefix.as_os_str().len() - 1;
+        let path = prefix.join("x".repeat(room));
+        assert_eq!(path.as_os_str().len(), MAX_PATH_LEN);
+        let (_l, _f) = bind(&path, OPTS).unwrap();
+        UnixStream::connect(&path).unwrap();
     }
 
     #[test]

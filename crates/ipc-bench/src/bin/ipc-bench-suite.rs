@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ipc_bench::suite::{self, Placement, SuiteConfig};
-use ipc_core::cli::{self, exit};
+use ipc_cli::{self as cli, exit};
 
 /// Benchmark ipc-server against the in-repo reference servers.
 #[derive(Debug, Parser)]

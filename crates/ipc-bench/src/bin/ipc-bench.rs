@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use ipc_bench::load::{self, LoadConfig, Stop};
 use ipc_bench::procstat;
+use ipc_cli::{self as cli, exit};
 use ipc_core::Framing;
-use ipc_core::cli::{self, exit};
 
 /// Load an ipc server and report msgs/s, MB/s, latency percentiles and server CPU per reply.
 ///
@@ -24,7 +24,7 @@ struct Cli {
     socket: PathBuf,
 
     /// Framing the server speaks.
-    #[arg(long, value_enum, default_value_t = Framing::Line)]
+    #[arg(long, value_parser = cli::framing_parser(), default_value_t = Framing::Line)]
     framing: Framing,
 
     /// Concurrent connections.

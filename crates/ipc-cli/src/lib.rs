@@ -1,5 +1,16 @@
-//! What the `ipc-server` and `ipc-client` binaries share: log set-up, duration flags and the
-//! exit codes (sysexits-style, so scripts can tell failures apart). Enabled by the `cli` feature.
+//! What the `ipc-server` and `ipc-client` binaries share: the socket flags, log set-up, duration
+//! flags, completions and man pages, and the exit codes (sysexits-style, so scripts can tell
+//! failures apart).
+//!
+//! This crate exists so that the libraries (`ipc-core`, `ipc-server`, `ipc-client`) carry no
+//! command-line code: an application that embeds them compiles neither clap nor a log
+//! subscriber.
+#![deny(missing_docs)]
+
+// The README's Rust examples are compiled and run as doc tests of this crate, so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 use std::time::Duration;
 
@@ -53,17 +64,23 @@ pub struct SocketArgs {
     #[arg(long, global = true, env = "IPC_SOCKET", value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
 
-    /// How messages are delimited: `line` (up to `\n`) or `length` (4-byte big-endian length);
-    /// server and client must agree.
-    #[arg(long, global = true, value_enum, default_value_t = crate::Framing::Line, env = "IPC_FRAMING")]
-    pub framing: crate::Framing,
+    /// How messages are delimited: `line` (up to `\n`), `length` (4-byte big-endian length) or
+    /// `raw` (no framing: a message is what one read returns); server and client must agree.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = ipc_core::Framing::Line,
+        value_parser = framing_parser(),
+        env = "IPC_FRAMING"
+    )]
+    pub framing: ipc_core::Framing,
 
     /// Largest message sent or received, in bytes; a bigger one is refused and, on the
     /// server, closes its connection.
     #[arg(
         long,
         global = true,
-        default_value_t = crate::DEFAULT_MAX_FRAME,
+        default_value_t = ipc_core::DEFAULT_MAX_FRAME,
         value_name = "BYTES",
         env = "IPC_MAX_FRAME"
     )]
@@ -71,15 +88,24 @@ pub struct SocketArgs {
 }
 
 impl SocketArgs {
-    /// The socket path: `--socket` (or `$IPC_SOCKET`), else [`crate::default_socket_path`].
+    /// The socket path: `--socket` (or `$IPC_SOCKET`), else [`ipc_core::default_socket_path`].
     pub fn path(&self) -> std::path::PathBuf {
         self.socket
             .clone()
-            .unwrap_or_else(crate::default_socket_path)
+            .unwrap_or_else(ipc_core::default_socket_path)
     }
 }
 
-/// Parses a duration given in seconds, with an optional fraction (`5`, `0.25`).
+/// A clap parser for [`ipc_core::Framing`] that lists the possible values in `--help`.
+pub fn framing_parser() -> impl clap::builder::TypedValueParser<Value = ipc_core::Framing> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(ipc_core::Framing::ALL.map(|f| f.as_str()))
+        .try_map(|s| s.parse::<ipc_core::Framing>())
+}
+
+/// Parses a duration given in seconds, with an optional fraction (`5`, `0.25`). Only `0` (or
+/// `0.0`) is zero: a positive value smaller than a nanosecond becomes one nanosecond, so it
+/// never turns into "no limit" where zero means that.
 ///
 /// # Errors
 ///
@@ -89,7 +115,13 @@ pub fn parse_secs(s: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{s:?} is not a valid number of seconds"))
+    let d = Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("{s:?} is not a valid number of seconds"))?;
+    Ok(if d.is_zero() && secs > 0.0 {
+        Duration::from_nanos(1)
+    } else {
+        d
+    })
 }
 
 /// Raises the soft limit on open files to the hard limit, so a server's connection cap, not a
@@ -180,14 +212,45 @@ pub fn write_completions<C: clap::CommandFactory>(
     out.flush()
 }
 
-/// Writes the man page (roff) of the binary whose command-line is `C`.
+/// Writes the man page (roff) of the binary whose command-line is `C`, with an ENVIRONMENT
+/// section listing the variable behind each flag.
 ///
 /// # Errors
 ///
 /// Writing to `out` failed.
 pub fn write_man<C: clap::CommandFactory>(out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    clap_mangen::Man::new(C::command()).render(out)?;
+    let cmd = C::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    out.write_all(&page)?;
+    out.write_all(environment_section(&cmd).as_bytes())?;
     out.flush()
+}
+
+/// The roff ENVIRONMENT section: every variable a flag of `cmd` (or of its subcommands) reads.
+fn environment_section(cmd: &clap::Command) -> String {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut stack = vec![cmd];
+    while let Some(c) = stack.pop() {
+        for arg in c.get_arguments() {
+            if let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) {
+                seen.entry(env.to_string_lossy().into_owned())
+                    .or_insert_with(|| long.to_owned());
+            }
+        }
+        stack.extend(c.get_subcommands());
+    }
+    let mut roff = String::from(".SH ENVIRONMENT\n");
+    roff.push_str(
+        "Each variable sets the flag named beside it; a flag given on the command line wins.\n",
+    );
+    for (env, long) in seen {
+        roff.push_str(&format!(".TP\n\\fB{env}\\fR\nas \\fB\\-\\-{long}\\fR\n"));
+    }
+    roff.push_str(
+        ".TP\n\\fBRUST_LOG\\fR\nlog filter directives, applied on top of \\-v and \\-q\n",
+    );
+    roff
 }
 
 #[cfg(test)]
@@ -215,5 +278,7 @@ mod tests {
         assert!(parse_secs("-1").is_err());
         assert!(parse_secs("soon").is_err());
         assert!(parse_secs("inf").is_err());
+        assert_eq!(parse_secs("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_secs("1e-10").unwrap(), Duration::from_nanos(1));
     }
 }

@@ -4,26 +4,32 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ipc_core::cli::{self, LogArgs, SocketArgs, exit};
-use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, Framing, Handler};
+use ipc_cli::{self as cli, LogArgs, SocketArgs, exit};
+use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Handler};
 use ipc_server::activation;
 use ipc_server::config::{DEFAULT_MAX_CONNECTIONS, parse_mode};
-use ipc_server::signal::ShutdownSignals;
+use ipc_server::signal::{self, ShutdownSignals};
 use ipc_server::socket_file::resolve_group;
 use ipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
 use tracing::{info, warn};
 
 /// Serve a Unix domain socket: every message gets a reply from the chosen handler.
 ///
-/// Stops gracefully on SIGINT or SIGTERM (a second one forces an immediate exit), and removes
-/// its socket file on the way out. Under systemd it serves an activated socket (LISTEN_FDS) and
-/// reports readiness (NOTIFY_SOCKET).
+/// Stops gracefully on SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and the other signals
+/// that would kill it (a second one forces an immediate exit), and removes its socket file on the
+/// way out. Under systemd it serves an activated socket (LISTEN_FDS) and reports readiness
+/// (NOTIFY_SOCKET).
 ///
-/// Exit codes: 0 stopped cleanly; 64 bad flag or setting; 73 a running server holds the path;
+/// Exit codes: 0 stopped cleanly; 64 bad flag or setting; 73 another server holds the path;
 /// 74 other I/O error; 77 unsafe socket directory or permission denied; 78 the path exists and is
 /// not a socket.
 #[derive(Debug, Parser)]
-#[command(version, max_term_width = 100, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "ipc-server",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     /// What to answer: `echo` replies with the message, `ack` with a fixed text.
     #[arg(long, value_enum, default_value_t = Mode::Echo, env = "IPC_MODE")]
@@ -56,7 +62,18 @@ struct Cli {
     )]
     idle_timeout: Duration,
 
-    /// Seconds connections get to finish after SIGINT/SIGTERM before they are dropped.
+    /// Close a connection whose handler call takes longer than this many seconds, after writing
+    /// the replies before it (0 = no limit).
+    #[arg(
+        long,
+        default_value = "30",
+        value_parser = cli::parse_secs,
+        value_name = "SECS",
+        env = "IPC_REQUEST_TIMEOUT"
+    )]
+    request_timeout: Duration,
+
+    /// Seconds connections get to finish after a stop signal before they are dropped.
     #[arg(
         long,
         default_value = "10",
@@ -152,6 +169,11 @@ fn main() -> ExitCode {
             }
         };
     }
+    // Before any thread starts, so that every thread inherits the mask.
+    if let Err(e) = signal::block_realtime_signals() {
+        eprintln!("ipc-server: cannot block real-time signals: {e}");
+        return ExitCode::from(exit::IO);
+    }
     cli.log.init("info");
     // A panicking handler ends only its connection (the session logs it); route the panic
     // message itself through the log too, so JSON logs stay one object per line.
@@ -196,20 +218,35 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 /// Settings from the flags, checked before anything touches the file system.
 fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
-    if matches!(cli.mode, Mode::Ack)
-        && cli.socket.framing == Framing::Line
-        && cli.ack_text.contains('\n')
-    {
-        return Err((
-            exit::USAGE,
-            "--ack-text cannot contain a newline with --framing line".into(),
-        ));
+    if matches!(cli.mode, Mode::Ack) {
+        // The reply must be sendable, or every connection would close without one.
+        let codec = FrameCodec::new(cli.socket.framing, cli.socket.max_frame);
+        match codec.encode_head(cli.ack_text.as_bytes(), &mut bytes::BytesMut::new()) {
+            Ok(()) => {}
+            Err(FrameError::NewlineInMessage) => {
+                return Err((
+                    exit::USAGE,
+                    "--ack-text cannot contain a newline with --framing line".into(),
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    exit::USAGE,
+                    format!(
+                        "--ack-text is {} bytes, more than --max-frame ({})",
+                        cli.ack_text.len(),
+                        codec.max_frame()
+                    ),
+                ));
+            }
+        }
     }
     let mut config = ServerConfig::new(cli.socket.path());
     config.framing = cli.socket.framing;
     config.max_frame = cli.socket.max_frame;
     config.max_connections = cli.max_connections;
     config.idle_timeout = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
+    config.request_timeout = (!cli.request_timeout.is_zero()).then_some(cli.request_timeout);
     config.shutdown_timeout = cli.shutdown_timeout;
     config.socket_mode = cli.socket_mode;
     config.socket_group = cli
@@ -257,9 +294,16 @@ async fn serve<H: Handler>(
 
 fn failure(e: ServerError) -> Failure {
     let code = match &e {
-        ServerError::InUse { .. } => exit::IN_USE,
+        ServerError::InUse { .. } => {
+            return (
+                exit::IN_USE,
+                format!("{e}; stop it, or choose another --socket"),
+            );
+        }
         ServerError::NotASocket { .. } => exit::NOT_A_SOCKET,
-        ServerError::InsecureDirectory { .. } => exit::NO_PERMISSION,
+        ServerError::InsecureDirectory { .. } | ServerError::DirectoryNotWritable { .. } => {
+            exit::NO_PERMISSION
+        }
         ServerError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
             exit::NO_PERMISSION
         }
@@ -275,13 +319,16 @@ fn failure(e: ServerError) -> Failure {
 mod tests {
     use super::*;
     use clap::CommandFactory;
-    use ipc_server::config::{DEFAULT_IDLE_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT};
+    use ipc_server::config::{
+        DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+    };
 
     #[test]
     fn flag_defaults_match_the_library_defaults() {
         let cli = Cli::try_parse_from(["ipc-server"]).unwrap();
         assert_eq!(cli.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(cli.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert_eq!(cli.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         assert_eq!(cli.socket_mode, ipc_server::config::DEFAULT_SOCKET_MODE);
         assert_eq!(cli.max_connections, DEFAULT_MAX_CONNECTIONS);
     }

@@ -1,13 +1,10 @@
-//! Harness for the end-to-end tests: finds the real binaries, starts `ipc-server` on a temporary
-//! socket path, runs `ipc-client`, and talks raw bytes over `UnixStream`.
+//! Harness for the end-to-end tests: starts the real `ipc-server` on a temporary socket path,
+//! runs `ipc-client`, and talks raw bytes over `UnixStream`.
 //!
-//! The binaries come from the same target directory as the test executable; `cargo test
-//! --workspace` builds them before running the tests.
-
-// The README's Rust examples are compiled as doc tests of this crate, so they stay true.
-#[doc = include_str!("../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
+//! Each test file includes this module (`mod support;`). The binaries' paths come from cargo
+//! (`CARGO_BIN_EXE_*`), which builds them, fresh, before it runs the tests of their package.
+//! Every command starts with a clean environment: no `IPC_*` variable of the caller leaks in.
+#![allow(dead_code)]
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -21,25 +18,54 @@ pub use nix::sys::signal::Signal;
 /// How long any single wait in these tests may take before the test fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// Path of a workspace binary built next to the running test.
-pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
-        path.display()
-    );
-    path
+/// The `ipc-server` binary cargo built for these tests.
+pub fn server_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ipc-server"))
 }
 
-/// Path of an example built by this package (`cargo test` builds the examples).
+/// The `ipc-client` binary cargo built for these tests.
+pub fn client_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ipc-client"))
+}
+
+/// A command running `ipc-server`, with no `IPC_*` variable of the caller's environment.
+pub fn server_cmd() -> Command {
+    let mut cmd = Command::new(server_bin());
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// A command running `ipc-client`, with no `IPC_*` variable of the caller's environment.
+pub fn client_cmd() -> Command {
+    let mut cmd = Command::new(client_bin());
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// A command running the binary named `name` (`ipc-server` or `ipc-client`), environment cleaned.
+pub fn binary_cmd(name: &str) -> Command {
+    match name {
+        "ipc-server" => server_cmd(),
+        "ipc-client" => client_cmd(),
+        other => panic!("no binary {other}"),
+    }
+}
+
+/// A command running the example `name`, environment cleaned.
+pub fn example_cmd(name: &str) -> Command {
+    let mut cmd = Command::new(example(name));
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// Path of an example of this package; `cargo test` builds them together with the tests, in
+/// the same run, beside the binaries.
 pub fn example(name: &str) -> PathBuf {
-    let path = bin("examples").join(name);
+    let path = server_bin()
+        .parent()
+        .expect("target directory")
+        .join("examples")
+        .join(name);
     assert!(
         path.exists(),
         "{} is missing: run `cargo test --workspace`",
@@ -50,7 +76,7 @@ pub fn example(name: &str) -> PathBuf {
 
 /// Raises this process's open-file limit to its hard limit (children inherit it), so tests with
 /// a thousand connections do not trip over a low default.
-pub use ipc_core::cli::raise_fd_limit;
+pub use ipc_cli::raise_fd_limit;
 
 /// Sends `sig` to a child process.
 pub fn signal(child: &Child, sig: Signal) {
@@ -94,7 +120,7 @@ impl TestServer {
             .append(true)
             .open(self.log_path())
             .expect("log file");
-        clean_env(&mut Command::new(bin("ipc-server")))
+        server_cmd()
             .arg("--socket")
             .arg(&self.path)
             .args(args)
@@ -178,7 +204,7 @@ impl Drop for TestServer {
 
 /// Runs `ipc-client --socket PATH ARGS...` and returns its output.
 pub fn client(path: &Path, args: &[&str]) -> Output {
-    clean_env(&mut Command::new(bin("ipc-client")))
+    client_cmd()
         .arg("--socket")
         .arg(path)
         .args(args)
@@ -260,7 +286,7 @@ pub fn code(status: ExitStatus) -> i32 {
 
 /// Runs a shell command with `stdin` fed to it and returns its output.
 pub fn sh(script: &str, stdin: &[u8]) -> Output {
-    let mut child = Command::new("sh")
+    let mut child = clean_env(&mut Command::new("sh"))
         .arg("-c")
         .arg(script)
         .stdin(Stdio::piped())

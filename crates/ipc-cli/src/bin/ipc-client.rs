@@ -7,18 +7,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use ipc_client::{Client, ClientError, ClientOptions};
-use ipc_core::cli::{self, LogArgs, SocketArgs, exit};
+use ipc_cli::{self as cli, LogArgs, SocketArgs, exit};
+use ipc_client::{Client, ClientError, ClientOptions, PipelineError};
 use ipc_core::{FrameError, Framing, PathState};
 
 /// Send messages to an ipc-server over its Unix domain socket.
 ///
-/// Exit codes (sysexits): 0 success (ping: a server is live); 64 bad usage; 65 the message does
-/// not fit the framing; 66 nothing at the socket path; 69 unavailable: a stale socket, connection
-/// refused; 74 other I/O error; 75 timeout; 76 protocol: the server closed without replying or
-/// sent a bad reply; 77 permission denied; 78 the path is not a socket.
+/// Exit codes (sysexits): 0 success (ping: a server is live); 64 bad usage (including a socket
+/// path over 107 bytes); 65 the message does not fit the framing; 66 nothing at the socket path;
+/// 69 unavailable: a stale socket, connection refused; 74 other I/O error; 75 timeout; 76
+/// protocol: the server closed without replying or sent a bad reply; 77 permission denied; 78
+/// the path is not a socket.
 #[derive(Debug, Parser)]
-#[command(version, max_term_width = 100)]
+#[command(name = "ipc-client", version, max_term_width = 100)]
 struct Cli {
     #[command(flatten)]
     socket: SocketArgs,
@@ -34,6 +35,18 @@ struct Cli {
     )]
     timeout: Duration,
 
+    /// With --framing raw: a reply ends when the server closes, or sends nothing more for this
+    /// many seconds once some of it has arrived.
+    #[arg(
+        long,
+        global = true,
+        default_value = "0.1",
+        value_parser = cli::parse_secs,
+        value_name = "SECS",
+        env = "IPC_RAW_QUIET"
+    )]
+    raw_quiet: Duration,
+
     #[command(flatten)]
     log: LogArgs,
 
@@ -46,6 +59,7 @@ enum Command {
     /// Send messages over one connection and print each reply on its own line.
     ///
     /// `-` reads one message from stdin (with line framing, one trailing newline is dropped).
+    /// If the connection fails part way, the replies received are printed, then the error.
     Send {
         /// The messages, sent in order; `-` is stdin.
         #[arg(required = true, value_name = "MESSAGE")]
@@ -55,8 +69,9 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Tell whether a server answers at the socket path: prints live, stale socket, not a
-    /// socket, or nothing there; the exit code says the same (0, 69, 78, 66).
+    /// Tell whether a server answers at the socket path: prints `live: PATH`, `stale socket:
+    /// PATH`, `not a socket: PATH`, `nothing there: PATH` or `permission denied: PATH`; the exit
+    /// code says the same (0, 69, 78, 66, 77).
     #[command(visible_alias = "status")]
     Ping,
     /// Print a shell completion script (for example: ipc-client completions zsh).
@@ -91,18 +106,23 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     let options = ClientOptions::default()
         .framing(framing)
         .max_frame(cli.socket.max_frame)
-        .timeout((!cli.timeout.is_zero()).then_some(cli.timeout));
+        .timeout((!cli.timeout.is_zero()).then_some(cli.timeout))
+        .raw_quiet(cli.raw_quiet);
     let mut out = std::io::stdout().lock();
     let io_failure = |e: std::io::Error| (exit::IO, format!("cannot write to stdout: {e}"));
     match cli.command {
         Command::Send { messages, raw } => {
             let messages = read_messages(messages, framing)?;
-            let replies = tokio::runtime::Builder::new_current_thread()
+            let (replies, error) = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))?
                 .block_on(exchange(&path, messages, options))
-                .map_err(failure)?;
+            {
+                Ok(replies) => (replies, None),
+                Err(PipelineError { replies, error }) => (replies, Some(error)),
+            };
+            // The replies that did come are printed, also when a later one failed.
             for reply in replies {
                 out.write_all(&reply).map_err(io_failure)?;
                 if !raw {
@@ -110,7 +130,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 }
             }
             out.flush().map_err(io_failure)?;
-            Ok(exit::OK)
+            match error {
+                None => Ok(exit::OK),
+                Some(e) => Err(failure(e)),
+            }
         }
         Command::Ping => {
             let (line, code) = match ipc_core::probe(&path) {
@@ -160,34 +183,47 @@ fn read_messages(args: Vec<String>, framing: Framing) -> Result<Vec<Bytes>, Fail
         .collect()
 }
 
-/// One connection: a single message is a plain request, several are pipelined.
+/// One connection, with every message pipelined on it; the time limit covers connecting and
+/// all the replies.
 async fn exchange(
     path: &std::path::Path,
     messages: Vec<Bytes>,
     options: ClientOptions,
-) -> Result<Vec<Bytes>, ClientError> {
-    if let [message] = messages.as_slice() {
-        return Ok(vec![
-            ipc_client::send_with(path, message.clone(), options).await?,
-        ]);
+) -> Result<Vec<Bytes>, PipelineError> {
+    let connect = Client::connect_with(path, options.timeout(None));
+    let limit = options.timeout;
+    let run = async {
+        let mut client = connect.await.map_err(PipelineError::from)?;
+        client.pipeline(messages).await
+    };
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, run)
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Timeout(limit).into())),
+        None => run.await,
     }
-    let mut client = Client::connect_with(path, options).await?;
-    client.pipeline(messages).await
 }
 
 fn failure(e: ClientError) -> Failure {
-    let code = match &e {
-        ClientError::NoSocket { .. } => exit::NO_SOCKET,
-        ClientError::Refused { .. } => exit::UNAVAILABLE,
-        ClientError::NotASocket { .. } => exit::NOT_A_SOCKET,
-        ClientError::PermissionDenied { .. } => exit::NO_PERMISSION,
-        ClientError::Closed | ClientError::Protocol(_) => exit::PROTOCOL,
-        ClientError::Timeout(_) => exit::TIMEOUT,
-        ClientError::Message(FrameError::Io(_)) => exit::IO,
-        ClientError::Message(_) => exit::DATA,
-        _ => exit::IO,
+    // What the library cannot say: the flag to check.
+    const FRAMING_HINT: &str = "check that --framing matches the server's";
+    let (code, hint) = match &e {
+        ClientError::NoSocket { .. } => (exit::NO_SOCKET, None),
+        ClientError::Refused { .. } => (exit::UNAVAILABLE, None),
+        ClientError::NotASocket { .. } => (exit::NOT_A_SOCKET, None),
+        ClientError::PermissionDenied { .. } => (exit::NO_PERMISSION, None),
+        ClientError::PathTooLong { .. } => (exit::USAGE, None),
+        ClientError::Closed => (exit::PROTOCOL, Some(FRAMING_HINT)),
+        ClientError::Protocol(_) | ClientError::Unusable { .. } => (exit::PROTOCOL, None),
+        ClientError::Timeout(_) => (exit::TIMEOUT, Some(FRAMING_HINT)),
+        ClientError::Message(FrameError::Io(_)) => (exit::IO, None),
+        ClientError::Message(_) => (exit::DATA, None),
+        _ => (exit::IO, None),
     };
-    (code, e.to_string())
+    match hint {
+        Some(hint) => (code, format!("{e}; {hint}")),
+        None => (code, e.to_string()),
+    }
 }
 
 #[cfg(test)]

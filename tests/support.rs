@@ -202,6 +202,30 @@ impl Drop for TestServer {
     }
 }
 
+/// A child process killed (and reaped) when this goes out of scope, so a failing test leaves no
+/// server running.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
 /// Runs `ipc-client --socket PATH ARGS...` and returns its output.
 pub fn client(path: &Path, args: &[&str]) -> Output {
     client_cmd()

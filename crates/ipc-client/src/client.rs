@@ -288,34 +288,37 @@ impl Client {
             }
             return Ok(());
         }
-        // Catch up with what an abandoned call left: finish its writes, drop its replies.
-        self.writer.flush().await?;
-        while self.owed > 0 {
-            next_reply(&mut self.reader).await?;
-            self.owed -= 1;
-        }
-        // Frame every message first, so one that cannot be sent sends none.
+        // Frame every message first, so one that cannot be sent sends none. What an abandoned
+        // call left unwritten stays ahead of them.
+        let mark = self.writer.pending.len();
         let mut count = 0;
         for message in messages {
             if let Err(e) = self.writer.queue(message.as_ref()) {
-                self.writer.pending.clear();
+                self.writer.pending.truncate(mark);
                 return Err(e);
             }
             count += 1;
         }
-        self.owed = count;
+        // Replies owed to abandoned calls come first: they are read and dropped.
+        let mut stale = self.owed;
+        self.owed += count;
         let Client {
             reader,
             writer,
             owed,
             ..
         } = self;
+        // Writing and reading overlap: the server may be writing large replies while we write.
         let write = writer.flush();
         let read = async {
-            while replies.len() < count {
+            while stale > 0 || replies.len() < count {
                 let reply = next_reply(reader).await?;
                 *owed -= 1;
-                replies.push(reply);
+                if stale > 0 {
+                    stale -= 1;
+                } else {
+                    replies.push(reply);
+                }
             }
             Ok(())
         };

@@ -1,12 +1,37 @@
 //! The client library against an in-process server: one-shot sends, many exchanges on one
-//! connection, pipelined batches, and errors as typed values.
+//! connection, pipelined batches, errors as typed values, and no reply ever handed to the wrong
+//! call after a timeout or a dropped future. Every test runs under a deadline.
 
+use std::future::Future;
 use std::time::Duration;
 
-use ipc_client::{Client, ClientError, ClientOptions, Framing};
-use ipc_server::Server;
+use ipc_client::{Bytes, Client, ClientError, ClientOptions, Framing, PipelineError};
+use ipc_server::{BoxError, Handler, Server, handler_fn};
 
-async fn start(
+const DEADLINE: Duration = Duration::from_secs(20);
+
+async fn within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .expect("the test took longer than its deadline")
+}
+
+/// Echoes, but takes 400 ms over `slow`, and fails on `oops` (which closes the connection).
+fn moody() -> impl Handler {
+    handler_fn(|request: Bytes, _ctx| async move {
+        match &request[..] {
+            b"slow" => tokio::time::sleep(Duration::from_millis(400)).await,
+            b"oops" => return Err::<Bytes, BoxError>("no".into()),
+            // A large message makes the handler as slow, so the server reads nothing meanwhile.
+            r if r.len() > 100_000 => tokio::time::sleep(Duration::from_millis(400)).await,
+            _ => {}
+        }
+        Ok(request)
+    })
+}
+
+async fn start_with<H: Handler>(
+    handler: H,
     framing: Framing,
 ) -> (
     tempfile::TempDir,
@@ -15,9 +40,10 @@ async fn start(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.sock");
-    let server = Server::builder(ipc_core::Echo)
+    let server = Server::builder(handler)
         .socket(&path)
         .framing(framing)
+        .max_frame(8 << 20)
         .bind()
         .unwrap();
     let handle = server.handle();
@@ -25,26 +51,148 @@ async fn start(
     (dir, path, handle)
 }
 
+async fn start(
+    framing: Framing,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    ipc_server::ShutdownHandle,
+) {
+    start_with(ipc_server::Echo, framing).await
+}
+
+#[tokio::test]
+async fn a_timed_out_request_never_hands_its_reply_to_the_next() {
+    for framing in [Framing::Line, Framing::Length] {
+        let (_dir, path, handle) = start_with(moody(), framing).await;
+        // Shorter than the slow call, longer than what is left of it when the next call starts.
+        let opts = ClientOptions::default()
+            .framing(framing)
+            .timeout(Some(Duration::from_millis(300)));
+        let mut client = within(Client::connect_with(&path, opts)).await.unwrap();
+        assert!(matches!(
+            within(client.request("slow")).await,
+            Err(ClientError::Timeout(_))
+        ));
+        // The late "slow" reply is dropped, not returned here.
+        assert_eq!(within(client.request("fast")).await.unwrap(), "fast");
+        assert_eq!(within(client.request("other")).await.unwrap(), "other");
+        // The same after a pipelined batch that timed out half-way.
+        let err = within(client.pipeline(["a", "slow", "b"]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err.error, ClientError::Timeout(_)), "{err}");
+        assert_eq!(err.replies, ["a"]);
+        assert_eq!(
+            within(client.pipeline(["c", "d"])).await.unwrap(),
+            ["c", "d"]
+        );
+        handle.shutdown();
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_request_never_hands_its_reply_to_the_next() {
+    let (_dir, path, handle) = start_with(moody(), Framing::Line).await;
+    let opts = ClientOptions::default().max_frame(8 << 20);
+    let mut client = within(Client::connect_with(&path, opts)).await.unwrap();
+    tokio::select! {
+        reply = client.request("slow") => panic!("the slow call answered first: {reply:?}"),
+        () = tokio::time::sleep(Duration::from_millis(50)) => {}
+    }
+    assert_eq!(within(client.request("fast")).await.unwrap(), "fast");
+
+    // A message cut off half-way through its write (the server reads nothing while its handler
+    // is busy with the first large one): the next call finishes writing it, then drops its
+    // reply.
+    let big = vec![b'x'; 3 << 20];
+    tokio::select! {
+        r = client.pipeline([&big[..], &big[..]]) => panic!("the large batch finished first: {r:?}"),
+        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+    }
+    assert_eq!(within(client.request("after")).await.unwrap(), "after");
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn a_failed_batch_returns_the_replies_that_came() {
+    let (_dir, path, handle) = start_with(moody(), Framing::Line).await;
+    let mut client = within(Client::connect(&path)).await.unwrap();
+    let PipelineError { replies, error } =
+        within(client.pipeline(["good", "good", "oops", "good"]))
+            .await
+            .unwrap_err();
+    assert_eq!(replies, ["good", "good"]);
+    assert!(matches!(error, ClientError::Closed), "{error}");
+    // The connection is gone: later calls say so at once.
+    assert!(!client.is_usable());
+    assert!(matches!(
+        within(client.request("again")).await,
+        Err(ClientError::Unusable { .. })
+    ));
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn raw_framing_refuses_use_after_an_abandoned_call() {
+    let (_dir, path, handle) = start_with(moody(), Framing::Raw).await;
+    let opts = ClientOptions::default()
+        .framing(Framing::Raw)
+        .timeout(Some(Duration::from_millis(200)));
+    let mut client = within(Client::connect_with(&path, opts)).await.unwrap();
+    assert_eq!(within(client.request("texto")).await.unwrap(), "texto");
+    assert!(matches!(
+        within(client.request("slow")).await,
+        Err(ClientError::Timeout(_))
+    ));
+    assert!(matches!(
+        within(client.request("next")).await,
+        Err(ClientError::Unusable { .. })
+    ));
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn messages_may_be_borrowed() {
+    let (_dir, path, handle) = start(Framing::Line).await;
+    let mut client = within(Client::connect(&path)).await.unwrap();
+    let words: Vec<String> = ["one", "two"].map(String::from).to_vec();
+    for word in &words {
+        assert_eq!(within(client.request(word)).await.unwrap(), word.as_str());
+        assert_eq!(
+            within(client.request(word.as_bytes())).await.unwrap(),
+            word.as_str()
+        );
+    }
+    assert_eq!(within(client.pipeline(&words)).await.unwrap(), words);
+    let line = String::from("borrowed");
+    assert_eq!(
+        within(ipc_client::send(&path, &line)).await.unwrap(),
+        "borrowed"
+    );
+    handle.shutdown();
+}
+
 #[tokio::test]
 async fn send_request_and_pipeline() {
     for framing in [Framing::Line, Framing::Length] {
         let (_dir, path, handle) = start(framing).await;
         let opts = ClientOptions::default().framing(framing);
-        let reply = ipc_client::send_with(&path, "one shot", opts)
+        let reply = within(ipc_client::send_with(&path, "one shot", opts))
             .await
             .unwrap();
         assert_eq!(reply, "one shot");
 
-        let mut client = Client::connect_with(&path, opts).await.unwrap();
+        let mut client = within(Client::connect_with(&path, opts)).await.unwrap();
         for i in 0..10 {
             assert_eq!(
-                client.request(format!("req {i}")).await.unwrap(),
+                within(client.request(format!("req {i}"))).await.unwrap(),
                 format!("req {i}")
             );
         }
         // A batch far larger than the socket buffers.
         let batch: Vec<String> = (0..20_000).map(|i| format!("batch {i}")).collect();
-        let replies = client.pipeline(batch.clone()).await.unwrap();
+        let replies = within(client.pipeline(batch.clone())).await.unwrap();
         assert_eq!(replies.len(), batch.len());
         assert!(replies.iter().zip(&batch).all(|(r, b)| r == b));
         handle.shutdown();
@@ -56,25 +204,34 @@ async fn errors_are_typed() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none.sock");
     assert!(matches!(
-        ipc_client::send(&missing, "x").await,
+        within(ipc_client::send(&missing, "x")).await,
         Err(ClientError::NoSocket { .. })
+    ));
+    let long = format!("/tmp/{}", "x".repeat(103));
+    assert!(matches!(
+        within(ipc_client::send(&long, "x")).await,
+        Err(ClientError::PathTooLong {
+            len: 108,
+            max: 107,
+            ..
+        })
     ));
     let stale = dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(matches!(
-        ipc_client::send(&stale, "x").await,
+        within(ipc_client::send(&stale, "x")).await,
         Err(ClientError::Refused { .. })
     ));
     let mute = dir.path().join("mute.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&mute).unwrap();
     let opts = ClientOptions::default().timeout(Some(Duration::from_millis(100)));
     assert!(matches!(
-        ipc_client::send_with(&mute, "x", opts).await,
+        within(ipc_client::send_with(&mute, "x", opts)).await,
         Err(ClientError::Timeout(_))
     ));
     let (_d, path, _h) = start(Framing::Line).await;
     assert!(matches!(
-        ipc_client::send(&path, "a\nb").await,
+        within(ipc_client::send(&path, "a\nb")).await,
         Err(ClientError::Message(_))
     ));
 }

@@ -80,7 +80,9 @@ impl FileKind {
 }
 
 /// Looks at `path` without changing anything: never follows a symbolic link, and probes a
-/// socket with a non-blocking connect so a busy server cannot make it hang.
+/// socket with a non-blocking connect so a busy server cannot make it hang. An `@name` (see
+/// [`abstract_name`]) is probed in the abstract namespace: it is [`PathState::Live`] or, with
+/// nobody listening, [`PathState::Missing`].
 ///
 /// # Errors
 ///
@@ -92,6 +94,27 @@ pub fn probe(path: &std::path::Path) -> std::io::Result<PathState> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileTypeExt;
 
+    let connect_to = |addr: &UnixAddr| -> std::io::Result<PathState> {
+        let sock = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        match connect(sock.as_raw_fd(), addr) {
+            Ok(()) | Err(Errno::EAGAIN) | Err(Errno::EINPROGRESS) => Ok(PathState::Live),
+            Err(Errno::ECONNREFUSED) => Ok(PathState::Stale),
+            Err(Errno::ENOENT) => Ok(PathState::Missing),
+            Err(e) => Err(e.into()),
+        }
+    };
+    if let Some(name) = abstract_name(path) {
+        // No file: a name nobody listens on is refused, which here means nothing is there.
+        return match connect_to(&UnixAddr::new_abstract(name)?)? {
+            PathState::Stale => Ok(PathState::Missing),
+            state => Ok(state),
+        };
+    }
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(PathState::Missing),
@@ -110,19 +133,7 @@ pub fn probe(path: &std::path::Path) -> std::io::Result<PathState> {
         };
         return Ok(PathState::NotASocket(kind));
     }
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    let addr = UnixAddr::new(path)?;
-    match connect(sock.as_raw_fd(), &addr) {
-        Ok(()) | Err(Errno::EAGAIN) | Err(Errno::EINPROGRESS) => Ok(PathState::Live),
-        Err(Errno::ECONNREFUSED) => Ok(PathState::Stale),
-        Err(Errno::ENOENT) => Ok(PathState::Missing),
-        Err(e) => Err(e.into()),
-    }
+    connect_to(&UnixAddr::new(path)?)
 }
 
 #[cfg(test)]

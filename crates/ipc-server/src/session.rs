@@ -180,19 +180,27 @@ impl<H: Handler> Session<H> {
 
     /// Calls the handler for one request and queues its reply.
     ///
-    /// The call is polled once before any timer is set: most handlers answer at once, and they
-    /// then cost no clock read and no timer entry.
+    /// The call is polled once before anything else: most handlers answer at once, and they
+    /// then cost no clock read and no timer entry. One that does not answer at once may take a
+    /// while, so the replies already queued are written while it works, instead of waiting
+    /// behind it.
     async fn answer(&mut self, request: Bytes, outbox: &mut Outbox) -> Result<(), SessionError> {
         let call = AssertUnwindSafe(self.handler.handle(request, &self.ctx)).catch_unwind();
         tokio::pin!(call);
         let outcome = match futures::poll!(call.as_mut()) {
             Poll::Ready(outcome) => outcome,
-            Poll::Pending => match self.request_timeout {
-                Some(limit) => tokio::time::timeout(limit, call)
-                    .await
-                    .map_err(|_| SessionError::HandlerTimeout(limit))?,
-                None => call.await,
-            },
+            Poll::Pending => {
+                let due = self
+                    .request_timeout
+                    .map(|limit| (Instant::now() + limit, limit));
+                write_out(&mut self.conn, self.idle_timeout, outbox).await?;
+                match due {
+                    Some((due, limit)) => tokio::time::timeout_at(due, call)
+                        .await
+                        .map_err(|_| SessionError::HandlerTimeout(limit))?,
+                    None => call.await,
+                }
+            }
         };
         let reply = match outcome {
             Ok(Ok(reply)) => reply,
@@ -203,32 +211,41 @@ impl<H: Handler> Session<H> {
         Ok(())
     }
 
-    /// Writes every queued reply. With an idle timeout, a peer that takes nothing for that long
-    /// is given up on; one that keeps taking bytes, however slowly, is not.
+    /// Writes every queued reply; see [`write_out`].
     async fn write_out(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
-        while !outbox.is_empty() {
-            // Fast path, with no timer: the socket buffer usually has room.
-            match self.conn.try_write_buf(outbox) {
-                Ok(_) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e.into()),
-            }
-            // The socket is full: wait for the peer to take something.
-            let written = match self.idle_timeout {
-                Some(limit) => tokio::time::timeout(limit, self.conn.write_buf(outbox))
-                    .await
-                    .map_err(|_| SessionError::WriteStalled(limit))?,
-                None => self.conn.write_buf(outbox).await,
-            };
-            match written {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+        write_out(&mut self.conn, self.idle_timeout, outbox).await
     }
+}
+
+/// Writes every queued reply. With an idle timeout, a peer that takes nothing for that long is
+/// given up on; one that keeps taking bytes, however slowly, is not.
+async fn write_out(
+    conn: &mut Connection,
+    idle_timeout: Option<Duration>,
+    outbox: &mut Outbox,
+) -> Result<(), SessionError> {
+    while !outbox.is_empty() {
+        // Fast path, with no timer: the socket buffer usually has room.
+        match conn.try_write_buf(outbox) {
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+        // The socket is full: wait for the peer to take something.
+        let written = match idle_timeout {
+            Some(limit) => tokio::time::timeout(limit, conn.write_buf(outbox))
+                .await
+                .map_err(|_| SessionError::WriteStalled(limit))?,
+            None => conn.write_buf(outbox).await,
+        };
+        match written {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 fn deadline(from: Instant, idle: Duration) -> Instant {

@@ -1,15 +1,24 @@
-//! The server as a library, in-process: custom handlers, failing and panicking handlers, and
-//! shutdown driven by a future the test controls.
+//! The server as a library, in-process: custom handlers, failing, panicking and hanging handlers,
+//! what the server reports it listens on, and shutdown driven by a future the test controls.
+//! Every wait has a deadline, so a regression fails instead of hanging.
 
+use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
-use ipc_core::{BoxError, Context, Handler};
-use ipc_server::Server;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use ipc_server::{BoxError, Bytes, Context, Handler, ListenAddress, Server, ShutdownHandle};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-/// Echoes, but fails on `fail` and panics on `panic`.
+/// The longest any step of these tests may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
+}
+
+/// Echoes, but fails on `fail`, panics on `panic` and never answers `hang`.
 struct Moody;
 
 impl Handler for Moody {
@@ -17,97 +26,197 @@ impl Handler for Moody {
         match &request[..] {
             b"fail" => Err("refusing on purpose".into()),
             b"panic" => panic!("handler blew up on purpose"),
+            b"hang" => std::future::pending().await,
             b"whoami" => Ok(format!("uid={} conn={}", ctx.peer().uid, ctx.connection_id()).into()),
             _ => Ok(request),
         }
     }
 }
 
-async fn exchange(s: &mut BufReader<UnixStream>, msg: &str) -> std::io::Result<Option<String>> {
-    s.get_mut().write_all(format!("{msg}\n").as_bytes()).await?;
-    let mut line = String::new();
-    let n = s.read_line(&mut line).await?;
-    Ok((n > 0).then(|| line.trim_end_matches('\n').to_owned()))
+/// Sends one line and reads one; `None` when the server closed instead.
+async fn exchange(s: &mut BufReader<UnixStream>, msg: &str) -> Option<String> {
+    within("an exchange", async {
+        s.get_mut()
+            .write_all(format!("{msg}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut line = String::new();
+        let n = s.read_line(&mut line).await.unwrap();
+        (n > 0).then(|| line.trim_end_matches('\n').to_owned())
+    })
+    .await
 }
 
 async fn connect(path: &std::path::Path) -> BufReader<UnixStream> {
-    BufReader::new(UnixStream::connect(path).await.unwrap())
+    BufReader::new(within("connect", UnixStream::connect(path)).await.unwrap())
+}
+
+/// Writes `input` in one write, then reads everything until the server closes.
+async fn one_write_then_all(path: &std::path::Path, input: &[u8]) -> Vec<u8> {
+    let mut s = within("connect", UnixStream::connect(path)).await.unwrap();
+    within("a batch", async {
+        s.write_all(input).await.unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        out
+    })
+    .await
+}
+
+/// A running server with `Moody` at a fresh path, its request timeout set to 300 ms.
+async fn moody(max_connections: usize) -> (tempfile::TempDir, std::path::PathBuf, ShutdownHandle) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lib.sock");
+    let server = Server::builder(Moody)
+        .socket(&path)
+        .max_connections(max_connections)
+        .request_timeout(Some(Duration::from_millis(300)))
+        .bind()
+        .unwrap();
+    let handle = server.handle();
+    tokio::spawn(server.serve(std::future::pending()));
+    (dir, path, handle)
 }
 
 #[tokio::test]
 async fn failing_and_panicking_handlers_end_only_their_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lib.sock");
-    let server = Server::builder(Moody).socket(&path).bind().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.serve(async {
-        let _ = stopped.await;
-    }));
-
+    let (_dir, path, handle) = moody(64).await;
     let mut bystander = connect(&path).await;
-    assert_eq!(
-        exchange(&mut bystander, "hi").await.unwrap().as_deref(),
-        Some("hi")
-    );
+    assert_eq!(exchange(&mut bystander, "hi").await.as_deref(), Some("hi"));
 
-    for poison in ["fail", "panic"] {
+    for poison in ["fail", "panic", "hang"] {
         let mut victim = connect(&path).await;
-        assert_eq!(
-            exchange(&mut victim, "ok").await.unwrap().as_deref(),
-            Some("ok")
-        );
+        assert_eq!(exchange(&mut victim, "ok").await.as_deref(), Some("ok"));
         // The connection ends with no reply...
-        assert!(matches!(
-            exchange(&mut victim, poison).await,
-            Ok(None) | Err(_)
-        ));
+        assert_eq!(exchange(&mut victim, poison).await, None, "{poison}");
         // ...and everyone else is still served.
+        let upper = poison.to_uppercase();
         assert_eq!(
-            exchange(&mut bystander, poison.to_uppercase().as_str())
-                .await
-                .unwrap()
-                .as_deref(),
-            Some(poison.to_uppercase().as_str())
+            exchange(&mut bystander, &upper).await.as_deref(),
+            Some(upper.as_str())
         );
     }
 
     let me = nix_uid();
-    let reply = exchange(&mut bystander, "whoami").await.unwrap().unwrap();
+    let reply = exchange(&mut bystander, "whoami").await.unwrap();
     assert!(reply.starts_with(&format!("uid={me} conn=")), "{reply}");
 
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), running)
-        .await
-        .expect("serve returns after the shutdown future completes")
-        .unwrap()
-        .unwrap();
+    handle.shutdown();
+    within("the server stops", handle.stopped()).await;
     assert!(!path.exists(), "the socket file is removed");
+}
+
+#[tokio::test]
+async fn replies_made_before_a_failure_are_written_before_the_close() {
+    let (_dir, path, handle) = moody(64).await;
+    // Four requests in one write; the third ends the connection in each of three ways. The
+    // first two replies were made before it and must arrive; the fourth is never handled.
+    for poison in ["fail", "panic", "hang"] {
+        let input = format!("good\ngood\n{poison}\ngood\n");
+        let got = one_write_then_all(&path, input.as_bytes()).await;
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "good\ngood\n",
+            "with {poison}"
+        );
+    }
+    handle.shutdown();
+    within("the server stops", handle.stopped()).await;
+}
+
+#[tokio::test]
+async fn a_hung_handler_gives_its_permit_back_after_the_request_timeout() {
+    // One connection at a time: the second is served only once the first is closed.
+    let (_dir, path, handle) = moody(1).await;
+    let mut hung = connect(&path).await;
+    hung.get_mut().write_all(b"hang\n").await.unwrap();
+    let mut next = connect(&path).await;
+    assert_eq!(
+        exchange(&mut next, "served").await.as_deref(),
+        Some("served")
+    );
+    let mut rest = String::new();
+    assert_eq!(
+        within("the hung connection closes", hung.read_line(&mut rest))
+            .await
+            .unwrap(),
+        0
+    );
+    handle.shutdown();
+    within("the server stops", handle.stopped()).await;
 }
 
 #[tokio::test]
 async fn the_handle_stops_the_server_and_open_connections_close() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.sock");
-    let server = Server::builder(ipc_core::Echo)
+    let server = Server::builder(ipc_server::Echo)
         .socket(&path)
         .bind()
         .unwrap();
     let handle = server.handle();
     let running = tokio::spawn(server.serve(std::future::pending()));
     let mut client = connect(&path).await;
+    assert_eq!(exchange(&mut client, "x").await.as_deref(), Some("x"));
+    handle.shutdown();
+    within("serve returns", running).await.unwrap().unwrap();
+    let mut rest = String::new();
     assert_eq!(
-        exchange(&mut client, "x").await.unwrap().as_deref(),
-        Some("x")
+        within("the connection closes", client.read_line(&mut rest))
+            .await
+            .unwrap(),
+        0
+    );
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn a_server_reports_what_it_really_listens_on() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("ipc-lib-test-{}", std::process::id());
+    // An abstract listener bound by the application.
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
+    let server = Server::builder(ipc_server::Echo)
+        .listener(listener)
+        .bind()
+        .unwrap();
+    assert_eq!(
+        server.address(),
+        &ListenAddress::Abstract(name.as_bytes().to_vec())
+    );
+    assert_eq!(server.path(), None);
+    assert_eq!(server.address().to_string(), format!("@{name}"));
+    drop(server);
+
+    // The same through `socket("@name")`, served and reached by name.
+    let server = Server::builder(ipc_server::Echo)
+        .socket(format!("@{name}"))
+        .bind()
+        .unwrap();
+    assert_eq!(server.address().to_string(), format!("@{name}"));
+    let handle = server.handle();
+    tokio::spawn(server.serve(std::future::pending()));
+    let mut s = BufReader::new(
+        within("connect", UnixStream::connect(format!("\0{name}")))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        exchange(&mut s, "abstract").await.as_deref(),
+        Some("abstract")
     );
     handle.shutdown();
-    tokio::time::timeout(Duration::from_secs(20), running)
-        .await
-        .unwrap()
-        .unwrap()
+    within("the server stops", handle.stopped()).await;
+
+    // A path-bound server reports its path.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.sock");
+    let server = Server::builder(ipc_server::Echo)
+        .socket(&path)
+        .bind()
         .unwrap();
-    let mut rest = String::new();
-    assert_eq!(client.read_line(&mut rest).await.unwrap(), 0);
-    assert!(!path.exists());
+    assert_eq!(server.path(), Some(path.as_path()));
 }
 
 fn nix_uid() -> u32 {

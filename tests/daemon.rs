@@ -147,6 +147,30 @@ fn completions_and_man_pages() {
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains(&format!(".TH {binary} 1")), "{text}");
         assert!(text.contains("socket"));
+        // The variables behind the flags are listed.
+        assert!(text.contains(".SH ENVIRONMENT"), "{text}");
+        for var in [
+            "IPC_SOCKET",
+            "IPC_FRAMING",
+            "IPC_MAX_FRAME",
+            "IPC_LOG_FORMAT",
+        ] {
+            assert!(
+                text.contains(var),
+                "{binary}: {var} missing from the man page"
+            );
+        }
+        let only = if binary == "ipc-server" {
+            ["IPC_IDLE_TIMEOUT", "IPC_REQUEST_TIMEOUT"]
+        } else {
+            ["IPC_TIMEOUT", "IPC_RAW_QUIET"]
+        };
+        for var in only {
+            assert!(
+                text.contains(var),
+                "{binary}: {var} missing from the man page"
+            );
+        }
     }
 }
 
@@ -222,6 +246,15 @@ fn ping_tells_each_state_with_its_own_exit_code() {
     ] {
         let out = client(&path, &["status"]);
         assert_eq!(code(out.status), expected, "{word}");
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with(word));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{word}: {}\n", path.display())
+        );
+    }
+    // The help lists every code ping can return.
+    let help = client(dir.path(), &["ping", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    for code in ["0", "69", "78", "66", "77"] {
+        assert!(help.contains(code), "{code} missing from: {help}");
     }
 }

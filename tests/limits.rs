@@ -183,12 +183,27 @@ fn running_out_of_file_descriptors_is_survived() {
             .unwrap_or_default()
             .contains("accept failed")
     });
+    // Let it fail for a while: each 100 ms pause retries, and is not logged again.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     drop(crowd);
     // Once descriptors are free again it serves as before.
     wait_until("the server serves again", || {
         let out = client(&path, &["--timeout", "1", "send", "back"]);
         out.status.success() && out.stdout == b"back\n"
     });
+    // One warning when it began, one summary when it ended, for each time it ran out.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let began = text.matches("accept failed").count();
+    let ended = text.matches("accepting again").count();
+    assert!(began >= 1 && began == ended, "{text}");
+    assert!(text.contains("failed_accepts="), "{text}");
+    let most = text
+        .lines()
+        .filter_map(|l| l.split("failed_accepts=").nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .max()
+        .unwrap();
+    assert!(most >= 3, "retried every 100 ms for 500 ms: {text}");
     assert!(child.try_wait().unwrap().is_none(), "the server exited");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -62,6 +62,32 @@ async fn run_load(
     tolerate_close: bool,
     started: Option<tokio::sync::mpsc::Sender<()>>,
 ) -> Vec<usize> {
+    within(run_load_unbounded(
+        path,
+        conns,
+        exchanges,
+        tolerate_close,
+        started,
+    ))
+    .await
+}
+
+/// The load's deadline: far above what it takes, so only a hang trips it.
+const LOAD_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(LOAD_DEADLINE, f)
+        .await
+        .expect("the load did not finish within its deadline")
+}
+
+async fn run_load_unbounded(
+    path: std::path::PathBuf,
+    conns: usize,
+    exchanges: usize,
+    tolerate_close: bool,
+    started: Option<tokio::sync::mpsc::Sender<()>>,
+) -> Vec<usize> {
     let tasks: Vec<_> = (0..conns)
         .map(|c| {
             let path = path.clone();
@@ -111,7 +137,7 @@ async fn a_thousand_connections_a_hundred_exchanges_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_everything_it_read() {
     raise_fd_limit();
-    let mut server = TestServer::start(&["--shutdown-timeout", "10"]);
+    let mut server = TestServer::start(&["--shutdown-timeout", "10", "--log-format", "json"]);
     let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
     let load = tokio::spawn(run_load(
         server.path().to_owned(),
@@ -122,26 +148,21 @@ async fn sigterm_under_load_answers_everything_it_read() {
     ));
     // Let every connection get going, then pull the plug mid-stream.
     for _ in 0..300 {
-        rx.recv().await.unwrap();
+        within(rx.recv()).await.unwrap();
     }
     server.signal(Signal::SIGTERM);
-    let received: usize = load.await.unwrap().into_iter().sum();
+    let received: usize = within(load).await.unwrap().into_iter().sum();
     assert_eq!(code(server.wait()), 0);
     assert!(!server.path().exists());
     // Every request the server answered reached its client: the server's own count of
     // answered requests equals what the clients received.
-    let answered: usize = server
+    // Read from the JSON log: the `answered` field of each connection's closing line.
+    let answered: u64 = server
         .log()
         .lines()
-        .filter_map(|l| l.split("answered=").nth(1))
-        .map(|rest| {
-            rest.split_whitespace()
-                .next()
-                .unwrap()
-                .parse::<usize>()
-                .unwrap()
-        })
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON log line"))
+        .filter_map(|v| v["fields"]["answered"].as_u64())
         .sum();
     assert!(received >= 300, "{received}");
-    assert_eq!(answered, received);
+    assert_eq!(answered, received as u64);
 }

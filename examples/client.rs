@@ -1,7 +1,7 @@
 //! The client library: a one-shot send, many requests on one connection, and a pipelined batch.
 //!
-//! Start a server:  cargo run -p ipc-server -- --mode echo --socket /tmp/echo.sock
-//! Then run:        cargo run -p ipc-tests --example client -- /tmp/echo.sock
+//! Start a server:  cargo run --bin ipc-server -- --mode echo --socket /tmp/echo.sock
+//! Then run:        cargo run -p ipc-cli --example client -- /tmp/echo.sock
 
 use ipc_client::{Client, ClientError};
 
@@ -9,7 +9,7 @@ use ipc_client::{Client, ClientError};
 async fn main() -> Result<(), ClientError> {
     let path = std::env::args()
         .nth(1)
-        .map_or_else(ipc_core::default_socket_path, Into::into);
+        .map_or_else(ipc_client::default_socket_path, Into::into);
 
     // One message, one reply, connection closed.
     let reply = ipc_client::send(&path, "hello").await?;

@@ -1,16 +1,15 @@
 //! State shared across connections: every reply is the number of requests served so far, by
 //! all clients together. The handler is wrapped, untouched, to log each exchange.
 //!
-//! Run it:    cargo run -p ipc-tests --example counter -- /tmp/counter.sock
-//! Talk to it: cargo run -p ipc-client -- --socket /tmp/counter.sock send anything   (prints 1, 2, ...)
+//! Run it:    cargo run -p ipc-cli --example counter -- /tmp/counter.sock
+//! Talk to it: cargo run --bin ipc-client -- --socket /tmp/counter.sock send anything   (prints 1, 2, ...)
 //! Stop it with Ctrl-C (or SIGTERM).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-use ipc_core::{BoxError, Context, Handler, HandlerExt};
 use ipc_server::Server;
 use ipc_server::signal::ShutdownSignals;
+use ipc_server::{BoxError, Bytes, Context, Handler, HandlerExt};
 
 /// One counter for the whole server: the server shares one handler between all connections.
 #[derive(Default)]
@@ -29,7 +28,7 @@ impl Handler for Counter {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
-        .map_or_else(ipc_core::default_socket_path, Into::into);
+        .map_or_else(ipc_server::default_socket_path, Into::into);
     let handler = Counter::default().inspect(|ctx, request, outcome| {
         eprintln!(
             "conn {} (uid {}): {:?} -> {:?}",

@@ -1,15 +1,14 @@
 //! A server inside an application that does other work, then stops it from the application and
 //! waits for the drain to finish.
 //!
-//! Run it: cargo run -p ipc-tests --example embedded
+//! Run it: cargo run -p ipc-cli --example embedded
 //! It serves on a temporary socket, talks to itself three times, shuts the server down, and
 //! exits.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use ipc_core::{BoxError, handler_fn};
 use ipc_server::Server;
+use ipc_server::{BoxError, Bytes, handler_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

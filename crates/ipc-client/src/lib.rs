@@ -33,4 +33,4 @@ pub use client::{
     Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, MAX_PATH_LEN, send, send_with,
 };
 pub use error::{ClientError, PipelineError};
-pub use ipc_core::Framing;
+pub use ipc_core::{Framing, default_socket_path};

@@ -63,6 +63,7 @@ pub use bytes::Bytes;
 pub use config::ServerConfig;
 pub use error::ServerError;
 pub use ipc_core::{
-    Ack, BoxError, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials, handler_fn,
+    Ack, BoxError, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials,
+    default_socket_path, handler_fn,
 };
 pub use server::{Server, ShutdownHandle};

@@ -2,7 +2,7 @@
 //! in one run, prints a table of figures and ratios, and writes them as JSON.
 //!
 //! Build everything in release mode first:
-//! `cargo build --release -p ipc-server -p ipc-bench`, then
+//! `cargo build --release -p ipc-cli -p ipc-bench`, then
 //! `target/release/ipc-bench-suite [--quick] [--rounds N] [--placement same|split|free]`.
 
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! and verbosity, completions and man pages, environment variables, and the scriptable client
 //! (`send -`, several messages, `--raw`, `ping`).
 
-use std::io::Write;
+use std::io::Read;
 use std::os::unix::net::{UnixDatagram, UnixListener};
 use std::process::{Command, Stdio};
 
@@ -51,7 +51,7 @@ os.execv(binary, [binary, "--mode", "ack", "--socket", "/nonexistent/ignored.soc
     };
     assert_eq!(out.stdout, "Mensagem recebida!\n".as_bytes());
     signal(&child, Signal::SIGTERM);
-    assert!(child.wait().unwrap().success());
+    assert!(wait_within(&mut child).success());
     // systemd owns the socket file: it is still there.
     assert!(path.exists(), "the activated socket was unlinked");
     assert!(!std::path::Path::new("/nonexistent/ignored.sock").exists());
@@ -81,7 +81,7 @@ fn sends_ready_and_stopping_to_notify_socket() {
     signal(&child, Signal::SIGTERM);
     let n = sock.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1\n");
-    assert!(child.wait().unwrap().success());
+    assert!(wait_within(&mut child).success());
 }
 
 #[test]
@@ -111,13 +111,16 @@ fn json_logs_and_verbosity_flags() {
         .unwrap();
     wait_until("the quiet server listens", || path.exists());
     signal(&quiet, Signal::SIGTERM);
-    let out = quiet.wait_with_output().unwrap();
-    assert!(out.status.success());
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut quiet = quiet;
+    assert!(wait_within(&mut quiet).success());
+    let mut stderr = String::new();
+    quiet
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 #[test]
@@ -133,8 +136,7 @@ fn completions_and_man_pages() {
         ] {
             let out = binary_cmd(binary)
                 .args(["completions", shell])
-                .output()
-                .unwrap();
+                .output_within();
             assert!(out.status.success());
             let text = String::from_utf8(out.stdout).unwrap();
             assert!(
@@ -143,7 +145,7 @@ fn completions_and_man_pages() {
             );
             assert!(text.contains("socket"), "{binary} {shell}");
         }
-        let out = binary_cmd(binary).arg("man").output().unwrap();
+        let out = binary_cmd(binary).arg("man").output_within();
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.contains(&format!(".TH {binary} 1")), "{text}");
         assert!(text.contains("socket"));
@@ -194,31 +196,20 @@ fn environment_variables_set_the_flags_in_both_binaries() {
         .env("IPC_SOCKET", &path)
         .env("IPC_FRAMING", "length")
         .args(["send", "x"])
-        .output()
-        .unwrap();
+        .output_within();
     assert_eq!(out.stdout, b"env ok\n");
     server.kill().unwrap();
-    server.wait().unwrap();
+    wait_within(&mut server);
 }
 
 #[test]
 fn send_reads_stdin_sends_several_and_writes_raw() {
     let server = TestServer::start(&[]);
-    let mut child = client_cmd()
+    let out = client_cmd()
         .arg("--socket")
         .arg(server.path())
         .args(["send", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from stdin\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .output_fed_within(b"from stdin\n");
     assert_eq!(out.stdout, b"from stdin\n");
 
     let out = server.client(&["send", "a", "b", "c"]);

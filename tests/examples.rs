@@ -23,7 +23,7 @@ fn start(name: &str) -> (std::process::Child, std::path::PathBuf, tempfile::Temp
 
 fn stop(mut child: std::process::Child, path: &std::path::Path) {
     signal(&child, Signal::SIGTERM);
-    assert!(child.wait().unwrap().success());
+    assert!(wait_within(&mut child).success());
     assert!(!path.exists(), "socket left behind");
 }
 
@@ -46,7 +46,7 @@ fn counter_example_counts_across_connections() {
 
 #[test]
 fn embedded_example_stops_its_own_server() {
-    let out = example_cmd("embedded").output().unwrap();
+    let out = example_cmd("embedded").output_within();
     assert!(
         out.status.success(),
         "{}",
@@ -67,7 +67,7 @@ fn embedded_example_stops_its_own_server() {
 #[test]
 fn client_example_against_the_real_server() {
     let server = TestServer::start(&["--mode", "echo"]);
-    let out = example_cmd("client").arg(server.path()).output().unwrap();
+    let out = example_cmd("client").arg(server.path()).output_within();
     assert!(
         out.status.success(),
         "{}",

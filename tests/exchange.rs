@@ -151,8 +151,7 @@ print("ok")
         .arg("-c")
         .arg(script)
         .arg(server.path())
-        .output()
-        .expect("python3");
+        .output_within();
     assert!(
         out.status.success(),
         "python client failed: {}",

@@ -30,7 +30,7 @@ fn stale_socket_after_sigkill_is_reclaimed() {
     });
     echo_works(server.path());
     second.kill().unwrap();
-    second.wait().unwrap();
+    wait_within(&mut second);
     assert!(server.log().contains("removed stale socket"));
 }
 
@@ -40,8 +40,7 @@ fn a_live_socket_is_never_stolen() {
     let out = server_cmd()
         .arg("--socket")
         .arg(server.path())
-        .output()
-        .unwrap();
+        .output_within();
     assert_eq!(code(out.status), 73);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&server.path().display().to_string()), "{err}");
@@ -65,7 +64,7 @@ fn non_sockets_at_the_path_are_refused_and_left_intact() {
         (&subdir, "directory"),
         (&link, "symbolic link"),
     ] {
-        let out = server_cmd().arg("--socket").arg(path).output().unwrap();
+        let out = server_cmd().arg("--socket").arg(path).output_within();
         assert_eq!(code(out.status), 78, "{kind}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(kind) && err.contains("not a socket"), "{err}");
@@ -124,8 +123,7 @@ fn unknown_group_and_bad_mode_fail_before_binding() {
             .arg("--socket")
             .arg(&path)
             .args(args)
-            .output()
-            .unwrap();
+            .output_within();
         assert_eq!(code(out.status), 64, "{args:?}");
         assert!(!path.exists(), "{args:?} created the socket");
     }
@@ -149,11 +147,10 @@ fn default_path_is_a_private_dir_under_xdg_runtime_dir() {
         .env("XDG_RUNTIME_DIR", runtime.path())
         .env_remove("IPC_SOCKET")
         .args(["send", "found"])
-        .output()
-        .unwrap();
+        .output_within();
     assert_eq!(out.stdout, b"found\n");
     signal(&server, Signal::SIGTERM);
-    assert!(server.wait().unwrap().success());
+    assert!(wait_within(&mut server).success());
     assert!(!sock.exists());
 }
 
@@ -170,11 +167,10 @@ fn ipc_socket_env_is_shared_by_server_and_client() {
     let out = client_cmd()
         .env("IPC_SOCKET", &sock)
         .args(["send", "via env"])
-        .output()
-        .unwrap();
+        .output_within();
     assert_eq!(out.stdout, b"via env\n");
     server.kill().unwrap();
-    server.wait().unwrap();
+    wait_within(&mut server);
 }
 
 #[test]
@@ -187,8 +183,7 @@ fn unsafe_default_directory_is_refused_with_the_fix() {
         server_cmd()
             .env("XDG_RUNTIME_DIR", runtime.path())
             .env_remove("IPC_SOCKET")
-            .output()
-            .unwrap()
+            .output_within()
     };
     let out = run();
     assert_eq!(code(out.status), 77);

@@ -226,15 +226,74 @@ impl std::ops::DerefMut for Reaped {
     }
 }
 
+/// Running a command to its end, with a deadline.
+pub trait OutputWithin {
+    /// Runs the command to its end and returns its output (stdin closed, stdout and stderr
+    /// captured), failing the test if it is still running after [`PATIENCE`].
+    fn output_within(&mut self) -> Output;
+
+    /// As [`output_within`](Self::output_within), with `input` on the command's stdin.
+    fn output_fed_within(&mut self, input: &[u8]) -> Output;
+}
+
+impl OutputWithin for Command {
+    fn output_within(&mut self) -> Output {
+        self.stdin(Stdio::null());
+        finish_within(self, None)
+    }
+
+    fn output_fed_within(&mut self, input: &[u8]) -> Output {
+        self.stdin(Stdio::piped());
+        finish_within(self, Some(input.to_vec()))
+    }
+}
+
+fn finish_within(cmd: &mut Command, input: Option<Vec<u8>>) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
+    let pid = child.id();
+    let stdin = child.stdin.take();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let (Some(mut stdin), Some(input)) = (stdin, input) {
+            let _ = stdin.write_all(&input);
+        }
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(out) => out.expect("collect the output"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+            panic!("{:?} did not finish within {PATIENCE:?}", cmd.get_program());
+        }
+    }
+}
+
+/// Waits for a child to exit, failing the test if it is still running after [`PATIENCE`].
+pub fn wait_within(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("process {} did not exit within {PATIENCE:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Runs `ipc-client --socket PATH ARGS...` and returns its output.
 pub fn client(path: &Path, args: &[&str]) -> Output {
     client_cmd()
         .arg("--socket")
         .arg(path)
         .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run ipc-client")
+        .output_within()
 }
 
 /// Removes every `IPC_*` variable of the caller's environment, so a developer's settings cannot
@@ -310,14 +369,8 @@ pub fn code(status: ExitStatus) -> i32 {
 
 /// Runs a shell command with `stdin` fed to it and returns its output.
 pub fn sh(script: &str, stdin: &[u8]) -> Output {
-    let mut child = clean_env(&mut Command::new("sh"))
+    clean_env(&mut Command::new("sh"))
         .arg("-c")
         .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sh");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().expect("sh output")
+        .output_fed_within(stdin)
 }

@@ -173,7 +173,7 @@ fn twenty_servers_started_at_once_on_a_stale_path_leave_exactly_one() {
     assert_eq!(std::fs::read(&keep).unwrap(), b"not ours");
     let survivor = &mut children[running[0]];
     signal(survivor, Signal::SIGTERM);
-    survivor.wait().unwrap();
+    wait_within(survivor);
     assert!(!path.exists());
 }
 
@@ -259,7 +259,7 @@ fn a_length_prefix_alone_commits_no_memory() {
     drop(crowd);
     drop(huge);
     signal(&child, Signal::SIGTERM);
-    assert!(child.wait().unwrap().success());
+    assert!(wait_within(&mut child).success());
     assert!(!path.exists());
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(!log.contains("memory allocation"), "{log}");
@@ -314,8 +314,7 @@ fn settings_that_cannot_work_are_refused_at_start() {
             "--ack-text",
             "far too long",
         ])
-        .output()
-        .unwrap();
+        .output_within();
     assert_eq!(code(out.status), 64, "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -371,7 +370,7 @@ fn abstract_names_work_at_both_ends() {
     );
     assert!(!listening.contains("ipc.sock"), "{listening}");
     signal(&child, Signal::SIGTERM);
-    assert!(child.wait().unwrap().success());
+    assert!(wait_within(&mut child).success());
     let out = client(at, &["ping"]);
     assert_eq!(code(out.status), 66, "{out:?}");
 }
@@ -394,8 +393,7 @@ fn an_unwritable_directory_is_named_in_the_error() {
             .arg(server_bin())
             .arg("--socket")
             .arg(&path)
-            .output()
-            .expect("setpriv (util-linux)");
+            .output_within();
         assert_eq!(code(out.status), 77, "{out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -414,8 +412,7 @@ fn an_unwritable_directory_is_named_in_the_error() {
         let out = server_cmd()
             .arg("--socket")
             .arg("/proc/nope.sock")
-            .output()
-            .unwrap();
+            .output_within();
         assert_eq!(code(out.status), 77, "{out:?}");
     }
 }

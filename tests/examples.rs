@@ -7,10 +7,19 @@ use support::*;
 
 /// Starts a long-running example on a temp socket; returns it, its socket path and the temp dir.
 fn start(name: &str) -> (std::process::Child, std::path::PathBuf, tempfile::TempDir) {
+    start_with(name, &[])
+}
+
+/// As [`start`], with more arguments after the socket path.
+fn start_with(
+    name: &str,
+    args: &[&str],
+) -> (std::process::Child, std::path::PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(format!("{name}.sock"));
     let child = example_cmd(name)
         .arg(&path)
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -78,4 +87,66 @@ fn client_example_against_the_real_server() {
         "send: hello\nrequest: one\nrequest: two\nrequest: three\n\
          pipeline: 100 replies, last \"item 100\"\n"
     );
+}
+
+#[test]
+fn boxed_example_serves_the_handler_named_on_its_command_line() {
+    for (mode, expected) in [
+        ("upper", "HELLO\n"),
+        ("echo", "hello\n"),
+        ("ack", "Mensagem recebida!\n"),
+    ] {
+        let (child, path, _dir) = start_with("boxed", &[mode]);
+        assert_eq!(
+            String::from_utf8_lossy(&client(&path, &["send", "hello"]).stdout),
+            expected
+        );
+        stop(child, &path);
+    }
+}
+
+#[test]
+fn tower_example_limits_the_time_of_a_call() {
+    let (child, path, _dir) = start("tower");
+    let out = client(&path, &["send", "10"]);
+    assert_eq!(out.stdout, b"took 10 ms\n", "{out:?}");
+    // Past the 1 s timeout layer: the call fails and the connection closes, with no reply.
+    let out = client(&path, &["--timeout", "10", "send", "5000"]);
+    assert_eq!(code(out.status), 76, "{out:?}");
+    // Others are still served.
+    assert_eq!(client(&path, &["send", "20"]).stdout, b"took 20 ms\n");
+    stop(child, &path);
+}
+
+#[test]
+fn sessions_example_keeps_one_total_per_connection() {
+    let (child, path, _dir) = start("sessions");
+    assert_eq!(client(&path, &["send", "1", "2", "3"]).stdout, b"1\n3\n6\n");
+    assert_eq!(client(&path, &["send", "10", "5"]).stdout, b"10\n15\n");
+    // Connections that came and went left nothing behind: only the asking one is open.
+    assert_eq!(client(&path, &["send", "open"]).stdout, b"1\n");
+    stop(child, &path);
+}
+
+#[test]
+fn concurrent_example_overlaps_the_calls_of_one_connection() {
+    let out = example_cmd("concurrent").output_within();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 9, "{text}");
+    for (i, line) in lines[..8].iter().enumerate() {
+        assert_eq!(*line, format!("request {}", i + 1), "in order: {text}");
+    }
+    // One after another they would take 400 ms.
+    let ms: u64 = lines[8]
+        .strip_prefix("8 requests of 50 ms each in ")
+        .and_then(|r| r.strip_suffix(" ms"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(ms < 300, "{text}");
 }

@@ -46,6 +46,9 @@ pub struct LoadConfig {
     pub oneshot: bool,
     /// Check that each reply equals its request (an echo server); otherwise only count.
     pub verify: bool,
+    /// Lean clients: blocking sockets, a thread each (see `Link`), so the load generator costs
+    /// the machine as little as a plain hand-written client does.
+    pub lean: bool,
 }
 
 /// Everything one run measured.
@@ -168,25 +171,38 @@ async fn run_async(config: &LoadConfig) -> LoadReport {
         },
         next_conn: AtomicU64::new(0),
     });
+    let client = |config: LoadConfig, shared: Arc<Shared>| async move {
+        let mut hist = new_histogram();
+        let mut tally = Tally::default();
+        if config.oneshot {
+            oneshot_loop(&config, &shared, &mut hist, &mut tally).await;
+        } else {
+            connection_loop(&config, &shared, &mut hist, &mut tally).await;
+        }
+        (hist, tally)
+    };
     let mut tasks = Vec::with_capacity(config.conns);
+    let mut threads = Vec::new();
     for _ in 0..config.conns {
-        let config = config.clone();
-        let shared = Arc::clone(&shared);
-        tasks.push(tokio::spawn(async move {
-            let mut hist = new_histogram();
-            let mut tally = Tally::default();
-            if config.oneshot {
-                oneshot_loop(&config, &shared, &mut hist, &mut tally).await;
-            } else {
-                connection_loop(&config, &shared, &mut hist, &mut tally).await;
-            }
-            (hist, tally)
-        }));
+        let (config, shared) = (config.clone(), Arc::clone(&shared));
+        if config.lean {
+            // Threads inherit the caller's CPU placement.
+            let run = client(config, shared);
+            threads.push(std::thread::spawn(move || futures::executor::block_on(run)));
+        } else {
+            tasks.push(tokio::spawn(client(config, shared)));
+        }
+    }
+    let mut results = Vec::with_capacity(config.conns);
+    for task in tasks {
+        results.push(task.await.expect("load task panicked"));
+    }
+    for thread in threads {
+        results.push(thread.join().expect("load thread panicked"));
     }
     let mut latency = new_histogram();
     let mut total = Tally::default();
-    for task in tasks {
-        let (hist, t) = task.await.expect("load task panicked");
+    for (hist, t) in results {
         latency.add(&hist).expect("histograms share bounds");
         total.msgs += t.msgs;
         total.bytes += t.bytes;
@@ -263,6 +279,52 @@ fn is_reply_to(reply: &[u8], counter: u64, size: usize) -> bool {
             .all(|chunk| *chunk == PADDING[..chunk.len()])
 }
 
+/// One client connection.
+///
+/// `Tokio` is an ordinary tokio `UnixStream`, registered for read and write readiness: each
+/// time the server reads a request, the client's epoll reports the socket writable and its
+/// runtime wakes, a cost that lands on the shared CPU and so on every server measured. `Lean`
+/// is a blocking socket on a thread of its own, as a plain hand-written client is: it costs the
+/// machine a read and a write per exchange and nothing else. (Its methods block inside
+/// `async fn`s; each lean connection runs on its own thread, under its own executor.)
+enum Link {
+    Tokio(UnixStream),
+    Lean {
+        stream: std::os::unix::net::UnixStream,
+        scratch: Vec<u8>,
+    },
+}
+
+impl Link {
+    async fn connect(path: &std::path::Path, lean: bool) -> std::io::Result<Self> {
+        if !lean {
+            return Ok(Link::Tokio(UnixStream::connect(path).await?));
+        }
+        Ok(Link::Lean {
+            stream: std::os::unix::net::UnixStream::connect(path)?,
+            scratch: vec![0; 64 * 1024],
+        })
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Link::Tokio(stream) => stream.write_all(buf).await,
+            Link::Lean { stream, .. } => std::io::Write::write_all(stream, buf),
+        }
+    }
+
+    async fn read_buf(&mut self, rbuf: &mut BytesMut) -> std::io::Result<usize> {
+        match self {
+            Link::Tokio(stream) => stream.read_buf(rbuf).await,
+            Link::Lean { stream, scratch } => {
+                let n = std::io::Read::read(stream, scratch)?;
+                rbuf.extend_from_slice(&scratch[..n]);
+                Ok(n)
+            }
+        }
+    }
+}
+
 async fn connection_loop(
     config: &LoadConfig,
     shared: &Shared,
@@ -270,7 +332,7 @@ async fn connection_loop(
     tally: &mut Tally,
 ) {
     let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let mut stream = match UnixStream::connect(&config.socket).await {
+    let mut stream = match Link::connect(&config.socket, config.lean).await {
         Ok(s) => s,
         Err(_) => {
             tally.io_errors += 1;
@@ -366,7 +428,7 @@ async fn oneshot_loop(
         let req = request(counter(conn, seq), config.size);
         seq += 1;
         let start = Instant::now();
-        let mut stream = match UnixStream::connect(&config.socket).await {
+        let mut stream = match Link::connect(&config.socket, config.lean).await {
             Ok(s) => s,
             Err(_) => {
                 tally.io_errors += 1;

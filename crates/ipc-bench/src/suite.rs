@@ -39,6 +39,8 @@ pub enum ServerKind {
     RefStd,
     /// `ref-tokio-server`: tokio `Framed` with `LinesCodec`.
     RefTokio,
+    /// `ref-c-server`: hand-written C, epoll, one thread (`c/ref-c-server.c`).
+    RefC,
 }
 
 impl ServerKind {
@@ -48,11 +50,17 @@ impl ServerKind {
             ServerKind::Ours => "ipc-server",
             ServerKind::RefStd => "ref-std",
             ServerKind::RefTokio => "ref-tokio",
+            ServerKind::RefC => "ref-c",
         }
     }
 }
 
-const ALL: [ServerKind; 3] = [ServerKind::Ours, ServerKind::RefStd, ServerKind::RefTokio];
+const ALL: [ServerKind; 4] = [
+    ServerKind::Ours,
+    ServerKind::RefStd,
+    ServerKind::RefTokio,
+    ServerKind::RefC,
+];
 
 /// How the suite runs.
 #[derive(Debug, Clone)]
@@ -73,6 +81,8 @@ pub struct SuiteConfig {
     pub server_args: Vec<String>,
     /// Only these scenarios (all when empty).
     pub only: Vec<String>,
+    /// Lean load-generator sockets (see [`LoadConfig::lean`]).
+    pub lean: bool,
 }
 
 /// One server's figures in one scenario.
@@ -213,6 +223,8 @@ fn start_server(
     let _ = std::fs::remove_file(&socket);
     let program = match (kind, &config.server_bin) {
         (ServerKind::Ours, Some(path)) => path.clone(),
+        // Built by this crate's build script, with the system C compiler.
+        (ServerKind::RefC, _) => PathBuf::from(env!("REF_C_SERVER")),
         _ => config.bin_dir.join(binary(kind)),
     };
     let mut cmd = match config.placement {
@@ -231,7 +243,7 @@ fn start_server(
                 .args(["--idle-timeout", "0", "-q"])
                 .args(&config.server_args);
         }
-        ServerKind::RefStd | ServerKind::RefTokio => {
+        ServerKind::RefStd | ServerKind::RefTokio | ServerKind::RefC => {
             cmd.arg(&socket).arg(framing.as_str());
         }
     }
@@ -256,6 +268,7 @@ fn binary(kind: ServerKind) -> &'static str {
         ServerKind::Ours => "ipc-server",
         ServerKind::RefStd => "ref-std-server",
         ServerKind::RefTokio => "ref-tokio-server",
+        ServerKind::RefC => "ref-c-server",
     }
 }
 
@@ -275,6 +288,7 @@ fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Resul
         stop: Stop::Duration(duration / 5),
         oneshot: scenario.oneshot,
         verify: true,
+        lean: config.lean,
     };
     // Warm up (connections, allocator, caches), then measure.
     load::run(&load)?;
@@ -441,7 +455,7 @@ struct Ratio {
     target: &'static str,
 }
 
-const RATIOS: [Ratio; 7] = [
+const RATIOS: [Ratio; 12] = [
     Ratio {
         label: "lat1 p50 latency / ref-std",
         scenario: "lat1",
@@ -481,6 +495,41 @@ const RATIOS: [Ratio; 7] = [
         label: "churn msgs/s / ref-tokio",
         scenario: "churn",
         reference: ServerKind::RefTokio,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 1.0",
+    },
+    Ratio {
+        label: "tput64 msgs/s / ref-c",
+        scenario: "tput64",
+        reference: ServerKind::RefC,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 1.0",
+    },
+    Ratio {
+        label: "tput64 server CPU per reply / ref-c",
+        scenario: "tput64",
+        reference: ServerKind::RefC,
+        figure: |r| r.cpu_us_per_reply,
+        target: "<= 1.1",
+    },
+    Ratio {
+        label: "pipe msgs/s / ref-c",
+        scenario: "pipe",
+        reference: ServerKind::RefC,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 1.0",
+    },
+    Ratio {
+        label: "big MB/s / ref-c",
+        scenario: "big",
+        reference: ServerKind::RefC,
+        figure: |r| Some(r.mb_per_sec),
+        target: ">= 1.0",
+    },
+    Ratio {
+        label: "churn msgs/s / ref-c",
+        scenario: "churn",
+        reference: ServerKind::RefC,
         figure: |r| Some(r.msgs_per_sec),
         target: ">= 1.0",
     },

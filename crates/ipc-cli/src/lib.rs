@@ -103,6 +103,22 @@ pub fn framing_parser() -> impl clap::builder::TypedValueParser<Value = ipc_core
         .try_map(|s| s.parse::<ipc_core::Framing>())
 }
 
+/// Parses permission bits written in octal, such as `600` or `0660`.
+///
+/// # Errors
+///
+/// A value that is not octal or has bits beyond `0o777`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.trim_start_matches("0o");
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal mode"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "{s:?} has bits beyond 0777 (setuid, setgid and sticky do not apply to sockets)"
+        ));
+    }
+    Ok(mode)
+}
+
 /// Parses a duration given in seconds, with an optional fraction (`5`, `0.25`). Only `0` (or
 /// `0.0`) is zero: a positive value smaller than a nanosecond becomes one nanosecond, so it
 /// never turns into "no limit" where zero means that.
@@ -269,6 +285,16 @@ mod tests {
         assert_eq!(args(9, 0).level("info"), "trace");
         assert_eq!(args(0, 1).level("info"), "warn");
         assert_eq!(args(0, 9).level("warn"), "off");
+    }
+
+    #[test]
+    fn modes_parse_as_octal() {
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert_eq!(parse_mode("0660"), Ok(0o660));
+        assert_eq!(parse_mode("0o777"), Ok(0o777));
+        assert!(parse_mode("800").is_err());
+        assert!(parse_mode("4755").is_err());
+        assert!(parse_mode("rw").is_err());
     }
 
     #[test]

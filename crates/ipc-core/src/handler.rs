@@ -1,9 +1,13 @@
-//! The [`Handler`] trait: what the server calls for every request, and the [`Context`] it gets.
+//! The [`Handler`] trait: what the server calls for every request, and the [`Context`] it gets;
+//! [`BoxHandler`] for a handler chosen at run time; closures as handlers; the `inspect` wrapper.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::trigger::{Fired, Trigger};
 
 /// The error a handler may return: any error type, boxed. Returning one ends that connection
 /// (the server logs it at `warn`); other connections are not affected.
@@ -13,7 +17,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 ///
 /// The server shares one handler between all its connections (as an `Arc<H>`), so `handle` takes
 /// `&self`: keep shared state behind atomics or locks. Within one connection requests are handled
-/// one at a time, in order, so replies come back in the order of the requests.
+/// one at a time by default, or up to the server's per-connection concurrency at once; either
+/// way the replies go back in the order of the requests.
+///
+/// [`connected`](Handler::connected) and [`disconnected`](Handler::disconnected) run when a
+/// connection opens and when it goes (however it ends, also when a forced shutdown drops it),
+/// so a handler can keep state per connection, keyed by [`Context::connection_id`], and never
+/// leak it.
 ///
 /// Implementations can be written as plain `async fn`:
 ///
@@ -41,15 +51,116 @@ pub trait Handler: Send + Sync + 'static {
         request: Bytes,
         ctx: &Context,
     ) -> impl Future<Output = Result<Bytes, BoxError>> + Send;
+
+    /// Runs when a connection is admitted, before its first request. Does nothing by default.
+    fn connected(&self, ctx: &Context) {
+        let _ = ctx;
+    }
+
+    /// Runs when a connection has ended, whatever ended it. Does nothing by default.
+    fn disconnected(&self, ctx: &Context) {
+        let _ = ctx;
+    }
 }
 
-impl<H: Handler> Handler for Arc<H> {
-    fn handle(
-        &self,
+/// Forwards every method of [`Handler`] to the handler `self` points to.
+macro_rules! forward_handler {
+    ($($pointer:ty),*) => {$(
+        impl<H: Handler> Handler for $pointer {
+            fn handle(
+                &self,
+                request: Bytes,
+                ctx: &Context,
+            ) -> impl Future<Output = Result<Bytes, BoxError>> + Send {
+                (**self).handle(request, ctx)
+            }
+
+            fn connected(&self, ctx: &Context) {
+                (**self).connected(ctx)
+            }
+
+            fn disconnected(&self, ctx: &Context) {
+                (**self).disconnected(ctx)
+            }
+        }
+    )*};
+}
+
+forward_handler!(Arc<H>, Box<H>, &'static H);
+
+/// A future returned by a [`BoxHandler`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The dyn-compatible side of [`Handler`], which [`BoxHandler`] stores.
+trait DynHandler: Send + Sync + 'static {
+    fn handle_boxed<'a>(
+        &'a self,
         request: Bytes,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Bytes, BoxError>> + Send {
-        (**self).handle(request, ctx)
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Bytes, BoxError>>;
+    fn connected_dyn(&self, ctx: &Context);
+    fn disconnected_dyn(&self, ctx: &Context);
+}
+
+impl<H: Handler> DynHandler for H {
+    fn handle_boxed<'a>(
+        &'a self,
+        request: Bytes,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Bytes, BoxError>> {
+        Box::pin(self.handle(request, ctx))
+    }
+
+    fn connected_dyn(&self, ctx: &Context) {
+        self.connected(ctx);
+    }
+
+    fn disconnected_dyn(&self, ctx: &Context) {
+        self.disconnected(ctx);
+    }
+}
+
+/// Any [`Handler`], boxed, so that one can be chosen at run time (from a flag, a config
+/// file...) and the server still has one type. `Box<dyn Handler>` is not possible, because
+/// `handle` returns an `impl Future`; this type boxes that future instead (one allocation per
+/// request).
+///
+/// ```
+/// use ipc_core::{Ack, BoxHandler, Echo};
+///
+/// let mode = "ack";
+/// let handler = match mode {
+///     "ack" => BoxHandler::new(Ack::default()),
+///     _ => BoxHandler::new(Echo),
+/// };
+/// # let _ = handler;
+/// ```
+pub struct BoxHandler(Box<dyn DynHandler>);
+
+impl BoxHandler {
+    /// Boxes `handler`.
+    pub fn new(handler: impl Handler) -> Self {
+        BoxHandler(Box::new(handler))
+    }
+}
+
+impl std::fmt::Debug for BoxHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoxHandler").finish_non_exhaustive()
+    }
+}
+
+impl Handler for BoxHandler {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+        self.0.handle_boxed(request, ctx).await
+    }
+
+    fn connected(&self, ctx: &Context) {
+        self.0.connected_dyn(ctx);
+    }
+
+    fn disconnected(&self, ctx: &Context) {
+        self.0.disconnected_dyn(ctx);
     }
 }
 
@@ -73,21 +184,64 @@ impl PeerCredentials {
     }
 }
 
-/// What a handler knows about the connection a request came on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a handler knows about the connection a request came on, and whether the server is
+/// shutting down.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Context {
     connection_id: u64,
     peer: PeerCredentials,
+    shutdown: Trigger,
 }
 
+impl PartialEq for Context {
+    /// Two contexts are equal when they describe the same connection and peer.
+    fn eq(&self, other: &Self) -> bool {
+        self.connection_id == other.connection_id && self.peer == other.peer
+    }
+}
+
+impl Eq for Context {}
+
 impl Context {
-    /// A context for the connection numbered `connection_id` with the given peer.
+    /// A context for the connection numbered `connection_id` with the given peer (and a
+    /// shutdown signal that never fires; see [`with_shutdown`](Self::with_shutdown)).
     pub fn new(connection_id: u64, peer: PeerCredentials) -> Self {
         Self {
             connection_id,
             peer,
+            shutdown: Trigger::default(),
         }
+    }
+
+    /// This context with `shutdown` as the server's shutdown signal.
+    pub fn with_shutdown(mut self, shutdown: Trigger) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Completes when the server has begun to shut down (at once if it has). A long-running
+    /// call can race it to finish early, instead of holding the drain for the whole shutdown
+    /// timeout:
+    ///
+    /// ```
+    /// # use ipc_core::{BoxError, Context};
+    /// # use bytes::Bytes;
+    /// async fn watch(ctx: &Context) -> Result<Bytes, BoxError> {
+    ///     let work = std::future::pending::<Bytes>(); // a long wait for something
+    ///     tokio::select! {
+    ///         reply = work => Ok(reply),
+    ///         () = ctx.shutdown() => Ok(Bytes::from("shutting down")),
+    ///     }
+    /// }
+    /// ```
+    pub fn shutdown(&self) -> Fired<'_> {
+        self.shutdown.fired()
+    }
+
+    /// Whether the server has begun to shut down.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.is_fired()
     }
 
     /// A number that identifies the connection within one server run (it appears in the logs).
@@ -144,7 +298,7 @@ where
         request: Bytes,
         ctx: &Context,
     ) -> impl Future<Output = Result<Bytes, BoxError>> + Send {
-        (self.f)(request, *ctx)
+        (self.f)(request, ctx.clone())
     }
 }
 
@@ -172,6 +326,13 @@ pub trait HandlerExt: Handler + Sized {
         F: Fn(&Context, &Bytes, &Result<Bytes, BoxError>) + Send + Sync + 'static,
     {
         Inspect { inner: self, f }
+    }
+
+    /// This handler as a `tower` service, for `ServiceBuilder` layers (feature `tower`; see
+    /// [`crate::tower`]).
+    #[cfg(feature = "tower")]
+    fn into_service(self) -> crate::tower::HandlerService<Self> {
+        crate::tower::HandlerService::new(self)
     }
 }
 
@@ -204,6 +365,14 @@ where
         (self.f)(ctx, &seen, &outcome);
         outcome
     }
+
+    fn connected(&self, ctx: &Context) {
+        self.inner.connected(ctx);
+    }
+
+    fn disconnected(&self, ctx: &Context) {
+        self.inner.disconnected(ctx);
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +399,68 @@ mod tests {
             *seen.lock().unwrap(),
             vec![(3, Bytes::from("a"), Some(Bytes::from("a")))]
         );
+    }
+
+    /// Counts its connections through the hooks.
+    #[derive(Default)]
+    struct Hooked(std::sync::atomic::AtomicI64);
+
+    impl Handler for Hooked {
+        async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+            Ok(request)
+        }
+        fn connected(&self, _ctx: &Context) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn disconnected(&self, _ctx: &Context) {
+            self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn boxed_and_wrapped_handlers_keep_the_hooks() {
+        static HOOKED: Hooked = Hooked(std::sync::atomic::AtomicI64::new(0));
+        let ctx = Context::new(1, PeerCredentials::new(1, 2, None));
+        let handlers = [
+            BoxHandler::new(&HOOKED),
+            BoxHandler::new(Box::new(&HOOKED)),
+            BoxHandler::new(Arc::new(&HOOKED)),
+            BoxHandler::new((&HOOKED).inspect(|_, _, _| {})),
+        ];
+        for h in &handlers {
+            h.connected(&ctx);
+            assert_eq!(h.handle(Bytes::from("x"), &ctx).await.unwrap(), "x");
+        }
+        assert_eq!(HOOKED.0.load(std::sync::atomic::Ordering::SeqCst), 4);
+        for h in &handlers {
+            h.disconnected(&ctx);
+        }
+        assert_eq!(HOOKED.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_handler_chosen_at_run_time() {
+        let ctx = Context::new(1, PeerCredentials::new(1, 2, None));
+        for (mode, expected) in [("echo", "x"), ("ack", crate::DEFAULT_ACK_TEXT)] {
+            let h = match mode {
+                "ack" => BoxHandler::new(crate::Ack::default()),
+                _ => BoxHandler::new(Echo),
+            };
+            assert_eq!(h.handle(Bytes::from("x"), &ctx).await.unwrap(), expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_context_tells_of_shutdown() {
+        let trigger = Trigger::default();
+        let ctx = Context::new(1, PeerCredentials::new(1, 2, None)).with_shutdown(trigger.clone());
+        assert!(!ctx.is_shutting_down());
+        assert!(futures::poll!(std::pin::pin!(ctx.shutdown())).is_pending());
+        trigger.fire();
+        assert!(ctx.is_shutting_down());
+        tokio::time::timeout(std::time::Duration::from_secs(5), ctx.shutdown())
+            .await
+            .expect("fired");
     }
 
     #[tokio::test]

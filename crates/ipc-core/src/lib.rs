@@ -26,12 +26,17 @@ pub mod framing;
 pub mod handler;
 pub mod handlers;
 pub mod path;
+#[cfg(feature = "tower")]
+pub mod tower;
+pub mod trigger;
 
 pub use framing::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing, RAW_READ};
 pub use handler::{
-    BoxError, Context, Handler, HandlerExt, HandlerFn, Inspect, PeerCredentials, handler_fn,
+    BoxError, BoxFuture, BoxHandler, Context, Handler, HandlerExt, HandlerFn, Inspect,
+    PeerCredentials, handler_fn,
 };
 pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};
 pub use path::{
     FileKind, PathState, SOCKET_ENV, abstract_name, default_socket_dir, default_socket_path, probe,
 };
+pub use trigger::{Fired, Trigger};

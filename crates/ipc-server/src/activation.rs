@@ -4,9 +4,8 @@
 //! Both are no-ops outside systemd: with no `LISTEN_PID`/`LISTEN_FDS` there is no inherited
 //! socket, and with no `NOTIFY_SOCKET` nothing is sent.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::sys::socket::{SockType, UnixAddr, getsockname, getsockopt, sockopt};
 use tracing::debug;
@@ -24,7 +23,6 @@ use crate::error::ServerError;
 /// [`ServerError::InvalidConfig`] when systemd passed more than one socket, or one that is not
 /// a listening Unix stream socket.
 pub fn systemd_listener() -> Result<Option<UnixListener>, ServerError> {
-    static TAKEN: AtomicBool = AtomicBool::new(false);
     let fds = sd_notify::listen_fds()
         .map_err(|e| ServerError::InvalidConfig(format!("bad socket activation variables: {e}")))?;
     let fds: Vec<_> = fds.collect();
@@ -38,13 +36,9 @@ pub fn systemd_listener() -> Result<Option<UnixListener>, ServerError> {
             )));
         }
     };
-    if TAKEN.swap(true, Ordering::SeqCst) {
+    let Some(owned) = crate::conn::take_inherited(fd) else {
         return Ok(None);
-    }
-    // SAFETY: `LISTEN_PID` names this process, so by the socket activation protocol `fd` is an
-    // open descriptor that systemd passed to us and nothing else in the process owns it. The
-    // `TAKEN` flag makes sure it is turned into an owner only once.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    };
     check_listener(&owned)?;
     debug!(fd, "using the socket passed by systemd");
     Ok(Some(UnixListener::from(owned)))

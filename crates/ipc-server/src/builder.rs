@@ -50,15 +50,18 @@ pub struct Builder<H> {
     source: Source,
 }
 
-impl<H: Handler> Builder<H> {
-    pub(crate) fn new(handler: H) -> Self {
-        Self {
+impl<H: Handler> Server<H> {
+    /// Starts configuring a server that answers with `handler`.
+    pub fn builder(handler: H) -> Builder<H> {
+        Builder {
             handler,
             config: ServerConfig::new(ipc_core::default_socket_path()),
             source: Source::Path,
         }
     }
+}
 
+impl<H: Handler> Builder<H> {
     /// Listens on a socket file at `path` [default: [`ipc_core::default_socket_path`]].
     ///
     /// A path written `@name` is a name in Linux's abstract namespace instead (see
@@ -125,6 +128,12 @@ impl<H: Handler> Builder<H> {
     /// Sets [`ServerConfig::request_timeout`].
     pub fn request_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.request_timeout = timeout;
+        self
+    }
+
+    /// Sets [`ServerConfig::concurrency`].
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.config.concurrency = n;
         self
     }
 

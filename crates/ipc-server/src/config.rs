@@ -1,5 +1,5 @@
-//! Server settings and their defaults. Every limit here has a flag in the binary and a line in
-//! the README.
+//! Server settings, their defaults and their validation. Every limit here has a flag in the
+//! binary and a line in the README.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +17,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default longest time one handler call may take before its connection is closed.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default number of requests of one connection handled at once: one after another.
+pub const DEFAULT_CONCURRENCY: usize = 1;
+/// Most requests of one connection that may be handled at once.
+pub const MAX_CONCURRENCY: usize = 1024;
 /// Default time connections get to finish after shutdown begins.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default permission bits of the socket file: owner read and write only.
@@ -44,6 +48,11 @@ pub struct ServerConfig {
     /// During shutdown, calls still running are also bounded by
     /// [`shutdown_timeout`](Self::shutdown_timeout).
     pub request_timeout: Option<Duration>,
+    /// Most requests of one connection handled at once. `1` handles them one after another;
+    /// above that, a connection's requests overlap (for handlers that wait on something), and
+    /// their replies still leave in request order. At most this many requests are in flight
+    /// per connection, beside the pending replies.
+    pub concurrency: usize,
     /// After shutdown begins, connections still busy after this long are dropped.
     pub shutdown_timeout: Duration,
     /// Permission bits of the socket file (for example `0o660`).
@@ -64,6 +73,7 @@ impl ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            concurrency: DEFAULT_CONCURRENCY,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             socket_mode: DEFAULT_SOCKET_MODE,
             socket_group: None,
@@ -94,6 +104,12 @@ impl ServerConfig {
                 self.max_connections
             ));
         }
+        if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
+            return bad(format!(
+                "concurrency is {}; it must be between 1 and {MAX_CONCURRENCY}",
+                self.concurrency
+            ));
+        }
         if self.socket_mode > 0o777 {
             return bad(format!(
                 "socket mode is {:o}; it must be at most 0777",
@@ -112,35 +128,9 @@ impl ServerConfig {
     }
 }
 
-/// Parses permission bits written in octal, such as `600` or `0660`.
-///
-/// # Errors
-///
-/// A value that is not octal or has bits beyond `0o777`.
-pub fn parse_mode(s: &str) -> Result<u32, String> {
-    let digits = s.trim_start_matches("0o");
-    let mode = u32::from_str_radix(digits, 8).map_err(|_| format!("{s:?} is not an octal mode"))?;
-    if mode > 0o777 {
-        return Err(format!(
-            "{s:?} has bits beyond 0777 (setuid, setgid and sticky do not apply to sockets)"
-        ));
-    }
-    Ok(mode)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn modes_parse_as_octal() {
-        assert_eq!(parse_mode("600"), Ok(0o600));
-        assert_eq!(parse_mode("0660"), Ok(0o660));
-        assert_eq!(parse_mode("0o777"), Ok(0o777));
-        assert!(parse_mode("800").is_err());
-        assert!(parse_mode("4755").is_err());
-        assert!(parse_mode("rw").is_err());
-    }
 
     #[test]
     fn validation_names_the_setting_and_its_range() {
@@ -156,6 +146,7 @@ mod tests {
         let huge = err(|c| c.max_connections = usize::MAX);
         assert!(huge.contains("must be between 1 and"), "{huge}");
         assert!(err(|c| c.socket_mode = 0o4755).contains("at most 0777"));
+        assert!(err(|c| c.concurrency = 0).contains("between 1 and 1024"));
         assert!(err(|c| c.idle_timeout = Some(Duration::ZERO)).contains("idle timeout"));
         assert!(err(|c| c.request_timeout = Some(Duration::ZERO)).contains("request timeout"));
     }

@@ -10,16 +10,17 @@
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
 use ipc_core::PeerCredentials;
-use nix::libc;
-use nix::sys::socket::{MsgFlags, SockFlag, UnixAddr, getsockopt, send, sendmsg, sockopt};
+use nix::sys::socket::{MsgFlags, UnixAddr, getsockopt, send, sendmsg, sockopt};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
+
+use crate::transport::Transport;
 
 /// Bytes of a read into the stack when no frame is half-read (more waits for the next round).
 pub(crate) const SMALL_READ: usize = 4096;
@@ -60,6 +61,43 @@ impl Connection {
         Ok(PeerCredentials::new(c.uid(), c.gid(), Some(c.pid())))
     }
 
+    /// One send of what `buf` holds (vectored when it holds several chunks), without waiting;
+    /// advances `buf` past what went.
+    fn send_buf<B: Buf>(&self, buf: &mut B) -> io::Result<usize> {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = buf.chunks_vectored(&mut slices);
+        // MSG_NOSIGNAL: a peer that went away is an EPIPE error, never a SIGPIPE that kills an
+        // application embedding the server without ignoring that signal.
+        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+        let fd = self.fd()?.get_ref().as_raw_fd();
+        let written = match &slices[..count] {
+            [] => 0,
+            // The usual case (small replies coalesced); send(2) skips copying in an iovec.
+            [one] => send(fd, one, flags)?,
+            several => sendmsg::<UnixAddr>(fd, several, &[], flags, None)?,
+        };
+        buf.advance(written);
+        Ok(written)
+    }
+
+    /// Adds write readiness to the registration (once per connection).
+    fn register_writable(&mut self) -> io::Result<()> {
+        if self.writable {
+            return Ok(());
+        }
+        let Some(fd) = self.fd.take() else {
+            return Err(io::Error::other("connection lost its runtime registration"));
+        };
+        // Re-registering reports the current state, so readiness that arrived meanwhile is kept.
+        let stream = fd.into_inner();
+        self.fd = Some(register(stream, Interest::READABLE | Interest::WRITABLE)?);
+        self.writable = true;
+        Ok(())
+    }
+}
+
+/// The server's transport: see the module docs for what each method saves.
+impl Transport for Connection {
     /// Waits until the socket is readable and reads what it holds into `rbuf`; `Ok(0)` is the
     /// end of the stream. Cancel-safe: bytes are only taken in the poll that returns them.
     ///
@@ -72,7 +110,7 @@ impl Connection {
     /// `expect` is how many bytes the next message probably takes (the size of the last one):
     /// above a few KiB the read goes straight into a buffer that large, so a large message
     /// arrives in one read instead of a small one and then the rest.
-    pub(crate) async fn read(&self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
+    async fn read(&mut self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
         let fd = self.fd()?;
         // poll_read_ready keeps the waker in the registration's one reader slot (this session
         // is the socket's only reader), which costs less than a `readable()` future per wait.
@@ -98,21 +136,8 @@ impl Connection {
     /// Writes what the socket buffer takes now from `buf`, in order, without waiting, and
     /// advances `buf` past it; `WouldBlock` if it takes nothing. Several chunks of `buf` go out
     /// in one vectored write.
-    pub(crate) fn try_write_buf(&self, buf: &mut impl Buf) -> io::Result<usize> {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let count = buf.chunks_vectored(&mut slices);
-        // MSG_NOSIGNAL: a peer that went away is an EPIPE error, never a SIGPIPE that kills an
-        // application embedding the server without ignoring that signal.
-        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
-        let fd = self.fd()?.get_ref().as_raw_fd();
-        let written = match &slices[..count] {
-            [] => 0,
-            // The usual case (small replies coalesced); send(2) skips copying in an iovec.
-            [one] => send(fd, one, flags)?,
-            several => sendmsg::<UnixAddr>(fd, several, &[], flags, None)?,
-        };
-        buf.advance(written);
-        Ok(written)
+    fn try_write_buf<B: Buf>(&mut self, buf: &mut B) -> io::Result<usize> {
+        self.send_buf(buf)
     }
 
     /// Waits until the socket has room, then writes from `buf` as [`try_write_buf`] does;
@@ -120,11 +145,11 @@ impl Connection {
     /// failed with `WouldBlock`: this is what first asks the runtime for write readiness.
     ///
     /// [`try_write_buf`]: Self::try_write_buf
-    pub(crate) async fn write_buf(&mut self, buf: &mut impl Buf) -> io::Result<usize> {
+    async fn write_buf<B: Buf + Send>(&mut self, buf: &mut B) -> io::Result<usize> {
         self.register_writable()?;
         loop {
             let mut ready = self.fd()?.writable().await?;
-            match self.try_write_buf(buf) {
+            match self.send_buf(buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return result,
@@ -136,41 +161,34 @@ impl Connection {
     /// without waiting), before a close for an error. Closing a Unix socket with unread data
     /// makes the peer's reads fail with `ECONNRESET` once it has read what was sent to it; the
     /// replies are still there to read, but a simple client may give up at the error.
-    pub(crate) fn discard_unread(&self, limit: usize) {
+    fn discard_unread(&mut self, limit: usize) {
         let Ok(fd) = self.fd() else { return };
         let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
         let mut dropped = 0;
         while dropped < limit {
-            match recv_uninit(fd.get_ref().as_raw_fd(), &mut chunk) {
+            match recv_uninit(fd.get_ref(), &mut chunk) {
                 Ok(got) if !got.is_empty() => dropped += got.len(),
                 _ => break,
             }
         }
     }
-
-    /// Adds write readiness to the registration (once per connection).
-    fn register_writable(&mut self) -> io::Result<()> {
-        if self.writable {
-            return Ok(());
-        }
-        let Some(fd) = self.fd.take() else {
-            return Err(io::Error::other("connection lost its runtime registration"));
-        };
-        // Re-registering reports the current state, so readiness that arrived meanwhile is kept.
-        let stream = fd.into_inner();
-        self.fd = Some(register(stream, Interest::READABLE | Interest::WRITABLE)?);
-        self.writable = true;
-        Ok(())
-    }
 }
 
-/// Accepts a connection on a listening socket, non-blocking and close-on-exec from the start
-/// (one system call).
-pub(crate) fn accept(listener: &UnixListener) -> io::Result<UnixStream> {
-    let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-    let fd = nix::sys::socket::accept4(listener.as_raw_fd(), flags)?;
-    // SAFETY: accept4(2) returned a new, open descriptor that nothing else owns.
-    Ok(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+/// Takes ownership of a descriptor systemd passed (socket activation), once in the process's
+/// life; `None` if it was taken before. Only for a descriptor `sd_notify::listen_fds` returned,
+/// which checks that `LISTEN_PID` is this process.
+#[cfg(feature = "systemd")]
+pub(crate) fn take_inherited(fd: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    if TAKEN.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: by the socket activation protocol (LISTEN_PID names this process, checked by
+    // sd_notify), `fd` is open and was handed to this process, and nothing else in the process
+    // owns it; the `TAKEN` flag makes sure it becomes an owner only once.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A socket type that owns its file descriptor for its whole life.
@@ -192,12 +210,11 @@ fn read_some(
     rbuf: &mut BytesMut,
     expect: usize,
 ) -> io::Result<(usize, usize)> {
-    let fd = stream.as_raw_fd();
     if rbuf.is_empty() && expect <= SMALL_READ {
         // The common case, a new small message: read into a small stack buffer and keep only
         // what arrived, so an idle connection holds no large buffer.
         let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
-        let got = recv_uninit(fd, &mut chunk)?;
+        let got = recv_uninit(stream, &mut chunk)?;
         rbuf.extend_from_slice(got);
         return Ok((got.len(), SMALL_READ));
     }
@@ -212,7 +229,7 @@ fn read_some(
     rbuf.reserve(want.min(MAX_READ));
     let spare = rbuf.spare_capacity_mut();
     let asked = spare.len();
-    let n = recv_uninit(fd, spare)?.len();
+    let n = recv_uninit(stream, spare)?.len();
     // SAFETY: recv_uninit initialised the first `n` bytes of the spare capacity.
     unsafe { rbuf.set_len(rbuf.len() + n) };
     Ok((n, asked))
@@ -220,12 +237,12 @@ fn read_some(
 
 /// `recv(2)` without waiting into memory that need not be initialised (zero-filling it first
 /// would cost as much as the read); returns the part the kernel filled.
-fn recv_uninit(fd: RawFd, buf: &mut [MaybeUninit<u8>]) -> io::Result<&mut [u8]> {
-    // SAFETY: the pointer is valid for writes of `buf.len()` bytes, the most recv(2) writes.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    // SAFETY: recv(2) returned `n` <= `buf.len()`: it initialised that many bytes at the start.
-    Ok(unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast(), n) })
+fn recv_uninit<'b>(
+    stream: &UnixStream,
+    buf: &'b mut [MaybeUninit<u8>],
+) -> io::Result<&'b mut [u8]> {
+    let ((filled, _rest), _len) = rustix::net::recv(stream, buf, rustix::net::RecvFlags::DONTWAIT)?;
+    Ok(filled)
 }
 
 #[cfg(test)]
@@ -255,7 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn reads_small_messages_then_the_end_of_stream() {
-        let (conn, mut peer) = pair();
+        let (mut conn, mut peer) = pair();
         let mut rbuf = BytesMut::new();
         peer.write_all(b"one\n").unwrap();
         assert_eq!(within(conn.read(&mut rbuf, 0)).await.unwrap(), 4);
@@ -268,7 +285,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_expected_large_message_comes_in_one_read() {
-        let (conn, mut peer) = pair();
+        let (mut conn, mut peer) = pair();
         // Two of these fit in a Unix socket's default buffer (about 200 KB).
         let message = vec![7u8; 40_000];
         peer.write_all(&message).unwrap();
@@ -284,7 +301,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_frame_arrives_whole_across_reads() {
-        let (conn, mut peer) = pair();
+        let (mut conn, mut peer) = pair();
         let sent: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
         let expected = sent.clone();
         let writer = std::thread::spawn(move || peer.write_all(&sent).unwrap());
@@ -336,7 +353,7 @@ mod tests {
 
     #[tokio::test]
     async fn writing_to_a_closed_peer_is_a_broken_pipe_error() {
-        let (conn, peer) = pair();
+        let (mut conn, peer) = pair();
         drop(peer);
         let e = conn.try_write_buf(&mut &b"reply\n"[..]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);

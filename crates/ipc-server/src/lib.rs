@@ -46,6 +46,9 @@ pub mod activation;
 pub mod address;
 mod builder;
 pub mod config;
+// The one place allowed `unsafe`: registering sockets with the runtime, reads into
+// uninitialised memory, and taking a descriptor systemd passed.
+#[allow(unsafe_code)]
 mod conn;
 pub mod error;
 mod listener;
@@ -54,7 +57,7 @@ pub mod server;
 mod session;
 pub mod signal;
 pub mod socket_file;
-mod trigger;
+mod transport;
 
 pub use access::AccessPolicy;
 pub use address::ListenAddress;
@@ -62,8 +65,10 @@ pub use builder::Builder;
 pub use bytes::Bytes;
 pub use config::ServerConfig;
 pub use error::ServerError;
+#[cfg(feature = "tower")]
+pub use ipc_core::tower;
 pub use ipc_core::{
-    Ack, BoxError, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials,
+    Ack, BoxError, BoxHandler, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials,
     default_socket_path, handler_fn,
 };
 pub use server::{Server, ShutdownHandle};

@@ -14,9 +14,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
-use crate::conn::{self, Connection};
+use crate::conn::Connection;
 use crate::session::Session;
-use crate::trigger::Trigger;
+use ipc_core::Trigger;
 
 /// How long to pause accepting after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -83,9 +83,10 @@ impl<H: Handler> Listener<H> {
                 conn,
                 codec: FrameCodec::new(self.config.framing, self.config.max_frame),
                 handler: Arc::clone(&self.handler),
-                ctx: Context::new(id, peer),
+                ctx: Context::new(id, peer).with_shutdown(self.shutdown.clone()),
                 idle_timeout: self.config.idle_timeout,
                 request_timeout: self.config.request_timeout,
+                concurrency: self.config.concurrency,
                 shutdown: self.shutdown.clone(),
             };
             let force = self.force.clone();
@@ -110,10 +111,7 @@ impl<H: Handler> Listener<H> {
         let mut failed: u64 = 0;
         let mut since: Option<std::time::Instant> = None;
         loop {
-            let accepted = self
-                .listener
-                .async_io(Interest::READABLE, conn::accept)
-                .await;
+            let accepted = self.listener.async_io(Interest::READABLE, accept).await;
             match accepted {
                 Ok(stream) => {
                     if let Some(since) = since {
@@ -145,6 +143,13 @@ impl<H: Handler> Listener<H> {
             }
         }
     }
+}
+
+/// Accepts a connection, non-blocking and close-on-exec from the start (one system call).
+fn accept(listener: &UnixListener) -> io::Result<UnixStream> {
+    use rustix::net::SocketFlags;
+    let fd = rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
+    Ok(UnixStream::from(fd))
 }
 
 fn is_connection_error(e: &io::Error) -> bool {

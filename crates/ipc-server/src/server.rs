@@ -17,12 +17,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::address::ListenAddress;
-use crate::builder::Builder;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::listener::Listener;
 use crate::socket_file::{self, BindOptions, SocketFile};
-use crate::trigger::Trigger;
+use ipc_core::Trigger;
 
 /// A bound server, ready to [`serve`](Server::serve).
 #[derive(Debug)]
@@ -69,17 +68,12 @@ impl ShutdownHandle {
 }
 
 impl<H: Handler> Server<H> {
-    /// Starts configuring a server that answers with `handler`.
-    pub fn builder(handler: H) -> Builder<H> {
-        Builder::new(handler)
-    }
-
-    /// Binds a server at `config.socket_path`: shorthand for the [`Builder`] with a whole
-    /// [`ServerConfig`].
+    /// Binds a server at `config.socket_path`: shorthand for the
+    /// [`Builder`](crate::Builder) with a whole [`ServerConfig`].
     ///
     /// # Errors
     ///
-    /// As [`Builder::bind`].
+    /// As [`Builder::bind`](crate::Builder::bind).
     pub fn bind(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
         Self::bind_path(config, handler)
     }

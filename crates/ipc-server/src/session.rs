@@ -10,7 +10,12 @@
 //! Nothing is lost at a close: whatever ends the session (a handler error, panic or timeout, a
 //! bad frame after good ones, shutdown), the replies already made are written first, and the
 //! count logged as `answered` is the number of replies that were written whole.
+//!
+//! With a concurrency above 1, up to that many requests of the connection are handled at once
+//! (their calls run interleaved on the session's task); replies still leave in request order.
+//! The session runs over any [`Transport`], so all of this is unit-tested over an in-memory pipe.
 
+use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -24,9 +29,13 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, info, warn};
 
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use ipc_core::Trigger;
+
 use crate::conn::{Connection, SMALL_READ};
 use crate::outbox::Outbox;
-use crate::trigger::Trigger;
+use crate::transport::Transport;
 
 /// Pending reply bytes at which the session stops handling requests and writes them out.
 pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
@@ -80,23 +89,57 @@ impl SessionError {
 }
 
 /// Runs one connection until the peer closes, an error, or shutdown.
-pub(crate) struct Session<H> {
-    pub(crate) conn: Connection,
+pub(crate) struct Session<H, T = Connection> {
+    pub(crate) conn: T,
     pub(crate) codec: FrameCodec,
     pub(crate) handler: Arc<H>,
     pub(crate) ctx: Context,
     pub(crate) idle_timeout: Option<Duration>,
     /// Longest a handler call may take; the connection is closed after a longer one.
     pub(crate) request_timeout: Option<Duration>,
+    /// Most requests of this connection handled at once (at least 1).
+    pub(crate) concurrency: usize,
     /// Fired when the server shuts down: finish the requests already read, then close.
     pub(crate) shutdown: Trigger,
 }
 
-impl<H: Handler> Session<H> {
-    /// Runs the session to its end and logs how it ended; returns the replies written whole.
-    pub(crate) async fn run(mut self) -> u64 {
+/// How a session ended (the session logs it; tests read it).
+#[derive(Debug)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) struct Outcome {
+    /// Replies written whole.
+    pub(crate) answered: u64,
+    /// Why it ended, if not by a clean close or shutdown.
+    pub(crate) result: Result<(), SessionError>,
+}
+
+/// Calls [`Handler::disconnected`] when dropped: when the session ends, and also when a forced
+/// shutdown drops it mid-way.
+struct DisconnectHook<H: Handler> {
+    handler: Arc<H>,
+    ctx: Context,
+}
+
+impl<H: Handler> Drop for DisconnectHook<H> {
+    fn drop(&mut self) {
+        self.handler.disconnected(&self.ctx);
+    }
+}
+
+impl<H: Handler, T: Transport> Session<H, T> {
+    /// Runs the session to its end and logs how it ended.
+    pub(crate) async fn run(mut self) -> Outcome {
+        self.handler.connected(&self.ctx);
+        let _hook = DisconnectHook {
+            handler: Arc::clone(&self.handler),
+            ctx: self.ctx.clone(),
+        };
         let mut outbox = Outbox::default();
-        let mut result = self.exchange(&mut outbox).await;
+        let mut result = if self.concurrency > 1 {
+            self.exchange_concurrently(&mut outbox).await
+        } else {
+            self.exchange(&mut outbox).await
+        };
         if let Err(e) = &result {
             // Whatever ended the exchange, the replies already made go out before the close.
             if e.can_still_write() && !outbox.is_empty() {
@@ -113,7 +156,7 @@ impl<H: Handler> Session<H> {
             Err(e) if e.is_idle() => info!(answered, reason = %e, "closing idle connection"),
             Err(e) => warn!(answered, error = %e, "closing connection"),
         }
-        answered
+        Outcome { answered, result }
     }
 
     async fn exchange(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
@@ -178,6 +221,84 @@ impl<H: Handler> Session<H> {
         }
     }
 
+    /// The exchange with up to `concurrency` requests handled at once: calls start as requests
+    /// are read (while fewer than that are running and the pending replies are under the
+    /// high-water mark), and their replies are queued in request order as the calls finish.
+    async fn exchange_concurrently(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
+        let Session {
+            conn,
+            codec,
+            handler,
+            ctx,
+            idle_timeout,
+            request_timeout,
+            concurrency,
+            shutdown,
+        } = self;
+        let (handler, ctx, limit) = (&**handler, &*ctx, *concurrency);
+        let mut rbuf = BytesMut::new();
+        let mut calls = FuturesOrdered::new();
+        let mut last_frame = Instant::now();
+        let idle = idle_timeout.unwrap_or(Duration::MAX);
+        let idle_sleep = tokio::time::sleep_until(deadline(last_frame, idle));
+        tokio::pin!(idle_sleep);
+        let trigger = shutdown.clone();
+        let stop = trigger.fired();
+        tokio::pin!(stop);
+        let (mut eof, mut stopping) = (false, false);
+        let mut expect = codec.read_hint(0);
+
+        loop {
+            // Start calls for the requests already read, up to the limit.
+            while calls.len() < limit && outbox.len() < WRITE_HIGH_WATER {
+                let request = match codec.decode(&mut rbuf)? {
+                    Some(request) => request,
+                    None if eof => match codec.decode_eof(&mut rbuf)? {
+                        Some(request) => request,
+                        None => break,
+                    },
+                    None => break,
+                };
+                expect = codec.read_hint(request.len());
+                if idle_timeout.is_some() {
+                    last_frame = Instant::now();
+                }
+                calls.push_back(call(handler, ctx, request, *request_timeout));
+            }
+            // Queue the replies of the calls already done, in order, and write them.
+            while let Poll::Ready(Some(reply)) = futures::poll!(calls.next()) {
+                outbox.push(codec, reply?)?;
+            }
+            write_out(conn, *idle_timeout, outbox).await?;
+            let reading = !eof && !stopping;
+            if calls.is_empty() && !reading {
+                // Every request read has its reply (a partial frame left at shutdown is not a
+                // request); the session is done.
+                return Ok(());
+            }
+            if rbuf.is_empty() && rbuf.capacity() > SMALL_READ {
+                rbuf = BytesMut::new();
+            }
+            tokio::select! {
+                biased;
+                () = &mut stop, if !stopping => stopping = true,
+                Some(reply) = calls.next() => outbox.push(codec, reply?)?,
+                read = conn.read(&mut rbuf, expect), if reading && calls.len() < limit => {
+                    if read? == 0 {
+                        eof = true;
+                    }
+                }
+                () = &mut idle_sleep, if reading && calls.is_empty() && idle_timeout.is_some() => {
+                    let due = deadline(last_frame, idle);
+                    if Instant::now() >= due {
+                        return Err(SessionError::Idle(idle));
+                    }
+                    idle_sleep.as_mut().reset(due);
+                }
+            }
+        }
+    }
+
     /// Calls the handler for one request and queues its reply.
     ///
     /// The call is polled once before anything else: most handlers answer at once, and they
@@ -202,12 +323,7 @@ impl<H: Handler> Session<H> {
                 }
             }
         };
-        let reply = match outcome {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => return Err(SessionError::Handler(e)),
-            Err(panic) => return Err(SessionError::HandlerPanicked(panic_message(&panic))),
-        };
-        outbox.push(&self.codec, reply)?;
+        outbox.push(&self.codec, settle(outcome)?)?;
         Ok(())
     }
 
@@ -217,10 +333,42 @@ impl<H: Handler> Session<H> {
     }
 }
 
+/// One handler call, with its panics caught and its time bounded by the request timeout
+/// (counted from now).
+fn call<'a, H: Handler>(
+    handler: &'a H,
+    ctx: &'a Context,
+    request: Bytes,
+    timeout: Option<Duration>,
+) -> impl Future<Output = Result<Bytes, SessionError>> + Send + 'a {
+    let due = timeout.map(|limit| (Instant::now() + limit, limit));
+    let call = AssertUnwindSafe(handler.handle(request, ctx)).catch_unwind();
+    async move {
+        let outcome = match due {
+            Some((due, limit)) => tokio::time::timeout_at(due, call)
+                .await
+                .map_err(|_| SessionError::HandlerTimeout(limit))?,
+            None => call.await,
+        };
+        settle(outcome)
+    }
+}
+
+/// The reply of a finished call, or why there is none.
+fn settle(
+    outcome: Result<Result<Bytes, BoxError>, Box<dyn std::any::Any + Send>>,
+) -> Result<Bytes, SessionError> {
+    match outcome {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(e)) => Err(SessionError::Handler(e)),
+        Err(panic) => Err(SessionError::HandlerPanicked(panic_message(&panic))),
+    }
+}
+
 /// Writes every queued reply. With an idle timeout, a peer that takes nothing for that long is
 /// given up on; one that keeps taking bytes, however slowly, is not.
 async fn write_out(
-    conn: &mut Connection,
+    conn: &mut impl Transport,
     idle_timeout: Option<Duration>,
     outbox: &mut Outbox,
 ) -> Result<(), SessionError> {
@@ -260,5 +408,233 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session over an in-memory pipe (`tokio::io::duplex`): no socket involved.
+
+    use super::*;
+    use crate::transport::IoTransport;
+    use ipc_core::{Framing, PeerCredentials, handler_fn};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    async fn within<T>(f: impl Future<Output = T>) -> T {
+        tokio::time::timeout(DEADLINE, f)
+            .await
+            .expect("took longer than the deadline")
+    }
+
+    /// Echoes, waits `N` ms over `sN`, fails on `fail`, panics on `panic`.
+    fn moody() -> impl Handler {
+        handler_fn(|req: Bytes, _ctx| async move {
+            match &req[..] {
+                b"fail" => return Err::<Bytes, BoxError>("no".into()),
+                b"panic" => panic!("on purpose"),
+                r if r.starts_with(b"s") => {
+                    let ms: u64 = std::str::from_utf8(&r[1..]).unwrap().parse().unwrap();
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                _ => {}
+            }
+            Ok(req)
+        })
+    }
+
+    /// A session with `handler` over a pipe of `capacity` bytes; returns it and the client's end.
+    fn session<H: Handler>(
+        handler: H,
+        framing: Framing,
+        concurrency: usize,
+        capacity: usize,
+    ) -> (Session<H, IoTransport<DuplexStream>>, DuplexStream, Trigger) {
+        let (ours, theirs) = tokio::io::duplex(capacity);
+        let shutdown = Trigger::default();
+        let session = Session {
+            conn: IoTransport::new(ours),
+            codec: FrameCodec::new(framing, 1 << 20),
+            handler: Arc::new(handler),
+            ctx: Context::new(1, PeerCredentials::new(0, 0, None)).with_shutdown(shutdown.clone()),
+            idle_timeout: Some(Duration::from_secs(60)),
+            request_timeout: Some(Duration::from_secs(30)),
+            concurrency,
+            shutdown: shutdown.clone(),
+        };
+        (session, theirs, shutdown)
+    }
+
+    async fn read_all(client: &mut DuplexStream) -> Vec<u8> {
+        let mut out = Vec::new();
+        within(client.read_to_end(&mut out)).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn replies_come_in_request_order_with_pipelining() {
+        for concurrency in [1, 4] {
+            let (session, mut client, _) = session(moody(), Framing::Line, concurrency, 1 << 16);
+            // The first request is the slowest: with concurrency the others finish first, and
+            // still their replies wait for it.
+            client.write_all(b"s40\ns10\na\ns20\nb\n").await.unwrap();
+            client.shutdown().await.unwrap();
+            let outcome = within(session.run()).await;
+            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+            assert_eq!(outcome.answered, 5);
+            assert_eq!(read_all(&mut client).await, b"s40\ns10\na\ns20\nb\n");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_replies_of_buffered_requests_go_out_in_one_write() {
+        let (mut session, mut client, _) = session(moody(), Framing::Line, 1, 1 << 16);
+        let batch: String = (0..50).map(|i| format!("m{i}\n")).collect();
+        client.write_all(batch.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        let counters = session.conn.counters();
+        session.idle_timeout = None;
+        let outcome = within(session.run()).await;
+        assert_eq!(outcome.answered, 50);
+        assert_eq!(read_all(&mut client).await, batch.as_bytes());
+        assert_eq!(
+            counters.writes.load(Ordering::SeqCst),
+            1,
+            "one write for 50 replies"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_never_reads_stops_the_session_from_reading() {
+        let (session, client, _) = session(moody(), Framing::Line, 1, 4096);
+        let counters = session.conn.counters();
+        let (_client_read, mut client_write) = tokio::io::split(client);
+        // The client writes 8 MiB of requests and reads nothing.
+        let writer = tokio::spawn(async move {
+            let line = [b'x'; 1023];
+            for _ in 0..8192 {
+                if client_write.write_all(&line).await.is_err()
+                    || client_write.write_all(b"\n").await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+        let running = tokio::spawn(session.run());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let read = counters.read.load(Ordering::SeqCst);
+        // Replies pending up to the high-water mark, plus what was read with them.
+        assert!(
+            read < 4 * WRITE_HIGH_WATER,
+            "read {read} bytes from a peer that reads nothing"
+        );
+        assert!(!writer.is_finished(), "the writer was never held back");
+        running.abort();
+        writer.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+        let (mut session, mut client, _) = session(moody(), Framing::Line, 1, 1 << 16);
+        session.idle_timeout = Some(Duration::from_secs(5));
+        client.write_all(b"once\n").await.unwrap();
+        let started = Instant::now();
+        let outcome = session.run().await;
+        assert!(
+            matches!(outcome.result, Err(SessionError::Idle(_))),
+            "{:?}",
+            outcome.result
+        );
+        assert_eq!(outcome.answered, 1);
+        assert!(started.elapsed() >= Duration::from_secs(5));
+        assert_eq!(read_all(&mut client).await, b"once\n");
+    }
+
+    #[tokio::test]
+    async fn at_shutdown_every_request_already_read_is_answered() {
+        for concurrency in [1, 3] {
+            let (session, mut client, shutdown) =
+                session(moody(), Framing::Line, concurrency, 1 << 16);
+            let counters = session.conn.counters();
+            client.write_all(b"s30\ns30\ns30\npartial").await.unwrap();
+            let running = tokio::spawn(session.run());
+            // Once the requests are read, shut down while the calls are running.
+            while counters.read.load(Ordering::SeqCst) < 19 {
+                tokio::task::yield_now().await;
+            }
+            shutdown.fire();
+            let outcome = within(running).await.unwrap();
+            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+            assert_eq!(outcome.answered, 3);
+            assert_eq!(read_all(&mut client).await, b"s30\ns30\ns30\n");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_or_panicking_handler_lets_the_earlier_replies_out_first() {
+        for concurrency in [1, 4] {
+            for poison in ["fail", "panic"] {
+                let (session, mut client, _) =
+                    session(moody(), Framing::Line, concurrency, 1 << 16);
+                let input = format!("a\ns10\n{poison}\nz\n");
+                client.write_all(input.as_bytes()).await.unwrap();
+                let outcome = within(session.run()).await;
+                assert!(outcome.result.is_err());
+                assert_eq!(outcome.answered, 2, "{poison}, concurrency {concurrency}");
+                assert_eq!(read_all(&mut client).await, b"a\ns10\n");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_end_of_the_stream_inside_a_frame_is_an_error_after_the_replies() {
+        let (session, mut client, _) = session(moody(), Framing::Length, 1, 1 << 16);
+        client
+            .write_all(b"\0\0\0\x02ok\0\0\0\x09par")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let outcome = within(session.run()).await;
+        assert!(
+            matches!(
+                outcome.result,
+                Err(SessionError::Frame(FrameError::Truncated { .. }))
+            ),
+            "{:?}",
+            outcome.result
+        );
+        assert_eq!(outcome.answered, 1);
+        assert_eq!(read_all(&mut client).await, b"\0\0\0\x02ok");
+    }
+
+    #[tokio::test]
+    async fn concurrency_overlaps_the_calls_of_one_connection() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (now, max) = (Arc::clone(&in_flight), Arc::clone(&most));
+        let handler = handler_fn(move |req: Bytes, _ctx| {
+            let (now, max) = (Arc::clone(&now), Arc::clone(&max));
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                max.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, BoxError>(req)
+            }
+        });
+        let (session, mut client, _) = session(handler, Framing::Line, 3, 1 << 16);
+        let batch: String = (0..12).map(|i| format!("{i}\n")).collect();
+        client.write_all(batch.as_bytes()).await.unwrap();
+        client.shutdown().await.unwrap();
+        let outcome = within(session.run()).await;
+        assert_eq!(outcome.answered, 12);
+        assert_eq!(read_all(&mut client).await, batch.as_bytes());
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            3,
+            "at most, and at least, 3 at once"
+        );
     }
 }

@@ -222,3 +222,122 @@ async fn a_server_reports_what_it_really_listens_on() {
 fn nix_uid() -> u32 {
     std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m))
 }
+
+/// Keeps an entry per open connection, through the connection hooks.
+#[derive(Default)]
+struct PerConnection {
+    open: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl Handler for PerConnection {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+        let mut open = self.open.lock().unwrap();
+        *open.entry(ctx.connection_id()).or_default() += 1;
+        Ok(request)
+    }
+
+    fn connected(&self, ctx: &Context) {
+        let mut open = self.open.lock().unwrap();
+        open.insert(ctx.connection_id(), 0);
+        self.most
+            .fetch_max(open.len(), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn disconnected(&self, ctx: &Context) {
+        self.open.lock().unwrap().remove(&ctx.connection_id());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_connection_state_goes_with_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.sock");
+    let state = std::sync::Arc::new(PerConnection::default());
+    let server = Server::builder(std::sync::Arc::clone(&state))
+        .socket(&path)
+        .bind()
+        .unwrap();
+    let handle = server.handle();
+    tokio::spawn(server.serve(std::future::pending()));
+    // 1,000 connections come and go, 50 at a time; some say something, some do not.
+    for wave in 0..20 {
+        let mut conns = Vec::new();
+        for i in 0..50 {
+            let mut c = connect(&path).await;
+            if (wave + i) % 2 == 0 {
+                assert_eq!(exchange(&mut c, "hi").await.as_deref(), Some("hi"));
+            }
+            conns.push(c);
+        }
+        drop(conns);
+    }
+    within("every connection's state is gone", async {
+        while !state.open.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(state.most.load(std::sync::atomic::Ordering::SeqCst) >= 50);
+    handle.shutdown();
+    within("the server stops", handle.stopped()).await;
+}
+
+#[tokio::test]
+async fn a_long_call_learns_of_the_shutdown_and_ends_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.sock");
+    let watcher = ipc_server::handler_fn(|_request: Bytes, ctx: Context| async move {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(60)) => Ok::<_, BoxError>(Bytes::from("late")),
+            () = ctx.shutdown() => Ok(Bytes::from("shutting down")),
+        }
+    });
+    let server = Server::builder(watcher)
+        .socket(&path)
+        .shutdown_timeout(Duration::from_secs(60))
+        .bind()
+        .unwrap();
+    let handle = server.handle();
+    tokio::spawn(server.serve(std::future::pending()));
+    let mut client = connect(&path).await;
+    client.get_mut().write_all(b"watch\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handle.shutdown();
+    let mut line = String::new();
+    within("the reply", client.read_line(&mut line))
+        .await
+        .unwrap();
+    assert_eq!(line, "shutting down\n");
+    // The drain did not wait for the 60 s shutdown timeout.
+    within("the server stops", handle.stopped()).await;
+}
+
+#[tokio::test]
+async fn requests_of_one_connection_overlap_with_concurrency() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conc.sock");
+    let waits = ipc_server::handler_fn(|request: Bytes, _ctx| async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        Ok::<_, BoxError>(request)
+    });
+    let server = Server::builder(waits)
+        .socket(&path)
+        .concurrency(8)
+        .bind()
+        .unwrap();
+    let handle = server.handle();
+    tokio::spawn(server.serve(std::future::pending()));
+    let mut s = within("connect", UnixStream::connect(&path)).await.unwrap();
+    let batch: String = (0..8).map(|i| format!("r{i}\n")).collect();
+    let started = std::time::Instant::now();
+    s.write_all(batch.as_bytes()).await.unwrap();
+    let mut got = vec![0; batch.len()];
+    within("the replies", s.read_exact(&mut got)).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(String::from_utf8(got).unwrap(), batch, "in request order");
+    // One after another they take 400 ms.
+    assert!(took < Duration::from_millis(300), "{took:?}");
+    handle.shutdown();
+    within("the server stops", handle.stopped()).await;
+}

@@ -43,6 +43,12 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     server_bin: Option<PathBuf>,
 
+    /// Lean load-generator sockets, registered for read readiness only as a hand-written
+    /// client's are (the default is an ordinary tokio client, which also wakes for write
+    /// readiness after every request, on the CPU the servers share).
+    #[arg(long)]
+    lean: bool,
+
     /// Extra flags passed to ipc-server (for example --server-arg=--workers=1).
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         work_dir: work.clone(),
         server_args: cli.server_args,
         only: cli.only,
+        lean: cli.lean,
     };
     let result = suite::run(&config);
     let _ = std::fs::remove_dir_all(&work);

@@ -55,6 +55,11 @@ struct Cli {
     #[arg(long)]
     no_verify: bool,
 
+    /// Lean client sockets: registered for read readiness only, as a hand-written epoll client
+    /// does (an ordinary tokio client also wakes for write readiness after every request).
+    #[arg(long)]
+    lean: bool,
+
     /// The server's process id, to report its CPU time per reply.
     #[arg(long, value_name = "PID")]
     pid: Option<i32>,
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         stop,
         oneshot: cli.oneshot,
         verify: !cli.no_verify,
+        lean: cli.lean,
     };
     let cpu_before = cli.pid.and_then(procstat::cpu_time);
     let report = match load::run(&config) {

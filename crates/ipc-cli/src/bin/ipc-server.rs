@@ -4,10 +4,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ipc_cli::{self as cli, LogArgs, SocketArgs, exit};
+use ipc_cli::{self as cli, LogArgs, SocketArgs, exit, parse_mode};
 use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Handler};
 use ipc_server::activation;
-use ipc_server::config::{DEFAULT_MAX_CONNECTIONS, parse_mode};
+use ipc_server::config::{DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS};
 use ipc_server::signal::{self, ShutdownSignals};
 use ipc_server::socket_file::resolve_group;
 use ipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
@@ -72,6 +72,16 @@ struct Cli {
         env = "IPC_REQUEST_TIMEOUT"
     )]
     request_timeout: Duration,
+
+    /// Requests of one connection handled at once (1 = one after another); replies still go
+    /// back in request order.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_CONCURRENCY,
+        value_name = "N",
+        env = "IPC_CONCURRENCY"
+    )]
+    concurrency: usize,
 
     /// Seconds connections get to finish after a stop signal before they are dropped.
     #[arg(
@@ -247,6 +257,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     config.max_connections = cli.max_connections;
     config.idle_timeout = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
     config.request_timeout = (!cli.request_timeout.is_zero()).then_some(cli.request_timeout);
+    config.concurrency = cli.concurrency;
     config.shutdown_timeout = cli.shutdown_timeout;
     config.socket_mode = cli.socket_mode;
     config.socket_group = cli
@@ -331,6 +342,7 @@ mod tests {
         assert_eq!(cli.request_timeout, DEFAULT_REQUEST_TIMEOUT);
         assert_eq!(cli.socket_mode, ipc_server::config::DEFAULT_SOCKET_MODE);
         assert_eq!(cli.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(cli.concurrency, DEFAULT_CONCURRENCY);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! A one-way signal with many waiters (shutdown, forced shutdown) that costs one atomic load to
-//! poll while it has not fired.
+//! [`Trigger`]: a one-way signal with many waiters (the server's shutdown, forced shutdown) that
+//! costs one atomic load to poll while it has not fired. Handlers see the server's shutdown
+//! through it ([`Context::shutdown`](crate::Context::shutdown)).
 //!
 //! Every session waits on the shutdown signals each time it waits for its socket. A
 //! `CancellationToken` takes two mutexes on every poll, which showed in profiles of a busy
@@ -23,17 +24,22 @@ struct Inner {
 
 /// A signal that fires once and stays fired; clones share it.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Trigger(Arc<Inner>);
+pub struct Trigger(Arc<Inner>);
 
 impl Trigger {
     /// Fires the signal: every waiter, present and future, completes.
-    pub(crate) fn fire(&self) {
+    pub fn fire(&self) {
         self.0.fired.store(true, Ordering::SeqCst);
         self.0.notify.notify_waiters();
     }
 
+    /// Whether the signal has fired.
+    pub fn is_fired(&self) -> bool {
+        self.0.fired.load(Ordering::SeqCst)
+    }
+
     /// A future that completes when the signal fires (at once if it has).
-    pub(crate) fn fired(&self) -> Fired<'_> {
+    pub fn fired(&self) -> Fired<'_> {
         Fired {
             inner: &self.0,
             // Created now, so a `fire` from here on wakes it even before its first poll.
@@ -46,7 +52,7 @@ impl Trigger {
 pin_project_lite::pin_project! {
     /// Completes when its [`Trigger`] fires.
     #[derive(Debug)]
-    pub(crate) struct Fired<'a> {
+    pub struct Fired<'a> {
         inner: &'a Inner,
         #[pin]
         notified: Notified<'a>,

@@ -21,7 +21,7 @@ struct Cli {
     quick: bool,
 
     /// Rounds per scenario (the servers take turns; each figure is the median of its rounds).
-    /// More rounds narrow run-to-run noise; a full run of 15 takes about five minutes.
+    /// More rounds narrow run-to-run noise; a full run of 15 takes about eight minutes.
     /// [default: 15, or 1 with --quick]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     rounds: Option<u32>,

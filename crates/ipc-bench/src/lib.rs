@@ -1,8 +1,9 @@
-//! The benchmark suite's pieces: a verifying load generator ([`load`]), process statistics
-//! ([`procstat`]), and the scenario runner that compares ipc-server with the reference servers
-//! in one run ([`suite`]).
+//! The benchmark suite's pieces: a verifying load generator ([`load`], with a lean client in
+//! `lean`), process statistics ([`procstat`]), and the scenario runner that compares ipc-server
+//! with the reference servers in one run ([`suite`]).
 #![deny(missing_docs)]
 
+mod lean;
 pub mod load;
 pub mod procstat;
 pub mod suite;

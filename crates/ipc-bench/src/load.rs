@@ -46,8 +46,8 @@ pub struct LoadConfig {
     pub oneshot: bool,
     /// Check that each reply equals its request (an echo server); otherwise only count.
     pub verify: bool,
-    /// Lean clients: blocking sockets, a thread each (see `Link`), so the load generator costs
-    /// the machine as little as a plain hand-written client does.
+    /// The lean client (see [`crate::lean`]): one thread, sockets registered for read readiness
+    /// only, so the load generator costs the machine what a hand-written epoll client does.
     pub lean: bool,
 }
 
@@ -109,15 +109,21 @@ pub enum LoadError {
 /// Smallest request that holds the 16-digit counter.
 pub const MIN_SIZE: usize = 16;
 
-struct Shared {
+/// What every connection of one run shares: the request budget and connection numbers.
+pub(crate) struct Shared {
     remaining: AtomicI64,
     deadline: Option<Instant>,
     next_conn: AtomicU64,
 }
 
 impl Shared {
+    /// A number for a new connection.
+    pub(crate) fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Takes one request's worth of budget; false when the run is over.
-    fn take(&self) -> bool {
+    pub(crate) fn take(&self) -> bool {
         if let Some(deadline) = self.deadline {
             return Instant::now() < deadline;
         }
@@ -125,14 +131,15 @@ impl Shared {
     }
 }
 
+/// What one connection (or the lean client) counted.
 #[derive(Default)]
-struct Tally {
-    msgs: u64,
-    bytes: u64,
-    lost: u64,
-    reordered: u64,
-    corrupted: u64,
-    io_errors: u64,
+pub(crate) struct Tally {
+    pub(crate) msgs: u64,
+    pub(crate) bytes: u64,
+    pub(crate) lost: u64,
+    pub(crate) reordered: u64,
+    pub(crate) corrupted: u64,
+    pub(crate) io_errors: u64,
 }
 
 /// Runs the load on a single-threaded runtime in the calling thread (pin the thread to place
@@ -152,13 +159,6 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
             "--conns and --pipeline must be at least 1".into(),
         ));
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    Ok(runtime.block_on(run_async(config)))
-}
-
-async fn run_async(config: &LoadConfig) -> LoadReport {
     let start = Instant::now();
     let shared = Arc::new(Shared {
         remaining: AtomicI64::new(match config.stop {
@@ -171,35 +171,40 @@ async fn run_async(config: &LoadConfig) -> LoadReport {
         },
         next_conn: AtomicU64::new(0),
     });
-    let client = |config: LoadConfig, shared: Arc<Shared>| async move {
-        let mut hist = new_histogram();
-        let mut tally = Tally::default();
-        if config.oneshot {
-            oneshot_loop(&config, &shared, &mut hist, &mut tally).await;
-        } else {
-            connection_loop(&config, &shared, &mut hist, &mut tally).await;
-        }
-        (hist, tally)
-    };
+    if config.lean {
+        let measured = crate::lean::run(config, &shared)?;
+        return Ok(report(start, vec![measured]));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(report(start, runtime.block_on(run_async(config, shared))))
+}
+
+async fn run_async(config: &LoadConfig, shared: Arc<Shared>) -> Vec<(Histogram<u64>, Tally)> {
     let mut tasks = Vec::with_capacity(config.conns);
-    let mut threads = Vec::new();
     for _ in 0..config.conns {
         let (config, shared) = (config.clone(), Arc::clone(&shared));
-        if config.lean {
-            // Threads inherit the caller's CPU placement.
-            let run = client(config, shared);
-            threads.push(std::thread::spawn(move || futures::executor::block_on(run)));
-        } else {
-            tasks.push(tokio::spawn(client(config, shared)));
-        }
+        tasks.push(tokio::spawn(async move {
+            let mut hist = new_histogram();
+            let mut tally = Tally::default();
+            if config.oneshot {
+                oneshot_loop(&config, &shared, &mut hist, &mut tally).await;
+            } else {
+                connection_loop(&config, &shared, &mut hist, &mut tally).await;
+            }
+            (hist, tally)
+        }));
     }
     let mut results = Vec::with_capacity(config.conns);
     for task in tasks {
         results.push(task.await.expect("load task panicked"));
     }
-    for thread in threads {
-        results.push(thread.join().expect("load thread panicked"));
-    }
+    results
+}
+
+/// Adds up what every connection measured.
+fn report(start: Instant, results: Vec<(Histogram<u64>, Tally)>) -> LoadReport {
     let mut latency = new_histogram();
     let mut total = Tally::default();
     for (hist, t) in results {
@@ -223,13 +228,13 @@ async fn run_async(config: &LoadConfig) -> LoadReport {
     }
 }
 
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     // 1 ns to 60 s, 3 significant digits.
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// The counter of request `seq` on connection `conn`.
-fn counter(conn: u64, seq: u64) -> u64 {
+pub(crate) fn counter(conn: u64, seq: u64) -> u64 {
     (conn << 40) | seq
 }
 
@@ -254,7 +259,7 @@ fn request(counter: u64, size: usize) -> Bytes {
 const PADDING: [u8; 256] = [b'x'; 256];
 
 /// Appends the framed request for `counter` to `wbuf`, without allocating.
-fn put_request(wbuf: &mut BytesMut, framing: Framing, counter: u64, size: usize) {
+pub(crate) fn put_request(wbuf: &mut BytesMut, framing: Framing, counter: u64, size: usize) {
     if framing == Framing::Length {
         wbuf.extend_from_slice(&(size as u32).to_be_bytes());
     }
@@ -271,58 +276,12 @@ fn put_request(wbuf: &mut BytesMut, framing: Framing, counter: u64, size: usize)
 }
 
 /// Whether `reply` is exactly the request for `counter`.
-fn is_reply_to(reply: &[u8], counter: u64, size: usize) -> bool {
+pub(crate) fn is_reply_to(reply: &[u8], counter: u64, size: usize) -> bool {
     reply.len() == size
         && reply[..MIN_SIZE] == hex(counter)
         && reply[MIN_SIZE..]
             .chunks(PADDING.len())
             .all(|chunk| *chunk == PADDING[..chunk.len()])
-}
-
-/// One client connection.
-///
-/// `Tokio` is an ordinary tokio `UnixStream`, registered for read and write readiness: each
-/// time the server reads a request, the client's epoll reports the socket writable and its
-/// runtime wakes, a cost that lands on the shared CPU and so on every server measured. `Lean`
-/// is a blocking socket on a thread of its own, as a plain hand-written client is: it costs the
-/// machine a read and a write per exchange and nothing else. (Its methods block inside
-/// `async fn`s; each lean connection runs on its own thread, under its own executor.)
-enum Link {
-    Tokio(UnixStream),
-    Lean {
-        stream: std::os::unix::net::UnixStream,
-        scratch: Vec<u8>,
-    },
-}
-
-impl Link {
-    async fn connect(path: &std::path::Path, lean: bool) -> std::io::Result<Self> {
-        if !lean {
-            return Ok(Link::Tokio(UnixStream::connect(path).await?));
-        }
-        Ok(Link::Lean {
-            stream: std::os::unix::net::UnixStream::connect(path)?,
-            scratch: vec![0; 64 * 1024],
-        })
-    }
-
-    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match self {
-            Link::Tokio(stream) => stream.write_all(buf).await,
-            Link::Lean { stream, .. } => std::io::Write::write_all(stream, buf),
-        }
-    }
-
-    async fn read_buf(&mut self, rbuf: &mut BytesMut) -> std::io::Result<usize> {
-        match self {
-            Link::Tokio(stream) => stream.read_buf(rbuf).await,
-            Link::Lean { stream, scratch } => {
-                let n = std::io::Read::read(stream, scratch)?;
-                rbuf.extend_from_slice(&scratch[..n]);
-                Ok(n)
-            }
-        }
-    }
 }
 
 async fn connection_loop(
@@ -331,8 +290,8 @@ async fn connection_loop(
     hist: &mut Histogram<u64>,
     tally: &mut Tally,
 ) {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
-    let mut stream = match Link::connect(&config.socket, config.lean).await {
+    let conn = shared.next_conn();
+    let mut stream = match UnixStream::connect(&config.socket).await {
         Ok(s) => s,
         Err(_) => {
             tally.io_errors += 1;
@@ -419,7 +378,7 @@ async fn oneshot_loop(
     hist: &mut Histogram<u64>,
     tally: &mut Tally,
 ) {
-    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let conn = shared.next_conn();
     let mut codec = FrameCodec::new(config.framing, config.size.max(1 << 20));
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(4096);
@@ -428,7 +387,7 @@ async fn oneshot_loop(
         let req = request(counter(conn, seq), config.size);
         seq += 1;
         let start = Instant::now();
-        let mut stream = match Link::connect(&config.socket, config.lean).await {
+        let mut stream = match UnixStream::connect(&config.socket).await {
             Ok(s) => s,
             Err(_) => {
                 tally.io_errors += 1;

@@ -43,9 +43,9 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     server_bin: Option<PathBuf>,
 
-    /// Lean load-generator sockets, registered for read readiness only as a hand-written
-    /// client's are (the default is an ordinary tokio client, which also wakes for write
-    /// readiness after every request, on the CPU the servers share).
+    /// Load with the lean client: one thread, one epoll, sockets registered for read readiness
+    /// only, as a hand-written client's are (the default is an ordinary tokio client, which also
+    /// wakes for write readiness after every request, on the CPU the servers share).
     #[arg(long)]
     lean: bool,
 

@@ -55,8 +55,9 @@ struct Cli {
     #[arg(long)]
     no_verify: bool,
 
-    /// Lean client sockets: registered for read readiness only, as a hand-written epoll client
-    /// does (an ordinary tokio client also wakes for write readiness after every request).
+    /// The lean client: one thread, one epoll, sockets registered for read readiness only, as a
+    /// hand-written epoll client does (an ordinary tokio client also wakes for write readiness
+    /// after every request).
     #[arg(long)]
     lean: bool,
 

@@ -16,7 +16,7 @@ use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token};
 use tokio_util::codec::Decoder;
 
-use crate::load::{LoadConfig, Shared, Tally, counter, is_reply_to, put_request};
+use crate::load::{LoadConfig, Shared, Tally, check_reply, counter, put_request};
 
 /// How long the event loop waits for any event before it calls the run stuck.
 const STUCK: Duration = Duration::from_secs(10);
@@ -253,23 +253,7 @@ impl Slot {
                     return Err(io::ErrorKind::InvalidData.into());
                 }
             };
-            let Some((expected, sent)) = self.in_flight.pop_front() else {
-                tally.corrupted += 1;
-                continue;
-            };
-            let _ = hist.record(now.duration_since(sent).as_nanos() as u64);
-            tally.bytes += (config.size + reply.len()) as u64;
-            if !config.verify || is_reply_to(&reply, expected, config.size) {
-                tally.msgs += 1;
-            } else if self
-                .in_flight
-                .iter()
-                .any(|&(c, _)| is_reply_to(&reply, c, config.size))
-            {
-                tally.reordered += 1;
-            } else {
-                tally.corrupted += 1;
-            }
+            check_reply(config, &mut self.in_flight, &reply, now, hist, tally);
         }
         if !open && !self.in_flight.is_empty() {
             tally.io_errors += 1;

@@ -275,6 +275,34 @@ pub(crate) fn put_request(wbuf: &mut BytesMut, framing: Framing, counter: u64, s
     }
 }
 
+/// Matches `reply` with the oldest request in flight and counts it: right, reordered (it
+/// belongs to another request in flight) or corrupted; records its latency.
+pub(crate) fn check_reply(
+    config: &LoadConfig,
+    in_flight: &mut VecDeque<(u64, Instant)>,
+    reply: &[u8],
+    now: Instant,
+    hist: &mut Histogram<u64>,
+    tally: &mut Tally,
+) {
+    let Some((expected, sent)) = in_flight.pop_front() else {
+        tally.corrupted += 1;
+        return;
+    };
+    let _ = hist.record(now.duration_since(sent).as_nanos() as u64);
+    tally.bytes += (config.size + reply.len()) as u64;
+    if !config.verify || is_reply_to(reply, expected, config.size) {
+        tally.msgs += 1;
+    } else if in_flight
+        .iter()
+        .any(|&(c, _)| is_reply_to(reply, c, config.size))
+    {
+        tally.reordered += 1;
+    } else {
+        tally.corrupted += 1;
+    }
+}
+
 /// Whether `reply` is exactly the request for `counter`.
 pub(crate) fn is_reply_to(reply: &[u8], counter: u64, size: usize) -> bool {
     reply.len() == size
@@ -349,22 +377,7 @@ async fn connection_loop(
                     return;
                 }
             };
-            let Some((expected, sent)) = in_flight.pop_front() else {
-                tally.corrupted += 1;
-                continue;
-            };
-            let _ = hist.record(now.duration_since(sent).as_nanos() as u64);
-            tally.bytes += (config.size + reply.len()) as u64;
-            if !config.verify || is_reply_to(&reply, expected, config.size) {
-                tally.msgs += 1;
-            } else if in_flight
-                .iter()
-                .any(|&(c, _)| is_reply_to(&reply, c, config.size))
-            {
-                tally.reordered += 1;
-            } else {
-                tally.corrupted += 1;
-            }
+            check_reply(config, &mut in_flight, &reply, now, hist, tally);
         }
         if rbuf.is_empty() && rbuf.capacity() < 16 * 1024 {
             rbuf.reserve(64 * 1024);

@@ -46,7 +46,7 @@ pub struct LoadConfig {
     pub oneshot: bool,
     /// Check that each reply equals its request (an echo server); otherwise only count.
     pub verify: bool,
-    /// The lean client (see [`crate::lean`]): one thread, sockets registered for read readiness
+    /// The lean client (module `lean`): one thread, sockets registered for read readiness
     /// only, so the load generator costs the machine what a hand-written epoll client does.
     pub lean: bool,
 }

@@ -2,7 +2,8 @@
 //! and log how the connection ended.
 //!
 //! Buffers are allocated only while data is moving and released while the connection waits, so
-//! idle connections cost little memory. The replies of every request already buffered are
+//! idle connections cost little memory; the one exception is a read buffer of up to 256 KiB kept
+//! between two large messages, so a client that sends them one after another reuses it. The replies of every request already buffered are
 //! written together in one `write`, which matters to pipelining clients. While replies are being
 //! written the session reads nothing, so a client that never reads cannot make it buffer without
 //! bound.
@@ -39,6 +40,8 @@ use crate::transport::Transport;
 
 /// Pending reply bytes at which the session stops handling requests and writes them out.
 pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
+/// Largest read buffer kept between two large messages (see [`should_release`]).
+const KEEP_READ_BUFFER: usize = 256 * 1024;
 /// Most unread bytes dropped before closing a connection for an error (see
 /// [`Connection::discard_unread`]).
 const DISCARD_LIMIT: usize = 256 * 1024;
@@ -171,6 +174,8 @@ impl<H: Handler, T: Transport> Session<H, T> {
         tokio::pin!(shutdown);
         let mut eof = false;
         let mut expect = self.codec.read_hint(0);
+        // Size of the last request, which decides whether the read buffer is kept.
+        let mut last = 0;
 
         loop {
             // Every complete request already read gets its reply, even during shutdown.
@@ -179,6 +184,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 handled = true;
                 // The next message is probably about as large.
                 expect = self.codec.read_hint(request.len());
+                last = request.len();
                 self.answer(request, outbox).await?;
                 if outbox.len() >= WRITE_HIGH_WATER {
                     self.write_out(outbox).await?;
@@ -196,8 +202,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             }
             self.write_out(outbox).await?;
 
-            if rbuf.is_empty() && rbuf.capacity() > SMALL_READ {
-                // Nothing half-read: give a large buffer back while we wait.
+            if should_release(&rbuf, last) {
                 rbuf = BytesMut::new();
             }
 
@@ -247,6 +252,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
         tokio::pin!(stop);
         let (mut eof, mut stopping) = (false, false);
         let mut expect = codec.read_hint(0);
+        let mut last = 0;
 
         loop {
             // Start calls for the requests already read, up to the limit.
@@ -260,6 +266,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                     None => break,
                 };
                 expect = codec.read_hint(request.len());
+                last = request.len();
                 if idle_timeout.is_some() {
                     last_frame = Instant::now();
                 }
@@ -276,7 +283,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 // request); the session is done.
                 return Ok(());
             }
-            if rbuf.is_empty() && rbuf.capacity() > SMALL_READ {
+            if should_release(&rbuf, last) {
                 rbuf = BytesMut::new();
             }
             tokio::select! {
@@ -394,6 +401,17 @@ async fn write_out(
         }
     }
     Ok(())
+}
+
+/// Whether to give the read buffer back before waiting for the next message: when nothing is
+/// half-read and the buffer is large, unless the last request (`last` bytes) was large too and
+/// the buffer no larger than [`KEEP_READ_BUFFER`]. A client that sends large messages one after
+/// another then reuses one buffer (a fresh 64 KiB allocation per message costs page faults), and
+/// a connection whose last message was small holds no large buffer while it waits.
+fn should_release(rbuf: &BytesMut, last: usize) -> bool {
+    rbuf.is_empty()
+        && rbuf.capacity() > SMALL_READ
+        && (last <= SMALL_READ || rbuf.capacity() > KEEP_READ_BUFFER)
 }
 
 fn deadline(from: Instant, idle: Duration) -> Instant {
@@ -607,6 +625,22 @@ mod tests {
         );
         assert_eq!(outcome.answered, 1);
         assert_eq!(read_all(&mut client).await, b"\0\0\0\x02ok");
+    }
+
+    #[test]
+    fn a_large_read_buffer_is_kept_only_between_large_messages() {
+        let big = BytesMut::with_capacity(70_000);
+        assert!(!should_release(&big, 65_536), "kept after a large message");
+        assert!(should_release(&big, 10), "released after a small one");
+        let huge = BytesMut::with_capacity(KEEP_READ_BUFFER + 1);
+        assert!(should_release(&huge, 1 << 20), "never above the cap");
+        let mut half = BytesMut::with_capacity(70_000);
+        half.extend_from_slice(b"half a frame");
+        assert!(
+            !should_release(&half, 10),
+            "never while a frame is half-read"
+        );
+        assert!(!should_release(&BytesMut::with_capacity(SMALL_READ), 10));
     }
 
     #[tokio::test]

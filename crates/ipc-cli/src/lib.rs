@@ -60,9 +60,9 @@ pub fn parse_args<C: clap::Parser>() -> Result<C, std::process::ExitCode> {
 /// same names and variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SocketArgs {
-    /// Socket path, or `@name` for a name in the abstract namespace (no file permissions apply:
-    /// use the allow-lists) [default: `$XDG_RUNTIME_DIR/ipc/ipc.sock`, else
-    /// `/tmp/ipc-<uid>/ipc.sock`].
+    /// Socket path, or `@name` for a name in the abstract namespace, which no file permissions
+    /// protect: use the allow-lists (default: `$XDG_RUNTIME_DIR/ipc/ipc.sock`, else
+    /// `/tmp/ipc-<uid>/ipc.sock`).
     #[arg(long, global = true, env = "IPC_SOCKET", value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
 

@@ -235,10 +235,10 @@ impl Client {
     {
         let mut replies = Vec::new();
         let limit = self.options.timeout;
-        let result = match within(limit, self.exchange(messages, &mut replies)).await {
-            Ok(result) => result,
-            Err(timeout) => Err(timeout),
-        };
+        // A time-out, or the exchange's own result.
+        let result = within(limit, self.exchange(messages, &mut replies))
+            .await
+            .and_then(|r| r);
         match result {
             Ok(()) => Ok(replies),
             Err(error) => {

@@ -4,6 +4,8 @@
 //!   written followed by `\n`. Bytes are bytes: nothing is decoded as UTF-8, and a `\r` before the
 //!   `\n` is kept as part of the message. A last line with no `\n` before the end of the stream is
 //!   a complete message.
+//! - [`Framing::Nul`]: as line framing, with a NUL byte (`\0`) in place of `\n`. This is how
+//!   Varlink cuts its JSON messages.
 //! - [`Framing::Length`]: a 4-byte big-endian length, then that many bytes of payload. A length of
 //!   zero is an empty message. A stream that ends inside a frame is an error.
 //! - [`Framing::Raw`]: no framing at all, as the classic socket programs speak: a message is
@@ -40,19 +42,22 @@ pub enum Framing {
     Line,
     /// A message is a 4-byte big-endian length followed by the payload.
     Length,
+    /// A message is ended by a NUL byte (the framing of Varlink).
+    Nul,
     /// No framing: a message is what one read returns; a reply is written as it is.
     Raw,
 }
 
 impl Framing {
     /// Every framing, in the order the flags list them.
-    pub const ALL: [Framing; 3] = [Framing::Line, Framing::Length, Framing::Raw];
+    pub const ALL: [Framing; 4] = [Framing::Line, Framing::Length, Framing::Nul, Framing::Raw];
 
     /// The framing's name as the command-line flags spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             Framing::Line => "line",
             Framing::Length => "length",
+            Framing::Nul => "nul",
             Framing::Raw => "raw",
         }
     }
@@ -100,6 +105,9 @@ pub enum FrameError {
     /// A message (request or reply) in line framing contains `\n`, which would split it into two messages.
     #[error("a message in line framing cannot contain a newline")]
     NewlineInMessage,
+    /// A message in NUL framing contains a NUL byte, which would split it into two messages.
+    #[error("a message in NUL framing cannot contain a NUL byte")]
+    NulInMessage,
     /// Reading or writing the stream failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -115,7 +123,9 @@ pub struct FrameCodec {
 #[derive(Debug)]
 enum Inner {
     Line {
-        /// How far the buffer has been searched for `\n`, so a long line is scanned once.
+        /// The byte that ends a message: `\n`, or NUL in NUL framing.
+        end: u8,
+        /// How far the buffer has been searched for `end`, so a long message is scanned once.
         searched: usize,
     },
     Length {
@@ -130,7 +140,14 @@ impl FrameCodec {
     /// `u32::MAX`, what a 4-byte length prefix can say).
     pub fn new(framing: Framing, max_frame: usize) -> Self {
         let inner = match framing {
-            Framing::Line => Inner::Line { searched: 0 },
+            Framing::Line => Inner::Line {
+                end: b'\n',
+                searched: 0,
+            },
+            Framing::Nul => Inner::Line {
+                end: 0,
+                searched: 0,
+            },
             Framing::Length => Inner::Length { payload: None },
             Framing::Raw => Inner::Raw,
         };
@@ -143,6 +160,7 @@ impl FrameCodec {
     /// The framing this codec speaks.
     pub fn framing(&self) -> Framing {
         match self.inner {
+            Inner::Line { end: 0, .. } => Framing::Nul,
             Inner::Line { .. } => Framing::Line,
             Inner::Length { .. } => Framing::Length,
             Inner::Raw => Framing::Raw,
@@ -173,9 +191,9 @@ impl Decoder for FrameCodec {
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         let max = self.max;
         match &mut self.inner {
-            Inner::Line { searched } => {
+            Inner::Line { end, searched } => {
                 let start = (*searched).min(buf.len());
-                match memchr::memchr(b'\n', &buf[start..]) {
+                match memchr::memchr(*end, &buf[start..]) {
                     Some(offset) => {
                         let len = start + offset;
                         *searched = 0;
@@ -227,7 +245,9 @@ impl Decoder for FrameCodec {
             return Ok(Some(frame));
         }
         match self.inner {
-            Inner::Line { ref mut searched } if !buf.is_empty() => {
+            Inner::Line {
+                ref mut searched, ..
+            } if !buf.is_empty() => {
                 // A last line without `\n` is a message; `decode` has already checked its size.
                 *searched = 0;
                 Ok(Some(buf.split().freeze()))
@@ -283,9 +303,13 @@ impl FrameCodec {
             return Err(FrameError::TooLarge { max: self.max });
         }
         match self.inner {
-            Inner::Line { .. } => {
-                if memchr::memchr(b'\n', payload).is_some() {
-                    return Err(FrameError::NewlineInMessage);
+            Inner::Line { end, .. } => {
+                if memchr::memchr(end, payload).is_some() {
+                    return Err(if end == 0 {
+                        FrameError::NulInMessage
+                    } else {
+                        FrameError::NewlineInMessage
+                    });
                 }
             }
             // `new` caps the maximum at what the 4-byte prefix can say.
@@ -295,9 +319,11 @@ impl FrameCodec {
         Ok(())
     }
 
-    /// What follows each payload on the wire: `\n` in line framing, nothing otherwise.
+    /// What follows each payload on the wire: `\n` in line framing, NUL in NUL framing,
+    /// nothing otherwise.
     pub fn trailer(&self) -> &'static [u8] {
         match self.inner {
+            Inner::Line { end: 0, .. } => b"\0",
             Inner::Line { .. } => b"\n",
             Inner::Length { .. } | Inner::Raw => b"",
         }
@@ -318,6 +344,26 @@ mod tests {
             out.push(f);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn nul_framing_cuts_at_nul_and_refuses_nul_in_replies() {
+        let mut c = FrameCodec::new(Framing::Nul, 16);
+        let frames = decode_all(&mut c, b"{\"a\":1}\0x\ny\0").unwrap();
+        assert_eq!(frames, vec![Bytes::from("{\"a\":1}"), Bytes::from("x\ny")]);
+        assert_eq!(c.framing(), Framing::Nul);
+        let mut out = BytesMut::new();
+        c.encode_slice(b"ok", &mut out).unwrap();
+        assert_eq!(&out[..], b"ok\0");
+        assert!(matches!(
+            c.encode_slice(b"a\0b", &mut out),
+            Err(FrameError::NulInMessage)
+        ));
+        let mut long = FrameCodec::new(Framing::Nul, 4);
+        assert!(matches!(
+            decode_all(&mut long, b"12345"),
+            Err(FrameError::TooLarge { max: 4 })
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::response::Response;
 use crate::trigger::{Fired, Trigger};
 
 /// The error a handler may return: any error type, boxed. Returning one ends that connection
@@ -52,6 +53,23 @@ pub trait Handler: Send + Sync + 'static {
         ctx: &Context,
     ) -> impl Future<Output = Result<Bytes, BoxError>> + Send;
 
+    /// Handles one request and returns all its replies: what the server actually calls. The
+    /// default makes the one reply of [`handle`](Handler::handle); a protocol with one-way
+    /// calls or streamed replies (such as Varlink) overrides it to return
+    /// [`Response::Silent`] or [`Response::Stream`].
+    ///
+    /// # Errors
+    ///
+    /// As [`handle`](Handler::handle): any error ends the connection the request came on.
+    fn respond(
+        &self,
+        request: Bytes,
+        ctx: &Context,
+    ) -> impl Future<Output = Result<Response, BoxError>> + Send {
+        let reply = self.handle(request, ctx);
+        async move { reply.await.map(Response::Reply) }
+    }
+
     /// Runs when a connection is admitted, before its first request. Does nothing by default.
     fn connected(&self, ctx: &Context) {
         let _ = ctx;
@@ -73,6 +91,14 @@ macro_rules! forward_handler {
                 ctx: &Context,
             ) -> impl Future<Output = Result<Bytes, BoxError>> + Send {
                 (**self).handle(request, ctx)
+            }
+
+            fn respond(
+                &self,
+                request: Bytes,
+                ctx: &Context,
+            ) -> impl Future<Output = Result<Response, BoxError>> + Send {
+                (**self).respond(request, ctx)
             }
 
             fn connected(&self, ctx: &Context) {
@@ -98,6 +124,11 @@ trait DynHandler: Send + Sync + 'static {
         request: Bytes,
         ctx: &'a Context,
     ) -> BoxFuture<'a, Result<Bytes, BoxError>>;
+    fn respond_boxed<'a>(
+        &'a self,
+        request: Bytes,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Response, BoxError>>;
     fn connected_dyn(&self, ctx: &Context);
     fn disconnected_dyn(&self, ctx: &Context);
 }
@@ -109,6 +140,14 @@ impl<H: Handler> DynHandler for H {
         ctx: &'a Context,
     ) -> BoxFuture<'a, Result<Bytes, BoxError>> {
         Box::pin(self.handle(request, ctx))
+    }
+
+    fn respond_boxed<'a>(
+        &'a self,
+        request: Bytes,
+        ctx: &'a Context,
+    ) -> BoxFuture<'a, Result<Response, BoxError>> {
+        Box::pin(self.respond(request, ctx))
     }
 
     fn connected_dyn(&self, ctx: &Context) {
@@ -153,6 +192,10 @@ impl std::fmt::Debug for BoxHandler {
 impl Handler for BoxHandler {
     async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
         self.0.handle_boxed(request, ctx).await
+    }
+
+    async fn respond(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
+        self.0.respond_boxed(request, ctx).await
     }
 
     fn connected(&self, ctx: &Context) {

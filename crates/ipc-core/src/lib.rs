@@ -26,6 +26,7 @@ pub mod framing;
 pub mod handler;
 pub mod handlers;
 pub mod path;
+pub mod response;
 #[cfg(feature = "tower")]
 pub mod tower;
 pub mod trigger;
@@ -39,4 +40,5 @@ pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};
 pub use path::{
     FileKind, PathState, SOCKET_ENV, abstract_name, default_socket_dir, default_socket_path, probe,
 };
+pub use response::{ReplyStream, Response};
 pub use trigger::{Fired, Trigger};

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use ipc_core::{BoxError, Context, FrameCodec, FrameError, Handler};
+use ipc_core::{BoxError, Context, FrameCodec, FrameError, Handler, ReplyStream, Response};
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, info, warn};
@@ -273,8 +273,8 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 calls.push_back(call(handler, ctx, request, *request_timeout));
             }
             // Queue the replies of the calls already done, in order, and write them.
-            while let Poll::Ready(Some(reply)) = futures::poll!(calls.next()) {
-                outbox.push(codec, reply?)?;
+            while let Poll::Ready(Some(response)) = futures::poll!(calls.next()) {
+                deliver(conn, *idle_timeout, codec, outbox, response?, shutdown).await?;
             }
             write_out(conn, *idle_timeout, outbox).await?;
             let reading = !eof && !stopping;
@@ -289,7 +289,9 @@ impl<H: Handler, T: Transport> Session<H, T> {
             tokio::select! {
                 biased;
                 () = &mut stop, if !stopping => stopping = true,
-                Some(reply) = calls.next() => outbox.push(codec, reply?)?,
+                Some(response) = calls.next() => {
+                    deliver(conn, *idle_timeout, codec, outbox, response?, shutdown).await?;
+                }
                 read = conn.read(&mut rbuf, expect), if reading && calls.len() < limit => {
                     if read? == 0 {
                         eof = true;
@@ -313,7 +315,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
     /// while, so the replies already queued are written while it works, instead of waiting
     /// behind it.
     async fn answer(&mut self, request: Bytes, outbox: &mut Outbox) -> Result<(), SessionError> {
-        let call = AssertUnwindSafe(self.handler.handle(request, &self.ctx)).catch_unwind();
+        let call = AssertUnwindSafe(self.handler.respond(request, &self.ctx)).catch_unwind();
         tokio::pin!(call);
         let outcome = match futures::poll!(call.as_mut()) {
             Poll::Ready(outcome) => outcome,
@@ -330,8 +332,16 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 }
             }
         };
-        outbox.push(&self.codec, settle(outcome)?)?;
-        Ok(())
+        let response = settle(outcome)?;
+        deliver(
+            &mut self.conn,
+            self.idle_timeout,
+            &self.codec,
+            outbox,
+            response,
+            &self.shutdown,
+        )
+        .await
     }
 
     /// Writes every queued reply; see [`write_out`].
@@ -347,9 +357,9 @@ fn call<'a, H: Handler>(
     ctx: &'a Context,
     request: Bytes,
     timeout: Option<Duration>,
-) -> impl Future<Output = Result<Bytes, SessionError>> + Send + 'a {
+) -> impl Future<Output = Result<Response, SessionError>> + Send + 'a {
     let due = timeout.map(|limit| (Instant::now() + limit, limit));
-    let call = AssertUnwindSafe(handler.handle(request, ctx)).catch_unwind();
+    let call = AssertUnwindSafe(handler.respond(request, ctx)).catch_unwind();
     async move {
         let outcome = match due {
             Some((due, limit)) => tokio::time::timeout_at(due, call)
@@ -361,10 +371,77 @@ fn call<'a, H: Handler>(
     }
 }
 
-/// The reply of a finished call, or why there is none.
-fn settle(
-    outcome: Result<Result<Bytes, BoxError>, Box<dyn std::any::Any + Send>>,
-) -> Result<Bytes, SessionError> {
+/// Queues the replies of one request: its one reply, nothing, or every reply of its stream
+/// (see [`stream_out`]).
+async fn deliver(
+    conn: &mut impl Transport,
+    idle_timeout: Option<Duration>,
+    codec: &FrameCodec,
+    outbox: &mut Outbox,
+    response: Response,
+    shutdown: &Trigger,
+) -> Result<(), SessionError> {
+    match response {
+        Response::Reply(reply) => outbox.push(codec, reply)?,
+        Response::Silent => {}
+        Response::Stream(stream) => {
+            stream_out(conn, idle_timeout, codec, outbox, stream, shutdown).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues and writes the replies of one stream until it ends. Replies that are ready together
+/// leave in one write; while the peer does not read, the stream is not polled. At shutdown the
+/// stream is dropped between two replies and its farewell message, if any, is its last reply.
+/// A panic inside the stream is caught and ends the connection, as a handler panic does.
+async fn stream_out(
+    conn: &mut impl Transport,
+    idle_timeout: Option<Duration>,
+    codec: &FrameCodec,
+    outbox: &mut Outbox,
+    mut stream: ReplyStream,
+    shutdown: &Trigger,
+) -> Result<(), SessionError> {
+    let stop = shutdown.fired();
+    tokio::pin!(stop);
+    loop {
+        if shutdown.is_fired() {
+            if let Some(last) = stream.take_farewell() {
+                outbox.push(codec, last)?;
+            }
+            return Ok(());
+        }
+        let next = AssertUnwindSafe(stream.next()).catch_unwind();
+        tokio::pin!(next);
+        let item = match futures::poll!(next.as_mut()) {
+            Poll::Ready(item) => item,
+            Poll::Pending => {
+                // Nothing more is ready: send what is queued, then wait for the stream.
+                write_out(conn, idle_timeout, outbox).await?;
+                tokio::select! {
+                    biased;
+                    () = &mut stop => continue,
+                    item = next => item,
+                }
+            }
+        };
+        match settle(item.map(|item| item.transpose()))? {
+            Some(reply) => {
+                outbox.push(codec, reply)?;
+                if outbox.len() >= WRITE_HIGH_WATER {
+                    write_out(conn, idle_timeout, outbox).await?;
+                }
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+/// The response of a finished call, or why there is none.
+fn settle<T>(
+    outcome: Result<Result<T, BoxError>, Box<dyn std::any::Any + Send>>,
+) -> Result<T, SessionError> {
     match outcome {
         Ok(Ok(reply)) => Ok(reply),
         Ok(Err(e)) => Err(SessionError::Handler(e)),
@@ -671,4 +748,92 @@ mod tests {
             "at most, and at least, 3 at once"
         );
     }
+
+    /// `count N` streams N numbered replies, `quiet` gets no reply, `live` streams one reply
+    /// and then waits forever; anything else is echoed.
+    struct Streaming;
+
+    impl Handler for Streaming {
+        async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+            Ok(request)
+        }
+
+        async fn respond(&self, request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
+            let text = String::from_utf8_lossy(&request).into_owned();
+            Ok(match text.split_once(' ') {
+                Some(("count", n)) => {
+                    let n: usize = n.parse()?;
+                    let items = (0..n).map(|i| Ok(Bytes::from(format!("{i}"))));
+                    Response::Stream(ReplyStream::new(futures::stream::iter(items)))
+                }
+                _ if text == "quiet" => Response::Silent,
+                _ if text == "live" => {
+                    let first = futures::stream::iter([Ok(Bytes::from("first"))]);
+                    let stream = first.chain(futures::stream::pending());
+                    Response::Stream(ReplyStream::new(stream).on_shutdown(Bytes::from("bye")))
+                }
+                _ => Response::Reply(request),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_streams_replies_come_before_the_next_requests_and_silent_calls_get_none() {
+        for concurrency in [1, 4] {
+            let (session, mut client, _) = session(Streaming, Framing::Line, concurrency, 1 << 16);
+            let counters = session.conn.counters();
+            client
+                .write_all(b"a\ncount 3\nquiet\nb\ncount 2000\nc\n")
+                .await
+                .unwrap();
+            client.shutdown().await.unwrap();
+            let outcome = within(session.run()).await;
+            assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+            let mut expected = String::from("a\n0\n1\n2\nb\n");
+            for i in 0..2000 {
+                expected.push_str(&format!("{i}\n"));
+            }
+            expected.push_str("c\n");
+            assert_eq!(String::from_utf8(read_all(&mut client).await).unwrap(), expected);
+            assert_eq!(outcome.answered, 2006);
+            // Replies that are ready together leave together.
+            let writes = counters.writes.load(Ordering::SeqCst);
+            assert!(writes <= 3, "{writes} writes for 2006 replies");
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_an_open_stream_with_its_farewell_and_answers_what_follows() {
+        let (session, mut client, shutdown) = session(Streaming, Framing::Line, 1, 1 << 16);
+        client.write_all(b"live\nafter\n").await.unwrap();
+        let running = tokio::spawn(session.run());
+        let mut first = [0u8; 6];
+        within(client.read_exact(&mut first)).await.unwrap();
+        assert_eq!(&first, b"first\n");
+        shutdown.fire();
+        let outcome = within(running).await.unwrap();
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
+        assert_eq!(read_all(&mut client).await, b"bye\nafter\n");
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_fails_ends_the_connection_after_its_earlier_replies() {
+        struct Failing;
+        impl Handler for Failing {
+            async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+                Ok(request)
+            }
+            async fn respond(&self, _req: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
+                let items: Vec<Result<Bytes, BoxError>> =
+                    vec![Ok(Bytes::from("one")), Err("broken".into())];
+                Ok(Response::Stream(ReplyStream::new(futures::stream::iter(items))))
+            }
+        }
+        let (session, mut client, _) = session(Failing, Framing::Line, 1, 1 << 16);
+        client.write_all(b"go\nnever\n").await.unwrap();
+        let outcome = within(session.run()).await;
+        assert!(matches!(outcome.result, Err(SessionError::Handler(_))));
+        assert_eq!(read_all(&mut client).await, b"one\n");
+    }
+
 }

@@ -157,28 +157,7 @@ impl Client {
         path: impl AsRef<Path>,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
-        let path = path.as_ref();
-        let len = path.as_os_str().len();
-        if len > MAX_PATH_LEN {
-            return Err(ClientError::PathTooLong {
-                path: path.to_owned(),
-                len,
-                max: MAX_PATH_LEN,
-            });
-        }
-        let target = match ipc_core::abstract_name(path) {
-            // tokio takes a leading NUL as the abstract namespace.
-            Some(name) => {
-                use std::os::unix::ffi::OsStrExt;
-                let mut target = b"\0".to_vec();
-                target.extend_from_slice(name);
-                PathBuf::from(std::ffi::OsStr::from_bytes(&target))
-            }
-            None => path.to_owned(),
-        };
-        let stream = within(options.timeout, UnixStream::connect(&target))
-            .await?
-            .map_err(|e| connect_error(path, e))?;
+        let stream = connect_socket(path.as_ref(), options.timeout).await?;
         let (read, write) = stream.into_split();
         Ok(Self {
             reader: FramedRead::new(read, FrameCodec::new(options.framing, options.max_frame)),
@@ -403,6 +382,42 @@ async fn within<T>(limit: Option<Duration>, f: impl Future<Output = T>) -> Resul
     }
 }
 
+/// Connects a Unix stream socket to `path` (a socket file, or `@name` in the abstract
+/// namespace), within `timeout` if one is given, with the errors of [`Client::connect`]. Other
+/// protocols built on this crate (the Varlink client) connect through it.
+///
+/// # Errors
+///
+/// [`ClientError::NoSocket`], [`ClientError::Refused`], [`ClientError::NotASocket`],
+/// [`ClientError::PermissionDenied`], [`ClientError::PathTooLong`],
+/// [`ClientError::Timeout`] or [`ClientError::Io`].
+pub async fn connect_socket(
+    path: &Path,
+    timeout: Option<Duration>,
+) -> Result<UnixStream, ClientError> {
+    let len = path.as_os_str().len();
+    if len > MAX_PATH_LEN {
+        return Err(ClientError::PathTooLong {
+            path: path.to_owned(),
+            len,
+            max: MAX_PATH_LEN,
+        });
+    }
+    let target = match ipc_core::abstract_name(path) {
+        // tokio takes a leading NUL as the abstract namespace.
+        Some(name) => {
+            use std::os::unix::ffi::OsStrExt;
+            let mut target = b"\0".to_vec();
+            target.extend_from_slice(name);
+            PathBuf::from(std::ffi::OsStr::from_bytes(&target))
+        }
+        None => path.to_owned(),
+    };
+    within(timeout, UnixStream::connect(&target))
+        .await?
+        .map_err(|e| connect_error(path, e))
+}
+
 fn connect_error(path: &Path, e: io::Error) -> ClientError {
     let path = path.to_owned();
     match e.kind() {
@@ -420,7 +435,7 @@ fn connect_error(path: &Path, e: io::Error) -> ClientError {
 }
 
 /// An I/O error on an open connection: the peer going away is [`ClientError::Closed`].
-fn io_error(e: io::Error) -> ClientError {
+pub fn io_error(e: io::Error) -> ClientError {
     match e.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe

@@ -1,0 +1,41 @@
+//! Varlink (<https://varlink.org>) over this workspace's server and client: typed calls, error
+//! replies, streamed replies (`more`), one-way calls and introspection, interoperable with the
+//! reference implementations and systemd's `varlinkctl`.
+//!
+//! - Server: describe an [`Interface`] in the Varlink IDL, implement its methods as async
+//!   functions of typed parameters, put interfaces in a [`Service`] and give that to
+//!   `ipc_server::Server` with [`ipc_core::Framing::Nul`]. The service serves
+//!   `org.varlink.service` itself, and `io.ipc.Server` (`Stats`, `Monitor`) if asked to.
+//! - Client: [`VarlinkClient`] makes typed calls, streamed calls, one-way and pipelined calls,
+//!   and reads the service's descriptions.
+//!
+//! Modules: `wire` (the JSON messages), `idl` (descriptions, parameter checks), `method`
+//! (typed methods behind one trait), `service` (dispatch), `standard` (the service's own
+//! interfaces), `observe` (counters and events), `messages` (the built-in server's interface),
+//! `client`.
+#![deny(missing_docs)]
+
+mod client;
+mod error;
+mod idl;
+mod messages;
+mod method;
+mod observe;
+mod service;
+mod standard;
+mod wire;
+
+pub use client::{DEFAULT_MAX_MESSAGE, Info, VarlinkClient};
+pub use error::{BuildError, CallError, SERVICE_INTERFACE, VarlinkError};
+pub use idl::Description;
+pub use messages::{MESSAGES_IDL, messages_interface};
+pub use method::More;
+pub use service::{Interface, Service, ServiceBuilder};
+pub use standard::{SERVER_IDL, SHUTTING_DOWN, STREAM_ENDED};
+
+use serde::{Deserialize, Serialize};
+
+/// No parameters: decodes from any object (and from omitted or `null` parameters, which the
+/// service turns into `{}`), encodes as `{}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Empty {}

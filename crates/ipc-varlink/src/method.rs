@@ -1,0 +1,146 @@
+//! Methods as the service stores them: an async function from typed parameters to a typed
+//! reply (or a stream of replies), behind one object-safe trait so that a service holds
+//! methods of any types.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use ipc_core::{BoxError, Context};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use crate::error::VarlinkError;
+use crate::wire;
+
+/// One reply of a streamed call: its parameters, and whether more replies follow.
+///
+/// A streaming method yields [`More::next`] for every reply but the last, and
+/// [`More::last`] for the last one. A stream that never ends (a subscription) only ever
+/// yields `next`; the server ends it at shutdown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct More<T> {
+    /// The reply's parameters.
+    pub parameters: T,
+    /// Whether more replies follow this one.
+    pub continues: bool,
+}
+
+impl<T> More<T> {
+    /// A reply that more replies follow.
+    pub fn next(parameters: T) -> Self {
+        Self {
+            parameters,
+            continues: true,
+        }
+    }
+
+    /// The last reply of the call.
+    pub fn last(parameters: T) -> Self {
+        Self {
+            parameters,
+            continues: false,
+        }
+    }
+}
+
+/// Why a started call produced no reply: an error reply for the caller, or a failure that
+/// ends the connection (a reply that cannot be encoded).
+#[derive(Debug)]
+pub(crate) enum Failure {
+    Reply(VarlinkError),
+    Broken(BoxError),
+}
+
+impl From<VarlinkError> for Failure {
+    fn from(e: VarlinkError) -> Self {
+        Failure::Reply(e)
+    }
+}
+
+pub(crate) type ReplyFuture = Pin<Box<dyn Future<Output = Result<Bytes, Failure>> + Send>>;
+/// Encoded replies with their `continues` flag.
+pub(crate) type ReplyItems = Pin<Box<dyn Stream<Item = Result<(Bytes, bool), Failure>> + Send>>;
+
+/// A call that has started.
+pub(crate) enum Started {
+    One(ReplyFuture),
+    Stream(ReplyItems),
+}
+
+/// A method of any parameter and reply types.
+pub(crate) trait Method: Send + Sync + 'static {
+    /// Decodes the parameters and starts the call.
+    fn start(&self, parameters: &RawValue, ctx: Context) -> Result<Started, serde_json::Error>;
+}
+
+/// A method that answers once.
+pub(crate) struct Unary<F, P, R, E, Fut> {
+    f: F,
+    types: PhantomData<fn(P) -> (R, E, Fut)>,
+}
+
+impl<F, P, R, E, Fut> Unary<F, P, R, E, Fut> {
+    pub(crate) fn new(f: F) -> Self {
+        Self {
+            f,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<F, P, R, E, Fut> Method for Unary<F, P, R, E, Fut>
+where
+    F: Fn(P, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, E>> + Send + 'static,
+    P: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+    E: Into<VarlinkError> + 'static,
+{
+    fn start(&self, parameters: &RawValue, ctx: Context) -> Result<Started, serde_json::Error> {
+        let parameters: P = serde_json::from_str(parameters.get())?;
+        let call = (self.f)(parameters, ctx);
+        Ok(Started::One(Box::pin(async move {
+            let reply = call.await.map_err(|e| Failure::Reply(e.into()))?;
+            wire::encode_reply(&reply, false).map_err(|e| Failure::Broken(e.into()))
+        })))
+    }
+}
+
+/// A method that answers with a stream of replies.
+pub(crate) struct Streaming<F, P, R, E, S> {
+    f: F,
+    types: PhantomData<fn(P) -> (R, E, S)>,
+}
+
+impl<F, P, R, E, S> Streaming<F, P, R, E, S> {
+    pub(crate) fn new(f: F) -> Self {
+        Self {
+            f,
+            types: PhantomData,
+        }
+    }
+}
+
+impl<F, P, R, E, S> Method for Streaming<F, P, R, E, S>
+where
+    F: Fn(P, Context) -> S + Send + Sync + 'static,
+    S: Stream<Item = Result<More<R>, E>> + Send + 'static,
+    P: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+    E: Into<VarlinkError> + 'static,
+{
+    fn start(&self, parameters: &RawValue, ctx: Context) -> Result<Started, serde_json::Error> {
+        let parameters: P = serde_json::from_str(parameters.get())?;
+        let items = (self.f)(parameters, ctx).map(|item| match item {
+            Ok(reply) => wire::encode_reply(&reply.parameters, reply.continues)
+                .map(|bytes| (bytes, reply.continues))
+                .map_err(|e| Failure::Broken(e.into())),
+            Err(e) => Err(Failure::Reply(e.into())),
+        });
+        Ok(Started::Stream(Box::pin(items)))
+    }
+}

@@ -1,0 +1,177 @@
+//! What a service observes of its own work, for the `io.ipc.Server` interface: counters
+//! (`Stats`) and a live feed of connection and call events (`Monitor`).
+//!
+//! Events go through a bounded broadcast channel, and only while someone subscribes. A
+//! subscriber that falls behind loses the oldest events (and is told how many), so one that
+//! never reads costs the server a bounded amount of memory.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ipc_core::Context;
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// Events kept for a subscriber that has not read them yet.
+pub(crate) const EVENT_BACKLOG: usize = 1024;
+
+/// The service's counters since it started.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    connections_open: AtomicU64,
+    connections_served: AtomicU64,
+    calls: AtomicU64,
+    errors: AtomicU64,
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
+}
+
+/// A copy of the counters, as `Stats` returns them.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub(crate) struct Counters {
+    connections_open: u64,
+    connections_served: u64,
+    calls: u64,
+    errors: u64,
+    bytes_received: u64,
+    bytes_sent: u64,
+}
+
+impl Stats {
+    pub(crate) fn snapshot(&self) -> Counters {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Counters {
+            connections_open: load(&self.connections_open),
+            connections_served: load(&self.connections_served),
+            calls: load(&self.calls),
+            errors: load(&self.errors),
+            bytes_received: load(&self.bytes_received),
+            bytes_sent: load(&self.bytes_sent),
+        }
+    }
+
+    /// A call of `bytes` bytes on the wire arrived.
+    pub(crate) fn call(&self, bytes: usize) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.bytes_received
+            .fetch_add(bytes as u64 + 1, Ordering::Relaxed);
+    }
+
+    /// A reply of `bytes` bytes was made.
+    pub(crate) fn sent(&self, bytes: usize) {
+        self.bytes_sent.fetch_add(bytes as u64 + 1, Ordering::Relaxed);
+    }
+
+    /// An error reply was made.
+    pub(crate) fn error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One thing that happened, as `Monitor` streams it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub(crate) struct Event {
+    kind: EventKind,
+    connection: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    missed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum EventKind {
+    Connected,
+    Disconnected,
+    Call,
+    Missed,
+}
+
+impl Event {
+    fn new(kind: EventKind, connection: u64) -> Self {
+        Self {
+            kind,
+            connection,
+            uid: None,
+            pid: None,
+            method: None,
+            error: None,
+            missed: None,
+        }
+    }
+
+    /// What a subscriber that fell behind is sent: how many events it lost.
+    pub(crate) fn missed(count: u64) -> Self {
+        Self {
+            missed: Some(count),
+            ..Self::new(EventKind::Missed, 0)
+        }
+    }
+}
+
+/// Counters plus the event feed.
+#[derive(Debug)]
+pub(crate) struct Observer {
+    pub(crate) stats: Stats,
+    events: broadcast::Sender<Event>,
+}
+
+impl Default for Observer {
+    fn default() -> Self {
+        Self {
+            stats: Stats::default(),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+        }
+    }
+}
+
+impl Observer {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn watched(&self) -> bool {
+        self.events.receiver_count() > 0
+    }
+
+    pub(crate) fn connected(&self, ctx: &Context) {
+        self.stats.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .connections_served
+            .fetch_add(1, Ordering::Relaxed);
+        if self.watched() {
+            let peer = ctx.peer();
+            let _ = self.events.send(Event {
+                uid: Some(peer.uid),
+                pid: peer.pid,
+                ..Event::new(EventKind::Connected, ctx.connection_id())
+            });
+        }
+    }
+
+    pub(crate) fn disconnected(&self, ctx: &Context) {
+        self.stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+        if self.watched() {
+            let _ = self
+                .events
+                .send(Event::new(EventKind::Disconnected, ctx.connection_id()));
+        }
+    }
+
+    /// A call of `method` was answered, with the error `error` if it failed.
+    pub(crate) fn answered(&self, ctx: &Context, method: &str, error: Option<&str>) {
+        if self.watched() {
+            let _ = self.events.send(Event {
+                method: Some(method.to_owned()),
+                error: error.map(str::to_owned),
+                ..Event::new(EventKind::Call, ctx.connection_id())
+            });
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! A Varlink service: interfaces with their methods, dispatched by name for every call that
+//! arrives. [`Service`] is a [`Handler`], so the server runs it like any other; it answers
+//! calls with typed replies, error replies, streams of replies or nothing (one-way calls), and
+//! it serves `org.varlink.service` (`GetInfo`, `GetInterfaceDescription`) itself.
+//!
+//! A message that is not a call (not JSON, not an object, no `method`) ends the connection,
+//! with a log line; a call to an unknown method or with parameters that do not fit gets an
+//! error reply and the connection goes on.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use ipc_core::{BoxError, Context, Handler, ReplyStream, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+use tracing::debug;
+
+use crate::error::{BuildError, VarlinkError};
+use crate::idl::Description;
+use crate::method::{Failure, Method, More, Started, Streaming, Unary};
+use crate::observe::Observer;
+use crate::standard;
+use crate::wire::{self, IncomingCall};
+
+/// One interface: its description (Varlink IDL) and the implementations of its methods.
+///
+/// ```
+/// use ipc_varlink::{Interface, More, VarlinkError};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Deserialize)]
+/// struct Greet { name: String }
+/// #[derive(Serialize)]
+/// struct Greeting { text: String }
+///
+/// let interface = Interface::new("interface org.example.hello\n\
+///                                 method Greet(name: string) -> (text: string)\n")?
+///     .method("Greet", |p: Greet, _ctx| async move {
+///         Ok::<_, VarlinkError>(Greeting { text: format!("hello {}", p.name) })
+///     });
+/// # Ok::<(), ipc_varlink::BuildError>(())
+/// ```
+pub struct Interface {
+    description: Description,
+    methods: HashMap<String, Arc<dyn Method>>,
+}
+
+impl std::fmt::Debug for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interface")
+            .field("name", &self.description.name())
+            .field("implemented", &self.methods.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Interface {
+    /// An interface described by `idl`, with no method implemented yet. A method described but
+    /// never implemented is answered with `MethodNotImplemented`.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::Idl`] if `idl` is not a valid interface description.
+    pub fn new(idl: impl Into<String>) -> Result<Self, BuildError> {
+        Ok(Self {
+            description: Description::parse(idl)?,
+            methods: HashMap::new(),
+        })
+    }
+
+    /// The interface's name.
+    pub fn name(&self) -> &str {
+        self.description.name()
+    }
+
+    /// Implements the method `name` (unqualified, as the description spells it) with an async
+    /// function from its parameters to its reply. Calls with `more` get the one reply too, as
+    /// the specification allows; one-way calls run it and get no reply.
+    ///
+    /// Parameters are decoded into `P` (a struct with one field per input parameter; omitted,
+    /// `null` and `{}` parameters all decode as `{}`); the reply `R` is encoded as the reply's
+    /// parameters, so it must serialize to an object. `E` is any error that converts into a
+    /// [`VarlinkError`], sent as an error reply.
+    pub fn method<P, R, E, F, Fut>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(P, Context) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, E>> + Send + 'static,
+        P: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+        E: Into<VarlinkError> + 'static,
+    {
+        self.methods
+            .insert(name.to_owned(), Arc::new(Unary::new(f)));
+        self
+    }
+
+    /// Implements the method `name` with a function that returns a stream of replies: the
+    /// method must be called with `more` (else the caller gets `ExpectedMore`). Each item is
+    /// a [`More`]: `More::next` for every reply but the last, `More::last` for the last; an
+    /// `Err` item is sent as an error reply and ends the call. A stream that ends without a
+    /// last reply is ended with the error `io.ipc.Server.StreamEnded`; one still open at
+    /// shutdown, with `io.ipc.Server.ShuttingDown`.
+    ///
+    /// Server push is such a method: subscribers call it with `more`, and the stream yields
+    /// what the application publishes (from a `tokio::sync::broadcast` channel, say).
+    pub fn streaming<P, R, E, F, S>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(P, Context) -> S + Send + Sync + 'static,
+        S: Stream<Item = Result<More<R>, E>> + Send + 'static,
+        P: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+        E: Into<VarlinkError> + 'static,
+    {
+        self.methods
+            .insert(name.to_owned(), Arc::new(Streaming::new(f)));
+        self
+    }
+}
+
+/// What `GetInfo` says of the service.
+#[derive(Debug, Clone)]
+struct Info {
+    vendor: String,
+    product: String,
+    version: String,
+    url: String,
+}
+
+/// Builds a [`Service`]; see [`Service::builder`].
+#[derive(Debug)]
+pub struct ServiceBuilder {
+    info: Info,
+    interfaces: Vec<Interface>,
+    server_interface: bool,
+}
+
+impl ServiceBuilder {
+    /// The vendor `GetInfo` reports.
+    pub fn vendor(mut self, vendor: impl Into<String>) -> Self {
+        self.info.vendor = vendor.into();
+        self
+    }
+
+    /// The product `GetInfo` reports.
+    pub fn product(mut self, product: impl Into<String>) -> Self {
+        self.info.product = product.into();
+        self
+    }
+
+    /// The version `GetInfo` reports.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.info.version = version.into();
+        self
+    }
+
+    /// The URL `GetInfo` reports.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.info.url = url.into();
+        self
+    }
+
+    /// Adds an interface.
+    pub fn interface(mut self, interface: Interface) -> Self {
+        self.interfaces.push(interface);
+        self
+    }
+
+    /// Adds the interface `io.ipc.Server`: `Stats` (connections, calls, errors and bytes
+    /// since the start) and `Monitor` (with `more`, a live stream of connection and call
+    /// events), so that operators can watch a running service.
+    pub fn server_interface(mut self) -> Self {
+        self.server_interface = true;
+        self
+    }
+
+    /// Builds the service.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError::UnknownMethod`] if a method was implemented that its interface does not
+    /// describe; [`BuildError::DuplicateInterface`] if two interfaces share a name.
+    pub fn build(self) -> Result<Service, BuildError> {
+        let observer = Arc::new(Observer::default());
+        let mut interfaces = Vec::new();
+        if self.server_interface {
+            interfaces.push(standard::server_interface(Arc::clone(&observer)));
+        }
+        interfaces.extend(self.interfaces);
+        // Every interface's name and description, for GetInfo and GetInterfaceDescription.
+        let mut described: Vec<(String, Arc<str>)> = Vec::new();
+        described.push((
+            standard::SERVICE_IDL_NAME.to_owned(),
+            Arc::from(standard::SERVICE_IDL),
+        ));
+        for interface in &interfaces {
+            if described.iter().any(|(n, _)| n == interface.name()) {
+                return Err(BuildError::DuplicateInterface(interface.name().to_owned()));
+            }
+            described.push((
+                interface.name().to_owned(),
+                Arc::from(interface.description.text()),
+            ));
+        }
+        let service_interface = standard::service_interface(
+            &self.info.vendor,
+            &self.info.product,
+            &self.info.version,
+            &self.info.url,
+            described.clone(),
+        );
+        let mut methods = HashMap::new();
+        let mut known = HashMap::new();
+        for interface in std::iter::once(service_interface).chain(interfaces) {
+            let name = interface.name().to_owned();
+            for (method, implementation) in interface.methods {
+                if !interface.description.has_method(&method) {
+                    return Err(BuildError::UnknownMethod {
+                        interface: name,
+                        method,
+                    });
+                }
+                methods.insert(format!("{name}.{method}"), implementation);
+            }
+            known.insert(name, interface.description);
+        }
+        Ok(Service(Arc::new(Inner {
+            methods,
+            interfaces: known,
+            observer,
+        })))
+    }
+}
+
+/// A Varlink service, ready to serve: give it to the server as its handler (with
+/// [`ipc_core::Framing::Nul`], the framing Varlink uses). Cheap to clone.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use ipc_server::{Framing, Server};
+/// use ipc_varlink::{Interface, Service, VarlinkError};
+///
+/// let interface = Interface::new("interface org.example.ping\nmethod Ping() -> ()\n")?
+///     .method("Ping", |_: ipc_varlink::Empty, _ctx| async { Ok::<_, VarlinkError>(ipc_varlink::Empty {}) });
+/// let service = Service::builder().product("pinger").interface(interface).build()?;
+/// let server = Server::builder(service)
+///     .socket("/run/user/1000/ping.sock")
+///     .framing(Framing::Nul)
+///     .bind()?;
+/// server.serve(std::future::pending()).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Service(Arc<Inner>);
+
+struct Inner {
+    /// Implemented methods by qualified name (`interface.Method`).
+    methods: HashMap<String, Arc<dyn Method>>,
+    /// Every interface served, by name.
+    interfaces: HashMap<String, Description>,
+    observer: Arc<Observer>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("interfaces", &self.0.interfaces.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A message that is not a Varlink call: the connection is closed.
+#[derive(Debug, thiserror::Error)]
+#[error("not a Varlink call: {0}")]
+struct MalformedCall(serde_json::Error);
+
+/// A streamed call's replies, ended as the specification wants: after the last reply or an
+/// error reply, and with an error reply if the method's stream stops without a last one.
+struct Replies {
+    items: crate::method::ReplyItems,
+    done: bool,
+    service: Service,
+    ctx: Context,
+    method: Arc<str>,
+}
+
+impl Service {
+    /// A builder with no interface but `org.varlink.service`.
+    pub fn builder() -> ServiceBuilder {
+        ServiceBuilder {
+            info: Info {
+                vendor: String::new(),
+                product: String::new(),
+                version: String::new(),
+                url: String::new(),
+            },
+            interfaces: Vec::new(),
+            server_interface: false,
+        }
+    }
+
+    /// The names of the interfaces served, `org.varlink.service` included.
+    pub fn interfaces(&self) -> impl Iterator<Item = &str> {
+        self.0.interfaces.keys().map(String::as_str)
+    }
+
+    /// Looks the call's method up and starts it.
+    fn start(&self, call: &IncomingCall<'_>, ctx: &Context) -> Result<Started, VarlinkError> {
+        let method = &*call.method;
+        if call.upgrade {
+            // This server speaks nothing but Varlink on a connection.
+            return Err(VarlinkError::invalid_parameter("upgrade"));
+        }
+        let parameters = wire::parameters_or_empty(call.parameters);
+        let Some(implementation) = self.0.methods.get(method) else {
+            return Err(self.missing(method));
+        };
+        implementation
+            .start(parameters, ctx.clone())
+            .map_err(|e| self.invalid(method, parameters, &e))
+    }
+
+    /// The error for a method with no implementation.
+    fn missing(&self, method: &str) -> VarlinkError {
+        let Some((interface, name)) = method.rsplit_once('.') else {
+            return VarlinkError::interface_not_found(method);
+        };
+        match self.0.interfaces.get(interface) {
+            None => VarlinkError::interface_not_found(interface),
+            Some(d) if d.has_method(name) => VarlinkError::method_not_implemented(method),
+            Some(_) => VarlinkError::method_not_found(method),
+        }
+    }
+
+    /// The `InvalidParameter` error for parameters that did not decode: the description
+    /// names the parameter that does not fit; failing that, the decoder's message does.
+    fn invalid(&self, method: &str, parameters: &RawValue, e: &serde_json::Error) -> VarlinkError {
+        let by_description = method.rsplit_once('.').and_then(|(interface, name)| {
+            let value = serde_json::from_str(parameters.get()).ok()?;
+            self.0.interfaces.get(interface)?.invalid_parameter(name, &value)
+        });
+        let parameter = by_description.unwrap_or_else(|| {
+            // serde names a missing or unknown field between backquotes.
+            let text = e.to_string();
+            text.split('`').nth(1).unwrap_or("parameters").to_owned()
+        });
+        debug!(method, parameter, error = %e, "invalid parameters");
+        VarlinkError::invalid_parameter(&parameter)
+    }
+
+    /// The reply for an error, counted and reported.
+    fn error_reply(&self, ctx: &Context, method: &str, error: &VarlinkError) -> Bytes {
+        let observer = &self.0.observer;
+        observer.stats.error();
+        observer.answered(ctx, method, Some(error.name()));
+        let reply = wire::encode_error(error);
+        observer.stats.sent(reply.len());
+        reply
+    }
+}
+
+impl Handler for Service {
+    /// The one reply of a call (empty for a one-way call). A streamed call fails here: the
+    /// server calls [`respond`](Handler::respond), which streams.
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+        match self.respond(request, ctx).await? {
+            Response::Reply(reply) => Ok(reply),
+            Response::Silent => Ok(Bytes::new()),
+            _ => Err("a streamed Varlink call needs Handler::respond".into()),
+        }
+    }
+
+    async fn respond(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
+        let observer = &self.0.observer;
+        observer.stats.call(request.len());
+        let call: IncomingCall<'_> =
+            serde_json::from_slice(&request).map_err(MalformedCall)?;
+        let answer = |reply: Bytes| {
+            if call.oneway {
+                Response::Silent
+            } else {
+                Response::Reply(reply)
+            }
+        };
+        let started = match self.start(&call, ctx) {
+            Ok(started) => started,
+            Err(error) => return Ok(answer(self.error_reply(ctx, &call.method, &error))),
+        };
+        match started {
+            Started::One(reply) => match reply.await {
+                Ok(reply) => {
+                    observer.stats.sent(reply.len());
+                    observer.answered(ctx, &call.method, None);
+                    Ok(answer(reply))
+                }
+                Err(Failure::Reply(error)) => {
+                    Ok(answer(self.error_reply(ctx, &call.method, &error)))
+                }
+                Err(Failure::Broken(e)) => Err(e),
+            },
+            Started::Stream(_) if call.oneway => Ok(Response::Silent),
+            Started::Stream(_) if !call.more => {
+                let error = VarlinkError::expected_more();
+                Ok(answer(self.error_reply(ctx, &call.method, &error)))
+            }
+            Started::Stream(items) => {
+                observer.answered(ctx, &call.method, None);
+                let farewell = wire::encode_error(&VarlinkError::named(standard::SHUTTING_DOWN));
+                let replies = Replies {
+                    items,
+                    done: false,
+                    service: self.clone(),
+                    ctx: ctx.clone(),
+                    method: Arc::from(&*call.method),
+                };
+                Ok(Response::Stream(
+                    ReplyStream::new(replies.into_stream()).on_shutdown(farewell),
+                ))
+            }
+        }
+    }
+
+    fn connected(&self, ctx: &Context) {
+        self.0.observer.connected(ctx);
+    }
+
+    fn disconnected(&self, ctx: &Context) {
+        self.0.observer.disconnected(ctx);
+    }
+}
+
+impl Replies {
+    fn into_stream(self) -> impl Stream<Item = Result<Bytes, BoxError>> + Send + 'static {
+        futures::stream::unfold(self, |mut this| async move {
+            if this.done {
+                return None;
+            }
+            let observer = &this.service.0.observer;
+            let item = match this.items.next().await {
+                Some(Ok((reply, continues))) => {
+                    this.done = !continues;
+                    observer.stats.sent(reply.len());
+                    Ok(reply)
+                }
+                Some(Err(Failure::Reply(error))) => {
+                    this.done = true;
+                    Ok(this.service.error_reply(&this.ctx, &this.method, &error))
+                }
+                Some(Err(Failure::Broken(e))) => {
+                    this.done = true;
+                    Err(e)
+                }
+                None => {
+                    this.done = true;
+                    let error = VarlinkError::named(standard::STREAM_ENDED);
+                    Ok(this.service.error_reply(&this.ctx, &this.method, &error))
+                }
+            };
+            Some((item, this))
+        })
+    }
+}

@@ -1,0 +1,142 @@
+//! The Varlink messages as JSON: a call (`method`, `parameters`, `oneway`, `more`, `upgrade`)
+//! and a reply (`parameters`, `continues`, `error`). Each message is one JSON object; on the
+//! wire each is followed by a NUL byte ([`ipc_core::Framing::Nul`]).
+
+use std::borrow::Cow;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::error::VarlinkError;
+
+/// A call as it arrives, borrowing from the received message.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IncomingCall<'a> {
+    #[serde(borrow)]
+    pub(crate) method: Cow<'a, str>,
+    /// Omitted, `null` and `{}` all mean "no parameters".
+    #[serde(default, borrow)]
+    pub(crate) parameters: Option<&'a RawValue>,
+    #[serde(default)]
+    pub(crate) oneway: bool,
+    #[serde(default)]
+    pub(crate) more: bool,
+    #[serde(default)]
+    pub(crate) upgrade: bool,
+}
+
+/// A call as a client sends it.
+#[derive(Debug, Serialize)]
+pub(crate) struct OutgoingCall<'a, P> {
+    pub(crate) method: &'a str,
+    pub(crate) parameters: &'a P,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) oneway: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) more: bool,
+}
+
+/// A reply as a client receives it.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IncomingReply<'a> {
+    #[serde(default, borrow)]
+    pub(crate) parameters: Option<&'a RawValue>,
+    #[serde(default)]
+    pub(crate) continues: bool,
+    #[serde(default, borrow)]
+    pub(crate) error: Option<Cow<'a, str>>,
+}
+
+impl IncomingReply<'_> {
+    /// The reply's parameters as `T` (none count as `{}`), or its error.
+    pub(crate) fn into_result<T: serde::de::DeserializeOwned>(
+        self,
+    ) -> Result<Result<T, VarlinkError>, serde_json::Error> {
+        let parameters = parameters_or_empty(self.parameters);
+        match self.error {
+            Some(name) => {
+                let parameters: serde_json::Value = serde_json::from_str(parameters.get())?;
+                Ok(Err(VarlinkError::new(name.into_owned(), parameters)))
+            }
+            None => serde_json::from_str(parameters.get()).map(Ok),
+        }
+    }
+}
+
+/// `{}`, for calls and replies with no parameters.
+pub(crate) fn empty() -> &'static RawValue {
+    // A constant that is valid JSON.
+    serde_json::from_str("{}").unwrap_or_else(|_| unreachable!("{{}} is JSON"))
+}
+
+/// The parameters, or `{}` where there are none (omitted or `null`).
+pub(crate) fn parameters_or_empty(parameters: Option<&RawValue>) -> &RawValue {
+    match parameters {
+        Some(raw) if raw.get() != "null" => raw,
+        _ => empty(),
+    }
+}
+
+/// A reply carrying `parameters`, with `continues` set when more replies follow.
+pub(crate) fn encode_reply(
+    parameters: &impl Serialize,
+    continues: bool,
+) -> Result<Bytes, serde_json::Error> {
+    let mut out = BytesMut::with_capacity(64).writer();
+    out.get_mut().put_slice(b"{\"parameters\":");
+    serde_json::to_writer(&mut out, parameters)?;
+    let mut out = out.into_inner();
+    if continues {
+        out.put_slice(b",\"continues\":true");
+    }
+    out.put_u8(b'}');
+    Ok(out.freeze())
+}
+
+/// An error reply.
+pub(crate) fn encode_error(error: &VarlinkError) -> Bytes {
+    #[derive(Serialize)]
+    struct ErrorReply<'a> {
+        error: &'a str,
+        parameters: &'a serde_json::Value,
+    }
+    let reply = ErrorReply {
+        error: error.name(),
+        parameters: error.parameters(),
+    };
+    // A string and a JSON value always serialize.
+    serde_json::to_vec(&reply)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| Bytes::from_static(b"{\"error\":\"org.varlink.service.InvalidParameter\",\"parameters\":{\"parameter\":\"error\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_parameters_may_be_omitted_null_or_empty() {
+        for text in [
+            r#"{"method":"a.b.C"}"#,
+            r#"{"method":"a.b.C","parameters":null}"#,
+            r#"{"method":"a.b.C","parameters":{}}"#,
+        ] {
+            let call: IncomingCall<'_> = serde_json::from_str(text).unwrap();
+            assert_eq!(parameters_or_empty(call.parameters).get(), "{}", "{text}");
+            assert!(!call.more && !call.oneway && !call.upgrade);
+        }
+    }
+
+    #[test]
+    fn replies_encode_as_the_specification_shows() {
+        let reply = encode_reply(&serde_json::json!({"n": 1}), true).unwrap();
+        assert_eq!(&reply[..], br#"{"parameters":{"n":1},"continues":true}"#);
+        let reply = encode_reply(&serde_json::json!({}), false).unwrap();
+        assert_eq!(&reply[..], br#"{"parameters":{}}"#);
+        let error = encode_error(&VarlinkError::method_not_found("a.b.C"));
+        let parsed: IncomingReply<'_> = serde_json::from_slice(&error).unwrap();
+        let result: Result<serde_json::Value, _> = parsed.into_result().unwrap();
+        assert_eq!(result.unwrap_err(), VarlinkError::method_not_found("a.b.C"));
+    }
+}

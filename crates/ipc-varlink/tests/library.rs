@@ -1,0 +1,336 @@
+//! A Varlink service in an in-process server, called with the Varlink client: typed calls,
+//! error replies, one-way, pipelined and streamed calls, introspection, counters and events,
+//! cancel safety and shutdown. Every test runs under a deadline.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ipc_server::{Framing, Server};
+use ipc_varlink::{
+    CallError, Empty, Interface, More, Service, VarlinkClient, VarlinkError, messages_interface,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn within<T>(f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .expect("the test took longer than its deadline")
+}
+
+#[derive(Deserialize)]
+struct Nap {
+    ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct Slept {
+    ms: u64,
+}
+
+/// `Messages` plus `io.ipc.Server`, and `org.example.slow` whose `Nap` sleeps.
+fn service() -> Service {
+    let slow = Interface::new(
+        "interface org.example.slow\nmethod Nap(ms: int) -> (ms: int)\nmethod Missing() -> ()\n",
+    )
+    .unwrap()
+    .method("Nap", |p: Nap, _ctx| async move {
+        tokio::time::sleep(Duration::from_millis(p.ms)).await;
+        Ok::<_, VarlinkError>(Slept { ms: p.ms })
+    });
+    Service::builder()
+        .vendor("tests")
+        .product("library")
+        .interface(messages_interface("Mensagem recebida!"))
+        .interface(slow)
+        .server_interface()
+        .build()
+        .unwrap()
+}
+
+struct Running {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    handle: ipc_server::ShutdownHandle,
+}
+
+fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sock");
+    let server = Server::builder(service())
+        .socket(&path)
+        .framing(Framing::Nul)
+        .bind()
+        .unwrap();
+    let handle = server.handle();
+    tokio::spawn(server.serve(std::future::pending()));
+    Running {
+        _dir: dir,
+        path,
+        handle,
+    }
+}
+
+fn reply_name(e: CallError) -> String {
+    match e {
+        CallError::Reply(e) => e.name().to_owned(),
+        other => panic!("expected an error reply, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn typed_calls_and_the_standard_error_replies() {
+    let s = start();
+    within(async {
+        let mut c = VarlinkClient::connect(&s.path).await.unwrap();
+        let echoed: Value = c
+            .call("io.ipc.Messages.Echo", &json!({"message": "olá"}))
+            .await
+            .unwrap();
+        assert_eq!(echoed, json!({"message": "olá"}));
+        let acked: Value = c
+            .call("io.ipc.Messages.Ack", &json!({"message": "x"}))
+            .await
+            .unwrap();
+        assert_eq!(acked, json!({"reply": "Mensagem recebida!"}));
+        let cases = [
+            ("io.ipc.Messages.Nope", json!({}), "org.varlink.service.MethodNotFound"),
+            ("org.example.none.Echo", json!({}), "org.varlink.service.InterfaceNotFound"),
+            ("org.example.slow.Missing", json!({}), "org.varlink.service.MethodNotImplemented"),
+            ("io.ipc.Messages.Echo", json!({}), "org.varlink.service.InvalidParameter"),
+            ("io.ipc.Messages.Echo", json!({"message": 5}), "org.varlink.service.InvalidParameter"),
+            ("io.ipc.Messages.Count", json!({"count": 2}), "org.varlink.service.ExpectedMore"),
+        ];
+        for (method, parameters, error) in cases {
+            let e = c.call::<_, Value>(method, &parameters).await.unwrap_err();
+            assert_eq!(reply_name(e), error, "{method} {parameters}");
+        }
+        // The parameter at fault is named.
+        let e = c
+            .call::<_, Value>("io.ipc.Messages.Echo", &json!({"message": 5}))
+            .await
+            .unwrap_err();
+        assert_eq!(e.reply().unwrap().parameters(), &json!({"parameter": "message"}));
+        // And the connection is still good after all those errors.
+        let echoed: Value = c
+            .call("io.ipc.Messages.Echo", &json!({"message": "still here"}))
+            .await
+            .unwrap();
+        assert_eq!(echoed["message"], "still here");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn introspection_lists_and_describes_every_interface() {
+    let s = start();
+    within(async {
+        let mut c = VarlinkClient::connect(&s.path).await.unwrap();
+        let info = c.info().await.unwrap();
+        assert_eq!(info.product, "library");
+        for name in ["org.varlink.service", "io.ipc.Messages", "io.ipc.Server", "org.example.slow"] {
+            assert!(info.interfaces.iter().any(|i| i == name), "{name} in {info:?}");
+            let text = c.describe(name).await.unwrap();
+            assert!(text.contains(&format!("interface {name}")), "{text}");
+        }
+        let e = c.describe("org.example.none").await.unwrap_err();
+        assert_eq!(reply_name(e), "org.varlink.service.InterfaceNotFound");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_long_stream_arrives_complete_and_in_order_then_the_next_call() {
+    let s = start();
+    within(async {
+        let mut c = VarlinkClient::connect(&s.path).await.unwrap();
+        #[derive(Deserialize)]
+        struct Counted {
+            index: i64,
+            message: String,
+        }
+        {
+            let stream = c
+                .call_more::<_, Counted>(
+                    "io.ipc.Messages.Count",
+                    &json!({"count": 100_000, "message": "m"}),
+                )
+                .await
+                .unwrap();
+            futures::pin_mut!(stream);
+            let mut expected = 0;
+            while let Some(item) = stream.next().await {
+                let item = item.unwrap();
+                assert_eq!((item.index, item.message.as_str()), (expected, "m"));
+                expected += 1;
+            }
+            assert_eq!(expected, 100_000);
+        }
+        let echoed: Value = c
+            .call("io.ipc.Messages.Echo", &json!({"message": "after"}))
+            .await
+            .unwrap();
+        assert_eq!(echoed["message"], "after");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn oneway_and_pipelined_calls() {
+    let s = start();
+    within(async {
+        let mut c = VarlinkClient::connect(&s.path).await.unwrap();
+        c.oneway("io.ipc.Messages.Echo", &json!({"message": "quiet"}))
+            .await
+            .unwrap();
+        let calls = (0..200).map(|i| {
+            let method = if i % 50 == 7 { "io.ipc.Messages.Bad" } else { "io.ipc.Messages.Echo" };
+            (method, json!({"message": format!("m{i}")}))
+        });
+        let replies: Vec<Result<Value, VarlinkError>> = c.pipeline(calls).await.unwrap();
+        assert_eq!(replies.len(), 200);
+        for (i, reply) in replies.iter().enumerate() {
+            match reply {
+                Ok(v) => assert_eq!(v["message"], format!("m{i}")),
+                Err(e) => {
+                    assert_eq!(i % 50, 7);
+                    assert_eq!(e.name(), "org.varlink.service.MethodNotFound");
+                }
+            }
+        }
+        // The one-way call got no reply: the next call's reply is its own.
+        let stats: Value = c.call("io.ipc.Server.Stats", &Empty {}).await.unwrap();
+        assert_eq!(stats["calls"], 202);
+        assert_eq!(stats["errors"], 4);
+        assert_eq!(stats["connections_open"], 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cancelled_call_never_hands_its_reply_to_the_next() {
+    let s = start();
+    within(async {
+        let mut c = VarlinkClient::connect(&s.path).await.unwrap();
+        let nap = json!({"ms": 300});
+        let slow = c.call::<_, Slept>("org.example.slow.Nap", &nap);
+        assert!(tokio::time::timeout(Duration::from_millis(50), slow).await.is_err());
+        let quick: Slept = c
+            .call("org.example.slow.Nap", &json!({"ms": 1}))
+            .await
+            .unwrap();
+        assert_eq!(quick, Slept { ms: 1 });
+        // A streamed call dropped half-way: the client refuses to go on.
+        {
+            let stream = c
+                .call_more::<_, Value>("io.ipc.Messages.Count", &json!({"count": 1000}))
+                .await
+                .unwrap();
+            futures::pin_mut!(stream);
+            stream.next().await.unwrap().unwrap();
+        }
+        let e = c.call::<_, Value>("io.ipc.Messages.Echo", &json!({"message": "x"})).await;
+        assert!(matches!(e, Err(CallError::Unusable)), "{e:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn monitor_streams_events_and_shutdown_ends_it_with_an_error_reply() {
+    let s = start();
+    within(async {
+        let mut watcher = VarlinkClient::connect(&s.path).await.unwrap();
+        let events = watcher
+            .call_more::<_, Value>("io.ipc.Server.Monitor", &Empty {})
+            .await
+            .unwrap();
+        futures::pin_mut!(events);
+        // The first event is the Monitor call itself: the subscription is live from then on.
+        let first = events.next().await.unwrap().unwrap();
+        assert_eq!(first["event"]["method"], "io.ipc.Server.Monitor");
+        let mut other = VarlinkClient::connect(&s.path).await.unwrap();
+        let _: Value = other
+            .call("io.ipc.Messages.Echo", &json!({"message": "seen"}))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        while let Some(event) = events.next().await {
+            let event = event.unwrap()["event"].clone();
+            let method = event["method"].as_str().unwrap_or("").to_owned();
+            seen.push(format!("{} {method}", event["kind"].as_str().unwrap()));
+            if method == "io.ipc.Messages.Echo" {
+                break;
+            }
+        }
+        assert_eq!(
+            seen,
+            ["connected ", "call io.ipc.Messages.Echo"]
+        );
+        s.handle.shutdown();
+        let last = events.next().await.unwrap().unwrap_err();
+        assert_eq!(reply_name(last), ipc_varlink::SHUTTING_DOWN);
+        assert!(events.next().await.is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn streamed_methods_written_with_more() {
+    let ticks = Interface::new(
+        "interface org.example.ticks\nmethod Ticks(n: int) -> (tick: int)\n\
+         method Broken() -> (tick: int)\n",
+    )
+    .unwrap()
+    .streaming("Ticks", |p: Value, _ctx| {
+        let n = p["n"].as_i64().unwrap_or(0);
+        futures::stream::iter((0..n).map(move |i| {
+            let tick = json!({ "tick": i });
+            Ok::<_, VarlinkError>(if i + 1 == n { More::last(tick) } else { More::next(tick) })
+        }))
+    })
+    .streaming("Broken", |_: Empty, _ctx| {
+        futures::stream::iter([Ok::<_, VarlinkError>(More::next(json!({"tick": 0})))])
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.sock");
+    let server = Server::builder(Service::builder().interface(ticks).build().unwrap())
+        .socket(&path)
+        .framing(Framing::Nul)
+        .bind()
+        .unwrap();
+    tokio::spawn(server.serve(std::future::pending()));
+    within(async {
+        let mut c = VarlinkClient::connect(&path).await.unwrap();
+        let ticks: Vec<Value> = c
+            .call_more("org.example.ticks.Ticks", &json!({"n": 3}))
+            .await
+            .unwrap()
+            .map(|t: Result<Value, CallError>| t.unwrap()["tick"].clone())
+            .collect()
+            .await;
+        assert_eq!(ticks, [json!(0), json!(1), json!(2)]);
+        let replies: Vec<Result<Value, CallError>> = c
+            .call_more("org.example.ticks.Broken", &Empty {})
+            .await
+            .unwrap()
+            .collect()
+            .await;
+        assert_eq!(replies.len(), 2);
+        assert!(replies[0].is_ok());
+        let e = replies.into_iter().nth(1).unwrap().unwrap_err();
+        assert_eq!(reply_name(e), ipc_varlink::STREAM_ENDED);
+    })
+    .await;
+}
+
+#[test]
+fn a_method_the_description_does_not_have_is_refused_at_build() {
+    let interface = Interface::new("interface org.example.a\nmethod A() -> ()\n")
+        .unwrap()
+        .method("B", |_: Empty, _ctx| async { Ok::<_, VarlinkError>(Empty {}) });
+    let e = Service::builder().interface(interface).build().unwrap_err();
+    assert!(e.to_string().contains("no method B"), "{e}");
+}

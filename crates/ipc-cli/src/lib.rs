@@ -16,6 +16,8 @@ use std::time::Duration;
 
 pub use clap_complete::Shell;
 
+pub mod varlink;
+
 /// Exit codes of the binaries. Both use the same numbers for the same kind of failure.
 pub mod exit {
     /// Success.
@@ -30,6 +32,8 @@ pub mod exit {
     pub const UNAVAILABLE: u8 = 69;
     /// The socket path is held by a live server (`EX_CANTCREAT`).
     pub const IN_USE: u8 = 73;
+    /// An internal error (`EX_SOFTWARE`).
+    pub const SOFTWARE: u8 = 70;
     /// Any other I/O failure (`EX_IOERR`).
     pub const IO: u8 = 74;
     /// The operation timed out (`EX_TEMPFAIL`).
@@ -40,6 +44,8 @@ pub mod exit {
     pub const NO_PERMISSION: u8 = 77;
     /// The socket path exists but is not a socket (`EX_CONFIG`).
     pub const NOT_A_SOCKET: u8 = 78;
+    /// A Varlink call was answered with an error reply (its name is on stderr).
+    pub const ERROR_REPLY: u8 = 79;
 }
 
 /// Parses the command line of a binary. On `--help` or `--version` it prints and returns
@@ -269,6 +275,32 @@ fn environment_section(cmd: &clap::Command) -> String {
         ".TP\n\\fBRUST_LOG\\fR\nlog filter directives, applied on top of \\-v and \\-q\n",
     );
     roff
+}
+
+/// The exit code and message for a client error, with the flag to check where the library
+/// cannot say it.
+pub fn client_failure(e: ipc_client::ClientError) -> (u8, String) {
+    use ipc_client::ClientError;
+    use ipc_core::FrameError;
+    // What the library cannot say: the flag to check.
+    const FRAMING_HINT: &str = "check that --framing matches the server's";
+    let (code, hint) = match &e {
+        ClientError::NoSocket { .. } => (exit::NO_SOCKET, None),
+        ClientError::Refused { .. } => (exit::UNAVAILABLE, None),
+        ClientError::NotASocket { .. } => (exit::NOT_A_SOCKET, None),
+        ClientError::PermissionDenied { .. } => (exit::NO_PERMISSION, None),
+        ClientError::PathTooLong { .. } => (exit::USAGE, None),
+        ClientError::Closed => (exit::PROTOCOL, Some(FRAMING_HINT)),
+        ClientError::Protocol(_) | ClientError::Unusable { .. } => (exit::PROTOCOL, None),
+        ClientError::Timeout(_) => (exit::TIMEOUT, Some(FRAMING_HINT)),
+        ClientError::Message(FrameError::Io(_)) => (exit::IO, None),
+        ClientError::Message(_) => (exit::DATA, None),
+        _ => (exit::IO, None),
+    };
+    match hint {
+        Some(hint) => (code, format!("{e}; {hint}")),
+        None => (code, e.to_string()),
+    }
 }
 
 #[cfg(test)]

@@ -30,8 +30,8 @@ pub mod error;
 
 pub use bytes::Bytes;
 pub use client::{
-    Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, MAX_PATH_LEN, connect_socket, io_error,
-    send, send_with,
+    Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, MAX_PATH_LEN, connect_socket,
+    io_error, send, send_with,
 };
 pub use error::{ClientError, PipelineError};
 pub use ipc_core::{Framing, default_socket_path};

@@ -794,7 +794,10 @@ mod tests {
                 expected.push_str(&format!("{i}\n"));
             }
             expected.push_str("c\n");
-            assert_eq!(String::from_utf8(read_all(&mut client).await).unwrap(), expected);
+            assert_eq!(
+                String::from_utf8(read_all(&mut client).await).unwrap(),
+                expected
+            );
             assert_eq!(outcome.answered, 2006);
             // Replies that are ready together leave together.
             let writes = counters.writes.load(Ordering::SeqCst);
@@ -826,7 +829,9 @@ mod tests {
             async fn respond(&self, _req: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
                 let items: Vec<Result<Bytes, BoxError>> =
                     vec![Ok(Bytes::from("one")), Err("broken".into())];
-                Ok(Response::Stream(ReplyStream::new(futures::stream::iter(items))))
+                Ok(Response::Stream(ReplyStream::new(futures::stream::iter(
+                    items,
+                ))))
             }
         }
         let (session, mut client, _) = session(Failing, Framing::Line, 1, 1 << 16);
@@ -835,5 +840,4 @@ mod tests {
         assert!(matches!(outcome.result, Err(SessionError::Handler(_))));
         assert_eq!(read_all(&mut client).await, b"one\n");
     }
-
 }

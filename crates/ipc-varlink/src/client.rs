@@ -99,6 +99,12 @@ impl VarlinkClient {
         })
     }
 
+    /// Sets the time limit of each call (and of each reply of a streamed call); `None` for
+    /// none.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
     /// Calls `method` (qualified: `org.example.ftl.Monitor`) with `parameters` and returns
     /// its reply.
     ///

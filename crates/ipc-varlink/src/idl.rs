@@ -45,8 +45,8 @@ impl Description {
     /// [`BuildError::Idl`] if the text is not a valid description.
     pub fn parse(idl: impl Into<String>) -> Result<Self, BuildError> {
         let text: Arc<str> = Arc::from(idl.into());
-        let parsed = zlink_idl::Interface::try_from(&*text)
-            .map_err(|e| BuildError::Idl(e.to_string()))?;
+        let parsed =
+            zlink_idl::Interface::try_from(&*text).map_err(|e| BuildError::Idl(e.to_string()))?;
         let methods = parsed
             .methods()
             .map(|m| (m.name().to_string(), fields(m.inputs())))
@@ -133,12 +133,12 @@ impl Description {
                 map.values().all(|v| self.fits(inner, v, depth + 1))
             }
             (Ty::Enum(variants), Value::String(s)) => variants.iter().any(|v| v == s),
-            (Ty::Struct(fields), Value::Object(map)) => fields.iter().all(|(name, ty)| {
-                match map.get(name) {
+            (Ty::Struct(fields), Value::Object(map)) => {
+                fields.iter().all(|(name, ty)| match map.get(name) {
                     Some(v) => self.fits(ty, v, depth + 1),
                     None => matches!(ty, Ty::Optional(_)),
-                }
-            }),
+                })
+            }
             (Ty::Named(name), v) => match self.types.get(name) {
                 Some(ty) => self.fits(ty, v, depth + 1),
                 None => true,
@@ -149,9 +149,7 @@ impl Description {
 }
 
 fn fields<'a>(fields: impl Iterator<Item = &'a Field<'a>>) -> Vec<(String, Ty)> {
-    fields
-        .map(|f| (f.name().to_string(), ty(f.ty())))
-        .collect()
+    fields.map(|f| (f.name().to_string(), ty(f.ty()))).collect()
 }
 
 fn ty(t: &Type<'_>) -> Ty {
@@ -199,8 +197,14 @@ error Stuck (why: string)
             (json!({"mode": "fast"}), "point"),
             (json!({"point": {"x": 1}, "mode": "fast"}), "point"),
             (json!({"point": {"x": 1, "y": 2}, "mode": "warp"}), "mode"),
-            (json!({"point": {"x": 1, "y": 2}, "mode": "slow", "by": "3"}), "by"),
-            (json!({"point": {"x": 1, "y": 2}, "mode": "slow", "extra": 1}), "extra"),
+            (
+                json!({"point": {"x": 1, "y": 2}, "mode": "slow", "by": "3"}),
+                "by",
+            ),
+            (
+                json!({"point": {"x": 1, "y": 2}, "mode": "slow", "extra": 1}),
+                "extra",
+            ),
         ];
         for (parameters, bad) in cases {
             assert_eq!(

@@ -70,7 +70,9 @@ fn count(
     let message: std::sync::Arc<str> = request.message.unwrap_or_default().into();
     let items: Box<dyn Iterator<Item = Result<More<Counted>, VarlinkError>> + Send> =
         if request.count < 0 {
-            Box::new(std::iter::once(Err(VarlinkError::invalid_parameter("count"))))
+            Box::new(std::iter::once(Err(VarlinkError::invalid_parameter(
+                "count",
+            ))))
         } else if request.count == 0 {
             Box::new(std::iter::once(Ok(More::last(Counted {
                 index: -1,

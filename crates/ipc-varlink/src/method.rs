@@ -77,10 +77,13 @@ pub(crate) trait Method: Send + Sync + 'static {
     fn start(&self, parameters: &RawValue, ctx: Context) -> Result<Started, serde_json::Error>;
 }
 
+/// The types a method is generic over (it holds none of them).
+type Signature<P, R, E, X> = PhantomData<fn(P) -> (R, E, X)>;
+
 /// A method that answers once.
 pub(crate) struct Unary<F, P, R, E, Fut> {
     f: F,
-    types: PhantomData<fn(P) -> (R, E, Fut)>,
+    types: Signature<P, R, E, Fut>,
 }
 
 impl<F, P, R, E, Fut> Unary<F, P, R, E, Fut> {
@@ -113,7 +116,7 @@ where
 /// A method that answers with a stream of replies.
 pub(crate) struct Streaming<F, P, R, E, S> {
     f: F,
-    types: PhantomData<fn(P) -> (R, E, S)>,
+    types: Signature<P, R, E, S>,
 }
 
 impl<F, P, R, E, S> Streaming<F, P, R, E, S> {

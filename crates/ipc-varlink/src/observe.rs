@@ -58,7 +58,8 @@ impl Stats {
 
     /// A reply of `bytes` bytes was made.
     pub(crate) fn sent(&self, bytes: usize) {
-        self.bytes_sent.fetch_add(bytes as u64 + 1, Ordering::Relaxed);
+        self.bytes_sent
+            .fetch_add(bytes as u64 + 1, Ordering::Relaxed);
     }
 
     /// An error reply was made.

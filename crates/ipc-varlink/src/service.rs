@@ -340,7 +340,10 @@ impl Service {
     fn invalid(&self, method: &str, parameters: &RawValue, e: &serde_json::Error) -> VarlinkError {
         let by_description = method.rsplit_once('.').and_then(|(interface, name)| {
             let value = serde_json::from_str(parameters.get()).ok()?;
-            self.0.interfaces.get(interface)?.invalid_parameter(name, &value)
+            self.0
+                .interfaces
+                .get(interface)?
+                .invalid_parameter(name, &value)
         });
         let parameter = by_description.unwrap_or_else(|| {
             // serde names a missing or unknown field between backquotes.
@@ -376,8 +379,7 @@ impl Handler for Service {
     async fn respond(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
         let observer = &self.0.observer;
         observer.stats.call(request.len());
-        let call: IncomingCall<'_> =
-            serde_json::from_slice(&request).map_err(MalformedCall)?;
+        let call: IncomingCall<'_> = serde_json::from_slice(&request).map_err(MalformedCall)?;
         let answer = |reply: Bytes| {
             if call.oneway {
                 Response::Silent

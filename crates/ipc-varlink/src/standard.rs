@@ -8,11 +8,11 @@ use ipc_core::Context;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::Empty;
 use crate::error::VarlinkError;
 use crate::method::More;
 use crate::observe::{Event, Observer};
 use crate::service::Interface;
-use crate::Empty;
 
 /// The name of the interface every Varlink service provides.
 pub(crate) const SERVICE_IDL_NAME: &str = "org.varlink.service";

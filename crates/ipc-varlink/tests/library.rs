@@ -97,12 +97,36 @@ async fn typed_calls_and_the_standard_error_replies() {
             .unwrap();
         assert_eq!(acked, json!({"reply": "Mensagem recebida!"}));
         let cases = [
-            ("io.ipc.Messages.Nope", json!({}), "org.varlink.service.MethodNotFound"),
-            ("org.example.none.Echo", json!({}), "org.varlink.service.InterfaceNotFound"),
-            ("org.example.slow.Missing", json!({}), "org.varlink.service.MethodNotImplemented"),
-            ("io.ipc.Messages.Echo", json!({}), "org.varlink.service.InvalidParameter"),
-            ("io.ipc.Messages.Echo", json!({"message": 5}), "org.varlink.service.InvalidParameter"),
-            ("io.ipc.Messages.Count", json!({"count": 2}), "org.varlink.service.ExpectedMore"),
+            (
+                "io.ipc.Messages.Nope",
+                json!({}),
+                "org.varlink.service.MethodNotFound",
+            ),
+            (
+                "org.example.none.Echo",
+                json!({}),
+                "org.varlink.service.InterfaceNotFound",
+            ),
+            (
+                "org.example.slow.Missing",
+                json!({}),
+                "org.varlink.service.MethodNotImplemented",
+            ),
+            (
+                "io.ipc.Messages.Echo",
+                json!({}),
+                "org.varlink.service.InvalidParameter",
+            ),
+            (
+                "io.ipc.Messages.Echo",
+                json!({"message": 5}),
+                "org.varlink.service.InvalidParameter",
+            ),
+            (
+                "io.ipc.Messages.Count",
+                json!({"count": 2}),
+                "org.varlink.service.ExpectedMore",
+            ),
         ];
         for (method, parameters, error) in cases {
             let e = c.call::<_, Value>(method, &parameters).await.unwrap_err();
@@ -113,7 +137,10 @@ async fn typed_calls_and_the_standard_error_replies() {
             .call::<_, Value>("io.ipc.Messages.Echo", &json!({"message": 5}))
             .await
             .unwrap_err();
-        assert_eq!(e.reply().unwrap().parameters(), &json!({"parameter": "message"}));
+        assert_eq!(
+            e.reply().unwrap().parameters(),
+            &json!({"parameter": "message"})
+        );
         // And the connection is still good after all those errors.
         let echoed: Value = c
             .call("io.ipc.Messages.Echo", &json!({"message": "still here"}))
@@ -131,8 +158,16 @@ async fn introspection_lists_and_describes_every_interface() {
         let mut c = VarlinkClient::connect(&s.path).await.unwrap();
         let info = c.info().await.unwrap();
         assert_eq!(info.product, "library");
-        for name in ["org.varlink.service", "io.ipc.Messages", "io.ipc.Server", "org.example.slow"] {
-            assert!(info.interfaces.iter().any(|i| i == name), "{name} in {info:?}");
+        for name in [
+            "org.varlink.service",
+            "io.ipc.Messages",
+            "io.ipc.Server",
+            "org.example.slow",
+        ] {
+            assert!(
+                info.interfaces.iter().any(|i| i == name),
+                "{name} in {info:?}"
+            );
             let text = c.describe(name).await.unwrap();
             assert!(text.contains(&format!("interface {name}")), "{text}");
         }
@@ -187,7 +222,11 @@ async fn oneway_and_pipelined_calls() {
             .await
             .unwrap();
         let calls = (0..200).map(|i| {
-            let method = if i % 50 == 7 { "io.ipc.Messages.Bad" } else { "io.ipc.Messages.Echo" };
+            let method = if i % 50 == 7 {
+                "io.ipc.Messages.Bad"
+            } else {
+                "io.ipc.Messages.Echo"
+            };
             (method, json!({"message": format!("m{i}")}))
         });
         let replies: Vec<Result<Value, VarlinkError>> = c.pipeline(calls).await.unwrap();
@@ -217,7 +256,11 @@ async fn a_cancelled_call_never_hands_its_reply_to_the_next() {
         let mut c = VarlinkClient::connect(&s.path).await.unwrap();
         let nap = json!({"ms": 300});
         let slow = c.call::<_, Slept>("org.example.slow.Nap", &nap);
-        assert!(tokio::time::timeout(Duration::from_millis(50), slow).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), slow)
+                .await
+                .is_err()
+        );
         let quick: Slept = c
             .call("org.example.slow.Nap", &json!({"ms": 1}))
             .await
@@ -232,7 +275,9 @@ async fn a_cancelled_call_never_hands_its_reply_to_the_next() {
             futures::pin_mut!(stream);
             stream.next().await.unwrap().unwrap();
         }
-        let e = c.call::<_, Value>("io.ipc.Messages.Echo", &json!({"message": "x"})).await;
+        let e = c
+            .call::<_, Value>("io.ipc.Messages.Echo", &json!({"message": "x"}))
+            .await;
         assert!(matches!(e, Err(CallError::Unusable)), "{e:?}");
     })
     .await;
@@ -265,10 +310,7 @@ async fn monitor_streams_events_and_shutdown_ends_it_with_an_error_reply() {
                 break;
             }
         }
-        assert_eq!(
-            seen,
-            ["connected ", "call io.ipc.Messages.Echo"]
-        );
+        assert_eq!(seen, ["connected ", "call io.ipc.Messages.Echo"]);
         s.handle.shutdown();
         let last = events.next().await.unwrap().unwrap_err();
         assert_eq!(reply_name(last), ipc_varlink::SHUTTING_DOWN);
@@ -288,7 +330,11 @@ async fn streamed_methods_written_with_more() {
         let n = p["n"].as_i64().unwrap_or(0);
         futures::stream::iter((0..n).map(move |i| {
             let tick = json!({ "tick": i });
-            Ok::<_, VarlinkError>(if i + 1 == n { More::last(tick) } else { More::next(tick) })
+            Ok::<_, VarlinkError>(if i + 1 == n {
+                More::last(tick)
+            } else {
+                More::next(tick)
+            })
         }))
     })
     .streaming("Broken", |_: Empty, _ctx| {
@@ -330,7 +376,9 @@ async fn streamed_methods_written_with_more() {
 fn a_method_the_description_does_not_have_is_refused_at_build() {
     let interface = Interface::new("interface org.example.a\nmethod A() -> ()\n")
         .unwrap()
-        .method("B", |_: Empty, _ctx| async { Ok::<_, VarlinkError>(Empty {}) });
+        .method("B", |_: Empty, _ctx| async {
+            Ok::<_, VarlinkError>(Empty {})
+        });
     let e = Service::builder().interface(interface).build().unwrap_err();
     assert!(e.to_string().contains("no method B"), "{e}");
 }

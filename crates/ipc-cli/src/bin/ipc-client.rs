@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
+use ipc_cli::varlink::{self, CallKind};
 use ipc_cli::{self as cli, LogArgs, SocketArgs, exit};
 use ipc_client::{Client, ClientError, ClientOptions, PipelineError};
-use ipc_core::{FrameError, Framing, PathState};
+use ipc_core::{Framing, PathState};
 
 /// Send messages to an ipc-server over its Unix domain socket.
 ///
@@ -17,7 +18,7 @@ use ipc_core::{FrameError, Framing, PathState};
 /// path over 107 bytes); 65 the message does not fit the framing; 66 nothing at the socket path;
 /// 69 unavailable: a stale socket, connection refused; 74 other I/O error; 75 timeout; 76
 /// protocol: the server closed without replying or sent a bad reply; 77 permission denied; 78
-/// the path is not a socket.
+/// the path is not a socket; 79 a Varlink call got an error reply.
 #[derive(Debug, Parser)]
 #[command(name = "ipc-client", version, max_term_width = 100)]
 struct Cli {
@@ -74,6 +75,30 @@ enum Command {
     /// code says the same (0, 69, 78, 66, 77).
     #[command(visible_alias = "status")]
     Ping,
+    /// Make a Varlink call (to a server run with --protocol varlink, or any Varlink service)
+    /// and print each reply's parameters as one JSON object per line.
+    ///
+    /// An error reply prints its name and parameters on stderr and exits with 79. With --more,
+    /// --timeout bounds connecting only: the replies may stream for ever (io.ipc.Server.Monitor).
+    Call {
+        /// The qualified method, such as io.ipc.Messages.Echo.
+        method: String,
+        /// The parameters, a JSON object (none if omitted).
+        #[arg(value_name = "JSON")]
+        parameters: Option<String>,
+        /// Ask for every reply (`more`): print them as they come, until the last.
+        #[arg(long, conflicts_with = "oneway")]
+        more: bool,
+        /// Send the call without waiting for a reply (`oneway`).
+        #[arg(long)]
+        oneway: bool,
+    },
+    /// Ask a Varlink service who it is (GetInfo, printed as JSON), or with an interface name,
+    /// print that interface's description (Varlink IDL).
+    Introspect {
+        /// The interface to describe.
+        interface: Option<String>,
+    },
     /// Print a shell completion script (for example: ipc-client completions zsh).
     Completions {
         /// The shell.
@@ -113,12 +138,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Send { messages, raw } => {
             let messages = read_messages(messages, framing)?;
-            let (replies, error) = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))?
-                .block_on(exchange(&path, messages, options))
-            {
+            let (replies, error) = match runtime()?.block_on(exchange(&path, messages, options)) {
                 Ok(replies) => (replies, None),
                 Err(PipelineError { replies, error }) => (replies, Some(error)),
             };
@@ -132,8 +152,41 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             out.flush().map_err(io_failure)?;
             match error {
                 None => Ok(exit::OK),
-                Some(e) => Err(failure(e)),
+                Some(e) => Err(cli::client_failure(e)),
             }
+        }
+        Command::Call {
+            method,
+            parameters,
+            more,
+            oneway,
+        } => {
+            let parameters = varlink::parse_parameters(parameters.as_deref())?;
+            let kind = match (more, oneway) {
+                (true, _) => CallKind::More,
+                (_, true) => CallKind::Oneway,
+                _ => CallKind::Plain,
+            };
+            let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
+            runtime()?.block_on(varlink::call(
+                &path,
+                timeout,
+                &method,
+                &parameters,
+                kind,
+                &mut out,
+            ))?;
+            Ok(exit::OK)
+        }
+        Command::Introspect { interface } => {
+            let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
+            runtime()?.block_on(varlink::introspect(
+                &path,
+                timeout,
+                interface.as_deref(),
+                &mut out,
+            ))?;
+            Ok(exit::OK)
         }
         Command::Ping => {
             let (line, code) = match ipc_core::probe(&path) {
@@ -158,6 +211,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))
 }
 
 /// The messages to send, with `-` replaced by stdin.
@@ -201,28 +261,6 @@ async fn exchange(
             .await
             .unwrap_or_else(|_| Err(ClientError::Timeout(limit).into())),
         None => run.await,
-    }
-}
-
-fn failure(e: ClientError) -> Failure {
-    // What the library cannot say: the flag to check.
-    const FRAMING_HINT: &str = "check that --framing matches the server's";
-    let (code, hint) = match &e {
-        ClientError::NoSocket { .. } => (exit::NO_SOCKET, None),
-        ClientError::Refused { .. } => (exit::UNAVAILABLE, None),
-        ClientError::NotASocket { .. } => (exit::NOT_A_SOCKET, None),
-        ClientError::PermissionDenied { .. } => (exit::NO_PERMISSION, None),
-        ClientError::PathTooLong { .. } => (exit::USAGE, None),
-        ClientError::Closed => (exit::PROTOCOL, Some(FRAMING_HINT)),
-        ClientError::Protocol(_) | ClientError::Unusable { .. } => (exit::PROTOCOL, None),
-        ClientError::Timeout(_) => (exit::TIMEOUT, Some(FRAMING_HINT)),
-        ClientError::Message(FrameError::Io(_)) => (exit::IO, None),
-        ClientError::Message(_) => (exit::DATA, None),
-        _ => (exit::IO, None),
-    };
-    match hint {
-        Some(hint) => (code, format!("{e}; {hint}")),
-        None => (code, e.to_string()),
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use ipc_cli::{self as cli, LogArgs, SocketArgs, exit, parse_mode};
-use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Handler};
+use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Framing, Handler};
 use ipc_server::activation;
 use ipc_server::config::{DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS};
 use ipc_server::signal::{self, ShutdownSignals};
@@ -31,14 +31,19 @@ use tracing::{info, warn};
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
-    /// What to answer: `echo` replies with the message, `ack` with a fixed text.
+    /// The message protocol: `plain` (every message gets one reply, from --mode) or `varlink`
+    /// (typed calls in JSON, NUL-framed: the interfaces io.ipc.Messages and io.ipc.Server).
+    #[arg(long, value_enum, default_value_t = Protocol::Plain, env = "IPC_PROTOCOL")]
+    protocol: Protocol,
+    /// What to answer in the plain protocol: `echo` replies with the message, `ack` with a
+    /// fixed text.
     #[arg(long, value_enum, default_value_t = Mode::Echo, env = "IPC_MODE")]
     mode: Mode,
 
     #[command(flatten)]
     socket: SocketArgs,
 
-    /// The reply of `--mode ack`.
+    /// The reply of `--mode ack` (and of the Varlink method io.ipc.Messages.Ack).
     #[arg(long, default_value = DEFAULT_ACK_TEXT, value_name = "TEXT", env = "IPC_ACK_TEXT")]
     ack_text: String,
 
@@ -139,6 +144,14 @@ struct Cli {
     command: Option<Command>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// Opaque messages in the chosen --framing, one reply each.
+    Plain,
+    /// Varlink: JSON calls and replies, each ended by a NUL byte.
+    Varlink,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Mode {
     /// Reply with the message itself.
@@ -219,16 +232,46 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
     .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
-        match cli.mode {
-            Mode::Echo => serve(config, inherited, Echo).await,
-            Mode::Ack => serve(config, inherited, Ack::new(cli.ack_text)).await,
+        match (cli.protocol, cli.mode) {
+            (Protocol::Varlink, _) => serve(config, inherited, varlink(&cli.ack_text)?).await,
+            (Protocol::Plain, Mode::Echo) => serve(config, inherited, Echo).await,
+            (Protocol::Plain, Mode::Ack) => serve(config, inherited, Ack::new(cli.ack_text)).await,
         }
     })
 }
 
+/// The built-in Varlink service: io.ipc.Messages, io.ipc.Server and org.varlink.service.
+fn varlink(ack_text: &str) -> Result<ipc_varlink::Service, Failure> {
+    ipc_varlink::Service::builder()
+        .vendor("ipc")
+        .product("ipc-server")
+        .version(env!("CARGO_PKG_VERSION"))
+        .url(env!("CARGO_PKG_REPOSITORY"))
+        .interface(ipc_varlink::messages_interface(ack_text))
+        .server_interface()
+        .build()
+        .map_err(|e| {
+            (
+                exit::SOFTWARE,
+                format!("cannot build the Varlink service: {e}"),
+            )
+        })
+}
+
 /// Settings from the flags, checked before anything touches the file system.
 fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
-    if matches!(cli.mode, Mode::Ack) {
+    let framing = match (cli.protocol, cli.socket.framing) {
+        (Protocol::Plain, framing) => framing,
+        // Line is the flag's default: Varlink takes NUL framing unless told otherwise.
+        (Protocol::Varlink, Framing::Line | Framing::Nul) => Framing::Nul,
+        (Protocol::Varlink, other) => {
+            return Err((
+                exit::USAGE,
+                format!("--protocol varlink speaks NUL framing, not --framing {other}"),
+            ));
+        }
+    };
+    if cli.protocol == Protocol::Plain && matches!(cli.mode, Mode::Ack) {
         // The reply must be sendable, or every connection would close without one.
         let codec = FrameCodec::new(cli.socket.framing, cli.socket.max_frame);
         match codec.encode_head(cli.ack_text.as_bytes(), &mut bytes::BytesMut::new()) {
@@ -252,7 +295,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
         }
     }
     let mut config = ServerConfig::new(cli.socket.path());
-    config.framing = cli.socket.framing;
+    config.framing = framing;
     config.max_frame = cli.socket.max_frame;
     config.max_connections = cli.max_connections;
     config.idle_timeout = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);

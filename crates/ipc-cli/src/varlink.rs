@@ -1,0 +1,148 @@
+//! The Varlink side of `ipc-client`: `call` and `introspect`, their output (JSON, one object per
+//! line) and their exit codes.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ipc_varlink::{CallError, VarlinkClient};
+use serde_json::Value;
+
+use crate::exit;
+
+/// A failure: the exit code and the line for stderr.
+pub type Failure = (u8, String);
+
+/// How to make a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// One reply.
+    Plain,
+    /// `more`: every reply, until the last.
+    More,
+    /// `oneway`: no reply.
+    Oneway,
+}
+
+/// Parses the parameters argument: a JSON object (`null` or nothing for none).
+///
+/// # Errors
+///
+/// A usage failure if it is not JSON, or not an object.
+pub fn parse_parameters(text: Option<&str>) -> Result<Value, Failure> {
+    let value = match text {
+        None => return Ok(Value::Object(Default::default())),
+        Some(text) => serde_json::from_str::<Value>(text)
+            .map_err(|e| (exit::USAGE, format!("the parameters are not JSON: {e}")))?,
+    };
+    match value {
+        Value::Null => Ok(Value::Object(Default::default())),
+        Value::Object(_) => Ok(value),
+        _ => Err((
+            exit::USAGE,
+            "the parameters must be a JSON object, such as '{\"message\": \"hi\"}'".to_owned(),
+        )),
+    }
+}
+
+/// Calls `method` and writes each reply's parameters to `out`, one JSON object per line.
+/// `timeout` bounds connecting and, but for `more` calls (which may stream for ever), the reply.
+///
+/// # Errors
+///
+/// The exit code and message for what went wrong; replies already written stay written.
+pub async fn call(
+    path: &Path,
+    timeout: Option<Duration>,
+    method: &str,
+    parameters: &Value,
+    kind: CallKind,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let mut client = connect(path, timeout).await?;
+    match kind {
+        CallKind::Plain => {
+            let reply: Value = client.call(method, parameters).await.map_err(failure)?;
+            print(out, &reply)
+        }
+        CallKind::Oneway => client.oneway(method, parameters).await.map_err(failure),
+        CallKind::More => {
+            client.set_timeout(None);
+            let replies = client
+                .call_more::<_, Value>(method, parameters)
+                .await
+                .map_err(failure)?;
+            futures::pin_mut!(replies);
+            while let Some(reply) = replies.next().await {
+                print(out, &reply.map_err(failure)?)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Writes the service's `GetInfo` as JSON, or with `interface`, that interface's description.
+///
+/// # Errors
+///
+/// As [`call`].
+pub async fn introspect(
+    path: &Path,
+    timeout: Option<Duration>,
+    interface: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), Failure> {
+    let mut client = connect(path, timeout).await?;
+    match interface {
+        None => {
+            let info = client.info().await.map_err(failure)?;
+            let info = serde_json::to_value(info).map_err(|e| (exit::SOFTWARE, e.to_string()))?;
+            print(out, &info)
+        }
+        Some(interface) => {
+            let text = client.describe(interface).await.map_err(failure)?;
+            out.write_all(text.as_bytes())
+                .and_then(|()| {
+                    if text.ends_with('\n') {
+                        Ok(())
+                    } else {
+                        out.write_all(b"\n")
+                    }
+                })
+                .and_then(|()| out.flush())
+                .map_err(write_failure)
+        }
+    }
+}
+
+async fn connect(path: &Path, timeout: Option<Duration>) -> Result<VarlinkClient, Failure> {
+    VarlinkClient::connect_with(path, timeout, ipc_varlink::DEFAULT_MAX_MESSAGE)
+        .await
+        .map_err(failure)
+}
+
+fn print(out: &mut dyn Write, value: &Value) -> Result<(), Failure> {
+    serde_json::to_writer(&mut *out, value)
+        .map_err(|e| (exit::IO, format!("cannot write to stdout: {e}")))?;
+    out.write_all(b"\n")
+        .and_then(|()| out.flush())
+        .map_err(write_failure)
+}
+
+fn write_failure(e: std::io::Error) -> Failure {
+    (exit::IO, format!("cannot write to stdout: {e}"))
+}
+
+/// The exit code and message of a failed call.
+pub fn failure(e: CallError) -> Failure {
+    match e {
+        CallError::Reply(error) => (exit::ERROR_REPLY, format!("error reply: {error}")),
+        CallError::Connection(e) => crate::client_failure(e),
+        CallError::Timeout(_) => (exit::TIMEOUT, e.to_string()),
+        CallError::Json(_) | CallError::Protocol(_) | CallError::Unusable => {
+            (exit::PROTOCOL, e.to_string())
+        }
+        _ => (exit::IO, e.to_string()),
+    }
+}

@@ -12,12 +12,6 @@ use std::process::{Command, Output, Stdio};
 mod support;
 use support::*;
 
-fn peer(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/peers")
-        .join(name)
-}
-
 /// Runs the PHP client against `path`, with a deadline.
 fn php_client(path: &Path, message: &str) -> Output {
     Command::new("php")

@@ -374,3 +374,44 @@ pub fn sh(script: &str, stdin: &[u8]) -> Output {
         .arg(script)
         .output_fed_within(stdin)
 }
+
+/// A peer program in `tests/peers`.
+pub fn peer(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/peers")
+        .join(name)
+}
+
+/// The Python with the reference Varlink packages (`varlink`, `asyncvarlink`): `IPC_TEST_PYTHON`
+/// if set, else the virtual environment `.ci/run` creates in `target/pyenv`.
+pub fn varlink_python() -> PathBuf {
+    let python = std::env::var_os("IPC_TEST_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python"),
+        PathBuf::from,
+    );
+    let ok = Command::new(&python)
+        .args(["-c", "import varlink, asyncvarlink"])
+        .output_within()
+        .status
+        .success();
+    assert!(
+        ok,
+        "{} cannot import varlink and asyncvarlink: run `bash .ci/run` once (it creates \
+         target/pyenv), or set IPC_TEST_PYTHON to a Python that has them",
+        python.display()
+    );
+    python
+}
+
+/// Reads one NUL-terminated message (without the NUL), byte by byte.
+pub fn read_nul(s: &mut UnixStream) -> io::Result<Vec<u8>> {
+    let mut message = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match s.read(&mut byte)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            _ if byte[0] == 0 => return Ok(message),
+            _ => message.push(byte[0]),
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! `ipc-server --protocol varlink` and `ipc-client call / introspect` against the reference
+//! Varlink implementations (the Python `varlink` package, client and server, and
+//! `asyncvarlink`), raw peers (`socat`, a plain socket), and at scale: 1,000 connections x 100
+//! calls, a 100,000-reply stream, a subscriber that never reads.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+mod support;
+use support::*;
+
+fn varlink_server() -> TestServer {
+    TestServer::start(&["--protocol", "varlink"])
+}
+
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+#[test]
+fn the_reference_python_client_calls_our_server() {
+    let server = varlink_server();
+    let out = Command::new(varlink_python())
+        .arg(peer("varlink_client.py"))
+        .arg(server.path())
+        .output_within();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen,
+        json!({
+            "ack": {"reply": "Mensagem recebida!"},
+            "after_oneway": {"message": "after"},
+            "count": [0, 1, 2, 3, 4],
+            "echo": {"message": "olá"},
+            "expected_more": "org.varlink.service.ExpectedMore",
+            "interfaces": ["io.ipc.Messages", "io.ipc.Server", "org.varlink.service"],
+            "missing": "org.varlink.service.InterfaceNotFound",
+            "stats_calls": true,
+        })
+    );
+}
+
+#[test]
+fn asyncvarlink_pipelines_calls_to_our_server() {
+    let server = varlink_server();
+    let out = Command::new(varlink_python())
+        .arg(peer("asyncvarlink_client.py"))
+        .arg(server.path())
+        .output_within();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        seen,
+        json!({
+            "after_oneway": "after",
+            "count": [0, 1, 2, 3],
+            "error": "org.varlink.service.MethodNotFound",
+            "error_parameters": {"method": "io.ipc.Messages.Nope"},
+            "pipelined": true,
+        })
+    );
+}
+
+/// The reference Python server, on a fresh path; killed on drop.
+struct PythonServer {
+    child: Reaped,
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+}
+
+fn python_server() -> PythonServer {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("py.sock");
+    let child = Command::new(varlink_python())
+        .arg(peer("varlink_server.py"))
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the Python server");
+    let child = Reaped(child);
+    wait_until("the Python server accepts", || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
+    PythonServer {
+        child,
+        _dir: dir,
+        path,
+    }
+}
+
+#[test]
+fn our_client_calls_the_reference_python_server() {
+    let py = python_server();
+    let out = client(&py.path, &["call", "io.ipc.Messages.Echo", r#"{"message": "oi"}"#]);
+    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(json_lines(&out.stdout), [json!({"message": "oi"})]);
+
+    let out = client(
+        &py.path,
+        &["call", "io.ipc.Messages.Count", r#"{"count": 3, "message": "m"}"#, "--more"],
+    );
+    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let indexes: Vec<Value> = json_lines(&out.stdout).iter().map(|r| r["index"].clone()).collect();
+    assert_eq!(indexes, [json!(0), json!(1), json!(2)]);
+
+    let out = client(&py.path, &["call", "io.ipc.Messages.Fail"]);
+    assert_eq!(code(out.status), 79);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("io.ipc.Messages.Refused") && stderr.contains("on purpose"), "{stderr}");
+
+    let out = client(&py.path, &["call", "io.ipc.Messages.Echo", r#"{"message": "x"}"#, "--oneway"]);
+    assert_eq!(code(out.status), 0);
+    assert!(out.stdout.is_empty());
+
+    let out = client(&py.path, &["introspect"]);
+    assert_eq!(code(out.status), 0);
+    let info = &json_lines(&out.stdout)[0];
+    assert_eq!(info["product"], "python reference");
+    let out = client(&py.path, &["introspect", "io.ipc.Messages"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("method Count("));
+    drop(py.child);
+}
+
+#[test]
+fn ipc_client_call_prints_json_and_exits_79_on_an_error_reply() {
+    let server = varlink_server();
+    let out = server.client(&["call", "io.ipc.Messages.Ack", r#"{"message": "x"}"#]);
+    assert_eq!(code(out.status), 0);
+    assert_eq!(json_lines(&out.stdout), [json!({"reply": "Mensagem recebida!"})]);
+
+    let out = server.client(&["call", "io.ipc.Messages.Echo", "{}"]);
+    assert_eq!(code(out.status), 79);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("org.varlink.service.InvalidParameter"), "{stderr}");
+    assert!(stderr.contains("message"), "{stderr}");
+
+    let out = server.client(&["call", "io.ipc.Messages.Echo", "[1]"]);
+    assert_eq!(code(out.status), 64);
+
+    let out = server.client(&["introspect", "io.ipc.Server"]);
+    assert_eq!(code(out.status), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("method Monitor()"));
+
+    // A server that does not speak Varlink: the client says the server closed.
+    let plain = TestServer::start(&[]);
+    let out = plain.client(&["call", "io.ipc.Messages.Echo", r#"{"message": "x"}"#]);
+    assert_ne!(code(out.status), 0);
+}
+
+#[test]
+fn a_stream_of_100000_replies_arrives_complete_and_in_order() {
+    let server = varlink_server();
+    let out = server.client(&[
+        "call",
+        "io.ipc.Messages.Count",
+        r#"{"count": 100000, "message": "s"}"#,
+        "--more",
+    ]);
+    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let replies = json_lines(&out.stdout);
+    assert_eq!(replies.len(), 100_000);
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply, &json!({"index": i, "message": "s"}));
+    }
+}
+
+#[test]
+fn bad_frames_close_the_connection_and_bad_calls_get_error_replies() {
+    let server = varlink_server();
+    // A well-formed call with an unknown method: an error reply, and the connection goes on.
+    let out = sh(
+        &format!(
+            "printf '%s\\0%s\\0' '{{\"method\":\"a.b.C\"}}' \
+             '{{\"method\":\"io.ipc.Messages.Echo\",\"parameters\":{{\"message\":\"ok\"}}}}' \
+             | socat -t 2 - UNIX-CONNECT:{}",
+            server.path().display()
+        ),
+        b"",
+    );
+    let replies: Vec<Value> = out
+        .stdout
+        .split(|b| *b == 0)
+        .filter(|m| !m.is_empty())
+        .map(|m| serde_json::from_slice(m).unwrap())
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            json!({"error": "org.varlink.service.InterfaceNotFound", "parameters": {"interface": "a.b"}}),
+            json!({"parameters": {"message": "ok"}}),
+        ]
+    );
+    // Not JSON, not an object, no method: each closes its connection, with a log line.
+    for bad in [&b"{not json"[..], b"[1,2]", b"{\"parameters\":{}}"] {
+        let mut s = server.connect();
+        s.write_all(bad).unwrap();
+        s.write_all(b"\0").unwrap();
+        assert_eq!(read_to_close(&mut s).unwrap(), b"", "{}", String::from_utf8_lossy(bad));
+    }
+    // A message with no NUL within the maximum size closes too, before it is buffered whole.
+    let mut s = server.connect();
+    let big = vec![b' '; 2 << 20];
+    let _ = s.write_all(&big);
+    assert_eq!(read_to_close(&mut s).unwrap_or_default(), b"");
+    wait_until("the log tells why", || server.log().matches("not a Varlink call").count() >= 3);
+    assert!(server.log().contains("frame larger than the maximum"), "{}", server.log());
+}
+
+#[test]
+fn shutdown_ends_an_open_monitor_stream_with_an_error_reply() {
+    let mut server = varlink_server();
+    let mut watcher = Reaped(
+        client_cmd()
+            .arg("--socket")
+            .arg(server.path())
+            .args(["call", "io.ipc.Server.Monitor", "--more"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // The subscription is live once its own call shows in the stream.
+    let mut stdout = watcher.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).unwrap();
+    server.signal(Signal::SIGTERM);
+    let status = wait_within(&mut watcher);
+    let mut err = String::new();
+    watcher.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(code(status), 79, "{err}");
+    assert!(err.contains("io.ipc.Server.ShuttingDown"), "{err}");
+    assert!(server.wait().success());
+}
+
+#[test]
+fn a_subscriber_that_never_reads_does_not_grow_the_servers_memory() {
+    let server = varlink_server();
+    let mut subscriber = server.connect();
+    subscriber
+        .write_all(b"{\"method\":\"io.ipc.Server.Monitor\",\"more\":true}\0")
+        .unwrap();
+    let rss = || {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_owned();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    // 200,000 calls, each an event of about 150 bytes for the subscriber: 30 MB if kept.
+    let mut busy = server.connect();
+    let call = b"{\"method\":\"io.ipc.Messages.Echo\",\"parameters\":{\"message\":\"m\"}}\0";
+    let mut before = 0;
+    // Batches small enough that the requests and their replies fit in the socket buffers.
+    let batch: Vec<u8> = call.iter().copied().cycle().take(call.len() * 1000).collect();
+    for round in 0..200 {
+        busy.write_all(&batch).unwrap();
+        let mut replies = 0;
+        let mut buf = vec![0u8; 1 << 16];
+        while replies < 1000 {
+            let n = busy.read(&mut buf).unwrap();
+            assert!(n > 0, "the server closed the busy connection");
+            replies += buf[..n].iter().filter(|b| **b == 0).count();
+        }
+        if round == 10 {
+            before = rss();
+        }
+    }
+    let after = rss();
+    assert!(
+        after < before + 8 * 1024,
+        "the server grew from {before} KiB to {after} KiB with a subscriber that never reads"
+    );
+    // When it finally reads, it learns that it missed events: after what the socket buffers
+    // and the channel's backlog held.
+    let mut missed = false;
+    for _ in 0..20_000 {
+        let message = read_nul(&mut subscriber).unwrap();
+        if String::from_utf8_lossy(&message).contains("\"missed\"") {
+            missed = true;
+            break;
+        }
+    }
+    assert!(missed, "no `missed` event");
+}
+
+#[test]
+fn a_thousand_connections_of_a_hundred_calls_each_get_every_reply_right() {
+    let server = varlink_server();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let path = server.path().to_owned();
+    let checked = rt.block_on(async move {
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(200));
+        let mut tasks = tokio::task::JoinSet::new();
+        for conn in 0..1000 {
+            let path = path.clone();
+            let limit = std::sync::Arc::clone(&limit);
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await.unwrap();
+                let mut c = ipc_varlink::VarlinkClient::connect_with(
+                    &path,
+                    Some(PATIENCE),
+                    ipc_varlink::DEFAULT_MAX_MESSAGE,
+                )
+                .await
+                .unwrap();
+                // Half pipelined, half one at a time.
+                let calls: Vec<_> = (0..50)
+                    .map(|i| ("io.ipc.Messages.Echo", json!({"message": format!("{conn}/{i}")})))
+                    .collect();
+                let replies: Vec<Result<Value, _>> = c.pipeline(calls).await.unwrap();
+                let mut good = 0;
+                for (i, reply) in replies.into_iter().enumerate() {
+                    assert_eq!(reply.unwrap()["message"], format!("{conn}/{i}"));
+                    good += 1;
+                }
+                for i in 50..100 {
+                    let reply: Value = c
+                        .call("io.ipc.Messages.Echo", &json!({"message": format!("{conn}/{i}")}))
+                        .await
+                        .unwrap();
+                    assert_eq!(reply["message"], format!("{conn}/{i}"));
+                    good += 1;
+                }
+                good
+            });
+        }
+        let mut total = 0;
+        while let Some(done) = tasks.join_next().await {
+            total += done.unwrap();
+        }
+        total
+    });
+    assert_eq!(checked, 100_000);
+}
+
+#[test]
+fn varlink_takes_nul_framing_only() {
+    let out = server_cmd()
+        .args(["--protocol", "varlink", "--framing", "length", "--socket", "/tmp/unused.sock"])
+        .output_within();
+    assert_eq!(code(out.status), 64);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NUL framing"));
+}
+

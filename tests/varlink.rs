@@ -29,7 +29,11 @@ fn the_reference_python_client_calls_our_server() {
         .arg(peer("varlink_client.py"))
         .arg(server.path())
         .output_within();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         seen,
@@ -53,7 +57,11 @@ fn asyncvarlink_pipelines_calls_to_our_server() {
         .arg(peer("asyncvarlink_client.py"))
         .arg(server.path())
         .output_within();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         seen,
@@ -99,24 +107,56 @@ fn python_server() -> PythonServer {
 #[test]
 fn our_client_calls_the_reference_python_server() {
     let py = python_server();
-    let out = client(&py.path, &["call", "io.ipc.Messages.Echo", r#"{"message": "oi"}"#]);
-    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    let out = client(
+        &py.path,
+        &["call", "io.ipc.Messages.Echo", r#"{"message": "oi"}"#],
+    );
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(json_lines(&out.stdout), [json!({"message": "oi"})]);
 
     let out = client(
         &py.path,
-        &["call", "io.ipc.Messages.Count", r#"{"count": 3, "message": "m"}"#, "--more"],
+        &[
+            "call",
+            "io.ipc.Messages.Count",
+            r#"{"count": 3, "message": "m"}"#,
+            "--more",
+        ],
     );
-    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
-    let indexes: Vec<Value> = json_lines(&out.stdout).iter().map(|r| r["index"].clone()).collect();
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let indexes: Vec<Value> = json_lines(&out.stdout)
+        .iter()
+        .map(|r| r["index"].clone())
+        .collect();
     assert_eq!(indexes, [json!(0), json!(1), json!(2)]);
 
     let out = client(&py.path, &["call", "io.ipc.Messages.Fail"]);
     assert_eq!(code(out.status), 79);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("io.ipc.Messages.Refused") && stderr.contains("on purpose"), "{stderr}");
+    assert!(
+        stderr.contains("io.ipc.Messages.Refused") && stderr.contains("on purpose"),
+        "{stderr}"
+    );
 
-    let out = client(&py.path, &["call", "io.ipc.Messages.Echo", r#"{"message": "x"}"#, "--oneway"]);
+    let out = client(
+        &py.path,
+        &[
+            "call",
+            "io.ipc.Messages.Echo",
+            r#"{"message": "x"}"#,
+            "--oneway",
+        ],
+    );
     assert_eq!(code(out.status), 0);
     assert!(out.stdout.is_empty());
 
@@ -134,12 +174,18 @@ fn ipc_client_call_prints_json_and_exits_79_on_an_error_reply() {
     let server = varlink_server();
     let out = server.client(&["call", "io.ipc.Messages.Ack", r#"{"message": "x"}"#]);
     assert_eq!(code(out.status), 0);
-    assert_eq!(json_lines(&out.stdout), [json!({"reply": "Mensagem recebida!"})]);
+    assert_eq!(
+        json_lines(&out.stdout),
+        [json!({"reply": "Mensagem recebida!"})]
+    );
 
     let out = server.client(&["call", "io.ipc.Messages.Echo", "{}"]);
     assert_eq!(code(out.status), 79);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("org.varlink.service.InvalidParameter"), "{stderr}");
+    assert!(
+        stderr.contains("org.varlink.service.InvalidParameter"),
+        "{stderr}"
+    );
     assert!(stderr.contains("message"), "{stderr}");
 
     let out = server.client(&["call", "io.ipc.Messages.Echo", "[1]"]);
@@ -164,7 +210,12 @@ fn a_stream_of_100000_replies_arrives_complete_and_in_order() {
         r#"{"count": 100000, "message": "s"}"#,
         "--more",
     ]);
-    assert_eq!(code(out.status), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        code(out.status),
+        0,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let replies = json_lines(&out.stdout);
     assert_eq!(replies.len(), 100_000);
     for (i, reply) in replies.iter().enumerate() {
@@ -203,15 +254,26 @@ fn bad_frames_close_the_connection_and_bad_calls_get_error_replies() {
         let mut s = server.connect();
         s.write_all(bad).unwrap();
         s.write_all(b"\0").unwrap();
-        assert_eq!(read_to_close(&mut s).unwrap(), b"", "{}", String::from_utf8_lossy(bad));
+        assert_eq!(
+            read_to_close(&mut s).unwrap(),
+            b"",
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
     }
     // A message with no NUL within the maximum size closes too, before it is buffered whole.
     let mut s = server.connect();
     let big = vec![b' '; 2 << 20];
     let _ = s.write_all(&big);
     assert_eq!(read_to_close(&mut s).unwrap_or_default(), b"");
-    wait_until("the log tells why", || server.log().matches("not a Varlink call").count() >= 3);
-    assert!(server.log().contains("frame larger than the maximum"), "{}", server.log());
+    wait_until("the log tells why", || {
+        server.log().matches("not a Varlink call").count() >= 3
+    });
+    assert!(
+        server.log().contains("frame larger than the maximum"),
+        "{}",
+        server.log()
+    );
 }
 
 #[test]
@@ -234,7 +296,12 @@ fn shutdown_ends_an_open_monitor_stream_with_an_error_reply() {
     server.signal(Signal::SIGTERM);
     let status = wait_within(&mut watcher);
     let mut err = String::new();
-    watcher.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    watcher
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
     assert_eq!(code(status), 79, "{err}");
     assert!(err.contains("io.ipc.Server.ShuttingDown"), "{err}");
     assert!(server.wait().success());
@@ -249,15 +316,28 @@ fn a_subscriber_that_never_reads_does_not_grow_the_servers_memory() {
         .unwrap();
     let rss = || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().to_owned();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
     };
     // 200,000 calls, each an event of about 150 bytes for the subscriber: 30 MB if kept.
     let mut busy = server.connect();
     let call = b"{\"method\":\"io.ipc.Messages.Echo\",\"parameters\":{\"message\":\"m\"}}\0";
     let mut before = 0;
     // Batches small enough that the requests and their replies fit in the socket buffers.
-    let batch: Vec<u8> = call.iter().copied().cycle().take(call.len() * 1000).collect();
+    let batch: Vec<u8> = call
+        .iter()
+        .copied()
+        .cycle()
+        .take(call.len() * 1000)
+        .collect();
     for round in 0..200 {
         busy.write_all(&batch).unwrap();
         let mut replies = 0;
@@ -315,7 +395,12 @@ fn a_thousand_connections_of_a_hundred_calls_each_get_every_reply_right() {
                 .unwrap();
                 // Half pipelined, half one at a time.
                 let calls: Vec<_> = (0..50)
-                    .map(|i| ("io.ipc.Messages.Echo", json!({"message": format!("{conn}/{i}")})))
+                    .map(|i| {
+                        (
+                            "io.ipc.Messages.Echo",
+                            json!({"message": format!("{conn}/{i}")}),
+                        )
+                    })
                     .collect();
                 let replies: Vec<Result<Value, _>> = c.pipeline(calls).await.unwrap();
                 let mut good = 0;
@@ -325,7 +410,10 @@ fn a_thousand_connections_of_a_hundred_calls_each_get_every_reply_right() {
                 }
                 for i in 50..100 {
                     let reply: Value = c
-                        .call("io.ipc.Messages.Echo", &json!({"message": format!("{conn}/{i}")}))
+                        .call(
+                            "io.ipc.Messages.Echo",
+                            &json!({"message": format!("{conn}/{i}")}),
+                        )
                         .await
                         .unwrap();
                     assert_eq!(reply["message"], format!("{conn}/{i}"));
@@ -346,9 +434,15 @@ fn a_thousand_connections_of_a_hundred_calls_each_get_every_reply_right() {
 #[test]
 fn varlink_takes_nul_framing_only() {
     let out = server_cmd()
-        .args(["--protocol", "varlink", "--framing", "length", "--socket", "/tmp/unused.sock"])
+        .args([
+            "--protocol",
+            "varlink",
+            "--framing",
+            "length",
+            "--socket",
+            "/tmp/unused.sock",
+        ])
         .output_within();
     assert_eq!(code(out.status), 64);
     assert!(String::from_utf8_lossy(&out.stderr).contains("NUL framing"));
 }
-

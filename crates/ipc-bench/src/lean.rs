@@ -16,7 +16,7 @@ use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token};
 use tokio_util::codec::Decoder;
 
-use crate::load::{LoadConfig, Shared, Tally, check_reply, counter, put_request};
+use crate::load::{LoadConfig, Shared, Tally, check_reply, counter};
 
 /// How long the event loop waits for any event before it calls the run stuck.
 const STUCK: Duration = Duration::from_secs(10);
@@ -48,7 +48,7 @@ pub(crate) fn run(config: &LoadConfig, shared: &Shared) -> io::Result<(Histogram
         .map(|_| Slot {
             conn: shared.next_conn(),
             stream: None,
-            codec: FrameCodec::new(config.framing, config.size.max(1 << 20)),
+            codec: FrameCodec::new(config.wire_framing(), config.size.max(1 << 20)),
             in_flight: VecDeque::with_capacity(config.pipeline),
             wbuf: BytesMut::with_capacity(config.pipeline * (config.size + 5)),
             rbuf: BytesMut::with_capacity(64 * 1024),
@@ -180,7 +180,7 @@ impl Slot {
             }
             let c = counter(self.conn, self.seq);
             self.seq += 1;
-            put_request(&mut self.wbuf, config.framing, c, config.size);
+            config.put_request(&mut self.wbuf, c);
             self.in_flight.push_back((c, now));
         }
         !self.in_flight.is_empty()

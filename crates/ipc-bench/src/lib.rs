@@ -1,9 +1,11 @@
 //! The benchmark suite's pieces: a verifying load generator ([`load`], with a lean client in
-//! `lean`), process statistics ([`procstat`]), and the scenario runner that compares ipc-server
+//! `lean`, for the plain protocol and Varlink), the streamed-replies load ([`stream`]), process
+//! statistics ([`procstat`]), and the scenario runner that compares ipc-server
 //! with the reference servers in one run ([`suite`]).
 #![deny(missing_docs)]
 
 mod lean;
 pub mod load;
 pub mod procstat;
+pub mod stream;
 pub mod suite;

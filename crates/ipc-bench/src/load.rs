@@ -1,7 +1,9 @@
 //! The load generator: many connections, each keeping a number of requests in flight, every
 //! reply checked against its request.
 //!
-//! Each request carries a unique counter (connection number and sequence) at its start, padded
+//! In the plain protocol a request is the payload in the chosen framing; in Varlink it is a call
+//! of `io.ipc.Messages.Echo` whose `message` is the payload, and the reply's `message` is
+//! checked. Each request carries a unique counter (connection number and sequence) at its start, padded
 //! to the requested size, so against an echo server a lost, reordered or corrupted reply is
 //! caught and counted, never silently accepted.
 
@@ -11,12 +13,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use ipc_core::{FrameCodec, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 
 /// When a run stops.
 #[derive(Debug, Clone, Copy)]
@@ -27,9 +29,38 @@ pub enum Stop {
     Duration(Duration),
 }
 
+/// The message protocol of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Protocol {
+    /// Opaque messages, echoed.
+    #[default]
+    Plain,
+    /// Varlink calls of `io.ipc.Messages.Echo` (NUL framing).
+    Varlink,
+}
+
+/// The start of every Varlink request, before the payload.
+const VARLINK_HEAD: &[u8] = br#"{"method":"io.ipc.Messages.Echo","parameters":{"message":""#;
+/// The end of every Varlink request, after the payload.
+const VARLINK_TAIL: &[u8] = b"\"}}\0";
+
+/// An echo reply in Varlink, borrowing the message.
+#[derive(serde::Deserialize)]
+struct VarlinkReply<'a> {
+    #[serde(borrow)]
+    parameters: VarlinkMessage<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct VarlinkMessage<'a> {
+    message: &'a str,
+}
+
 /// What to send and how.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
+    /// The message protocol (Varlink takes NUL framing, whatever `framing` says).
+    pub protocol: Protocol,
     /// Server socket.
     pub socket: PathBuf,
     /// Framing the server speaks.
@@ -142,6 +173,37 @@ pub(crate) struct Tally {
     pub(crate) io_errors: u64,
 }
 
+impl LoadConfig {
+    /// The framing on the wire.
+    pub(crate) fn wire_framing(&self) -> Framing {
+        match self.protocol {
+            Protocol::Plain => self.framing,
+            Protocol::Varlink => Framing::Nul,
+        }
+    }
+
+    /// Appends the framed request for `counter` to `wbuf`, without allocating.
+    pub(crate) fn put_request(&self, wbuf: &mut BytesMut, counter: u64) {
+        match self.protocol {
+            Protocol::Plain => put_request(wbuf, self.framing, counter, self.size),
+            Protocol::Varlink => {
+                wbuf.extend_from_slice(VARLINK_HEAD);
+                put_request(wbuf, Framing::Raw, counter, self.size);
+                wbuf.extend_from_slice(VARLINK_TAIL);
+            }
+        }
+    }
+
+    /// Whether `reply` (unframed) answers the request for `counter`.
+    pub(crate) fn is_reply_to(&self, reply: &[u8], counter: u64) -> bool {
+        match self.protocol {
+            Protocol::Plain => is_reply_to(reply, counter, self.size),
+            Protocol::Varlink => serde_json::from_slice::<VarlinkReply<'_>>(reply)
+                .is_ok_and(|r| is_reply_to(r.parameters.message.as_bytes(), counter, self.size)),
+        }
+    }
+}
+
 /// Runs the load on a single-threaded runtime in the calling thread (pin the thread to place
 /// the load generator on a CPU).
 ///
@@ -249,10 +311,11 @@ fn hex(counter: u64) -> [u8; MIN_SIZE] {
 }
 
 /// The request body: the counter, then `x` up to `size` bytes.
-fn request(counter: u64, size: usize) -> Bytes {
+#[cfg(test)]
+fn request(counter: u64, size: usize) -> bytes::Bytes {
     let mut body = hex(counter).to_vec();
     body.resize(size, b'x');
-    Bytes::from(body)
+    bytes::Bytes::from(body)
 }
 
 /// What follows the counter in every request.
@@ -291,12 +354,9 @@ pub(crate) fn check_reply(
     };
     let _ = hist.record(now.duration_since(sent).as_nanos() as u64);
     tally.bytes += (config.size + reply.len()) as u64;
-    if !config.verify || is_reply_to(reply, expected, config.size) {
+    if !config.verify || config.is_reply_to(reply, expected) {
         tally.msgs += 1;
-    } else if in_flight
-        .iter()
-        .any(|&(c, _)| is_reply_to(reply, c, config.size))
-    {
+    } else if in_flight.iter().any(|&(c, _)| config.is_reply_to(reply, c)) {
         tally.reordered += 1;
     } else {
         tally.corrupted += 1;
@@ -326,7 +386,7 @@ async fn connection_loop(
             return;
         }
     };
-    let mut codec = FrameCodec::new(config.framing, config.size.max(1 << 20));
+    let mut codec = FrameCodec::new(config.wire_framing(), config.size.max(1 << 20));
     // Counters of the requests in flight, oldest first, with the time their batch was sent.
     let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::with_capacity(config.pipeline);
     let mut wbuf = BytesMut::with_capacity(config.pipeline * (config.size + 5));
@@ -343,7 +403,7 @@ async fn connection_loop(
             }
             let c = counter(conn, seq);
             seq += 1;
-            put_request(&mut wbuf, config.framing, c, config.size);
+            config.put_request(&mut wbuf, c);
             in_flight.push_back((c, sent));
         }
         if !wbuf.is_empty() {
@@ -392,12 +452,12 @@ async fn oneshot_loop(
     tally: &mut Tally,
 ) {
     let conn = shared.next_conn();
-    let mut codec = FrameCodec::new(config.framing, config.size.max(1 << 20));
+    let mut codec = FrameCodec::new(config.wire_framing(), config.size.max(1 << 20));
     let mut wbuf = BytesMut::new();
     let mut rbuf = BytesMut::with_capacity(4096);
     let mut seq = 0u64;
     while shared.take() {
-        let req = request(counter(conn, seq), config.size);
+        let c = counter(conn, seq);
         seq += 1;
         let start = Instant::now();
         let mut stream = match UnixStream::connect(&config.socket).await {
@@ -409,9 +469,7 @@ async fn oneshot_loop(
             }
         };
         wbuf.clear();
-        codec
-            .encode(req.clone(), &mut wbuf)
-            .expect("requests fit the framing");
+        config.put_request(&mut wbuf, c);
         if stream.write_all(&wbuf).await.is_err() {
             tally.io_errors += 1;
             tally.lost += 1;
@@ -432,8 +490,8 @@ async fn oneshot_loop(
         match reply {
             Some(reply) => {
                 let _ = hist.record(start.elapsed().as_nanos() as u64);
-                tally.bytes += (req.len() + reply.len()) as u64;
-                if !config.verify || reply == req {
+                tally.bytes += (config.size + reply.len()) as u64;
+                if !config.verify || config.is_reply_to(&reply, c) {
                     tally.msgs += 1;
                 } else {
                     tally.corrupted += 1;
@@ -447,6 +505,35 @@ async fn oneshot_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn varlink_requests_are_echo_calls_and_their_replies_verify() {
+        let config = LoadConfig {
+            protocol: Protocol::Varlink,
+            socket: PathBuf::new(),
+            framing: Framing::Line,
+            conns: 1,
+            pipeline: 1,
+            size: 32,
+            stop: Stop::Msgs(1),
+            oneshot: false,
+            verify: true,
+            lean: false,
+        };
+        let mut wbuf = BytesMut::new();
+        config.put_request(&mut wbuf, 7);
+        let mut codec = FrameCodec::new(Framing::Nul, 1024);
+        let call = codec.decode(&mut wbuf).unwrap().unwrap();
+        let call: serde_json::Value = serde_json::from_slice(&call).unwrap();
+        assert_eq!(call["method"], "io.ipc.Messages.Echo");
+        let message = call["parameters"]["message"].as_str().unwrap().to_owned();
+        assert!(is_reply_to(message.as_bytes(), 7, 32));
+        // Replies with other spacing (the Python server's) verify too; others' do not.
+        let reply = format!("{{\"parameters\": {{\"message\": \"{message}\"}}}}");
+        assert!(config.is_reply_to(reply.as_bytes(), 7));
+        assert!(!config.is_reply_to(reply.as_bytes(), 8));
+        assert!(!config.is_reply_to(b"{\"error\":\"x\"}", 7));
+    }
 
     #[test]
     fn requests_are_unique_and_sized() {

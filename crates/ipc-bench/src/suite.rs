@@ -16,8 +16,9 @@ use nix::sched::{CpuSet, sched_setaffinity};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
-use crate::load::{self, LoadConfig, LoadReport, Stop};
+use crate::load::{self, LoadConfig, LoadReport, Protocol, Stop};
 use crate::procstat;
+use crate::stream;
 
 /// Where server and load generator run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -41,6 +42,10 @@ pub enum ServerKind {
     RefTokio,
     /// `ref-c-server`: hand-written C, epoll, one thread (`c/ref-c-server.c`).
     RefC,
+    /// `ref-zlink-server`: Varlink with zlink, the Rust implementation.
+    RefZlink,
+    /// `tests/peers/varlink_server.py`: Varlink with the reference Python `varlink` package.
+    RefPython,
 }
 
 impl ServerKind {
@@ -51,16 +56,32 @@ impl ServerKind {
             ServerKind::RefStd => "ref-std",
             ServerKind::RefTokio => "ref-tokio",
             ServerKind::RefC => "ref-c",
+            ServerKind::RefZlink => "ref-zlink",
+            ServerKind::RefPython => "ref-python",
         }
     }
 }
 
-const ALL: [ServerKind; 4] = [
+/// The servers of the plain-protocol scenarios.
+const PLAIN: &[ServerKind] = &[
     ServerKind::Ours,
     ServerKind::RefStd,
     ServerKind::RefTokio,
     ServerKind::RefC,
 ];
+
+/// The servers of the Varlink scenarios.
+const VARLINK: &[ServerKind] = &[
+    ServerKind::Ours,
+    ServerKind::RefZlink,
+    ServerKind::RefPython,
+];
+
+/// The Python reference server's script.
+const PYTHON_SERVER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/peers/varlink_server.py"
+);
 
 /// How the suite runs.
 #[derive(Debug, Clone)]
@@ -83,6 +104,9 @@ pub struct SuiteConfig {
     pub only: Vec<String>,
     /// Lean load-generator sockets (see [`LoadConfig::lean`]).
     pub lean: bool,
+    /// A Python with the `varlink` package, for the Python reference server of the Varlink
+    /// scenarios.
+    pub python: Option<PathBuf>,
 }
 
 /// One server's figures in one scenario.
@@ -111,6 +135,10 @@ pub struct Row {
 struct Scenario {
     name: &'static str,
     what: &'static str,
+    protocol: Protocol,
+    servers: &'static [ServerKind],
+    /// A `more` call streaming many small replies, instead of request and reply.
+    stream: bool,
     framing: Framing,
     conns: usize,
     pipeline: usize,
@@ -118,10 +146,13 @@ struct Scenario {
     oneshot: bool,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "lat1",
         what: "1 connection, 64 B, one request at a time",
+        protocol: Protocol::Plain,
+        servers: PLAIN,
+        stream: false,
         framing: Framing::Line,
         conns: 1,
         pipeline: 1,
@@ -131,6 +162,9 @@ const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "tput64",
         what: "64 connections, 64 B, no pipelining",
+        protocol: Protocol::Plain,
+        servers: PLAIN,
+        stream: false,
         framing: Framing::Line,
         conns: 64,
         pipeline: 1,
@@ -140,6 +174,9 @@ const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "pipe",
         what: "4 connections x 64 in flight, 64 B",
+        protocol: Protocol::Plain,
+        servers: PLAIN,
+        stream: false,
         framing: Framing::Line,
         conns: 4,
         pipeline: 64,
@@ -149,6 +186,9 @@ const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "big",
         what: "4 connections, 64 KiB, length framing",
+        protocol: Protocol::Plain,
+        servers: PLAIN,
+        stream: false,
         framing: Framing::Length,
         conns: 4,
         pipeline: 1,
@@ -158,11 +198,74 @@ const SCENARIOS: [Scenario; 5] = [
     Scenario {
         name: "churn",
         what: "connect, one exchange, close; 8 at a time",
+        protocol: Protocol::Plain,
+        servers: PLAIN,
+        stream: false,
         framing: Framing::Line,
         conns: 8,
         pipeline: 1,
         size: 64,
         oneshot: true,
+    },
+    Scenario {
+        name: "v-lat1",
+        what: "Varlink: 1 connection, Echo of 64 B, one call at a time",
+        protocol: Protocol::Varlink,
+        servers: VARLINK,
+        stream: false,
+        framing: Framing::Nul,
+        conns: 1,
+        pipeline: 1,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "v-tput64",
+        what: "Varlink: 64 connections, Echo of 64 B, no pipelining",
+        protocol: Protocol::Varlink,
+        servers: VARLINK,
+        stream: false,
+        framing: Framing::Nul,
+        conns: 64,
+        pipeline: 1,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "v-pipe",
+        what: "Varlink: 4 connections x 64 calls in flight",
+        protocol: Protocol::Varlink,
+        servers: VARLINK,
+        stream: false,
+        framing: Framing::Nul,
+        conns: 4,
+        pipeline: 64,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "v-churn",
+        what: "Varlink: connect, one call, close; 8 at a time",
+        protocol: Protocol::Varlink,
+        servers: VARLINK,
+        stream: false,
+        framing: Framing::Nul,
+        conns: 8,
+        pipeline: 1,
+        size: 64,
+        oneshot: true,
+    },
+    Scenario {
+        name: "v-stream",
+        what: "Varlink: 1 connection, `more` calls of Count streaming 10,000 small replies each",
+        protocol: Protocol::Varlink,
+        servers: VARLINK,
+        stream: true,
+        framing: Framing::Nul,
+        conns: 1,
+        pipeline: 1,
+        size: 64,
+        oneshot: false,
     },
 ];
 
@@ -216,6 +319,7 @@ fn pin_self(placement: Placement) -> Result<(), SuiteError> {
 fn start_server(
     config: &SuiteConfig,
     kind: ServerKind,
+    protocol: Protocol,
     framing: Framing,
     tag: &str,
 ) -> Result<Running, SuiteError> {
@@ -225,6 +329,13 @@ fn start_server(
         (ServerKind::Ours, Some(path)) => path.clone(),
         // Built by this crate's build script, with the system C compiler.
         (ServerKind::RefC, _) => PathBuf::from(env!("REF_C_SERVER")),
+        (ServerKind::RefPython, _) => config.python.clone().ok_or_else(|| {
+            SuiteError::Server(
+                "the Varlink scenarios need a Python with the varlink package: set \
+                 IPC_TEST_PYTHON or --python (.ci/run makes target/pyenv)"
+                    .into(),
+            )
+        })?,
         _ => config.bin_dir.join(binary(kind)),
     };
     let mut cmd = match config.placement {
@@ -237,14 +348,25 @@ fn start_server(
     };
     match kind {
         ServerKind::Ours => {
+            let protocol = match protocol {
+                Protocol::Plain => "plain",
+                Protocol::Varlink => "varlink",
+            };
             cmd.arg("--socket")
                 .arg(&socket)
+                .args(["--protocol", protocol])
                 .args(["--framing", framing.as_str(), "--max-connections", "20000"])
                 .args(["--idle-timeout", "0", "-q"])
                 .args(&config.server_args);
         }
         ServerKind::RefStd | ServerKind::RefTokio | ServerKind::RefC => {
             cmd.arg(&socket).arg(framing.as_str());
+        }
+        ServerKind::RefZlink => {
+            cmd.arg(&socket);
+        }
+        ServerKind::RefPython => {
+            cmd.arg(PYTHON_SERVER).arg(&socket);
         }
     }
     let child = cmd
@@ -269,17 +391,33 @@ fn binary(kind: ServerKind) -> &'static str {
         ServerKind::RefStd => "ref-std-server",
         ServerKind::RefTokio => "ref-tokio-server",
         ServerKind::RefC => "ref-c-server",
+        ServerKind::RefZlink => "ref-zlink-server",
+        ServerKind::RefPython => "python3",
     }
 }
 
 fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Result<Row, SuiteError> {
-    let server = start_server(config, kind, scenario.framing, scenario.name)?;
+    let server = start_server(
+        config,
+        kind,
+        scenario.protocol,
+        scenario.framing,
+        scenario.name,
+    )?;
     let duration = if config.quick {
         Duration::from_millis(300)
     } else {
         Duration::from_secs(1)
     };
+    if scenario.stream {
+        stream::run(&server.socket, duration / 5);
+        let cpu_before = procstat::cpu_time(server.pid());
+        let report = stream::run(&server.socket, duration);
+        let cpu_after = procstat::cpu_time(server.pid());
+        return Ok(row(scenario.name, kind, &report, cpu_before, cpu_after));
+    }
     let load = LoadConfig {
+        protocol: scenario.protocol,
         socket: server.socket.clone(),
         framing: scenario.framing,
         conns: scenario.conns,
@@ -335,7 +473,7 @@ fn row(
 /// and used its buffers), lets them go idle, and measures the server's RSS per connection.
 fn measure_idle(config: &SuiteConfig, kind: ServerKind, n: usize) -> Result<Row, SuiteError> {
     use std::io::{BufRead, BufReader, Write};
-    let server = start_server(config, kind, Framing::Line, "idle")?;
+    let server = start_server(config, kind, Protocol::Plain, Framing::Line, "idle")?;
     // One connection first, so one-time costs (first task, runtime warm-up) are not counted.
     let mut first = UnixStream::connect(&server.socket)
         .map_err(|e| SuiteError::Server(format!("connect: {e}")))?;
@@ -393,12 +531,13 @@ pub fn run(config: &SuiteConfig) -> Result<Vec<Row>, SuiteError> {
     // rotating order), and each figure is the median of its rounds.
     for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
         eprintln!("{}: {}", scenario.name, scenario.what);
-        let mut per_kind: Vec<Vec<Row>> = vec![Vec::new(); ALL.len()];
+        let servers = scenario.servers;
+        let mut per_kind: Vec<Vec<Row>> = vec![Vec::new(); servers.len()];
         for round in 0..config.rounds as usize {
             // Each round starts with the next server, so none always follows the same one.
-            for turn in 0..ALL.len() {
-                let i = (round + turn) % ALL.len();
-                per_kind[i].push(measure(config, scenario, ALL[i])?);
+            for turn in 0..servers.len() {
+                let i = (round + turn) % servers.len();
+                per_kind[i].push(measure(config, scenario, servers[i])?);
             }
         }
         rows.extend(per_kind.iter().map(|r| median_row(r)));
@@ -406,7 +545,7 @@ pub fn run(config: &SuiteConfig) -> Result<Vec<Row>, SuiteError> {
     if wanted("idle") {
         let n = if config.quick { 500 } else { 10_000 };
         eprintln!("idle: {n} open idle connections, server RSS per connection");
-        for kind in ALL {
+        for &kind in PLAIN {
             rows.push(measure_idle(config, kind, n)?);
         }
     }
@@ -446,20 +585,23 @@ fn find<'a>(rows: &'a [Row], scenario: &str, kind: ServerKind) -> Option<&'a Row
         .find(|r| r.scenario == scenario && r.server == kind)
 }
 
-/// A ratio the targets speak of: one figure of a scenario, ours over a reference server's.
+/// A ratio the targets speak of: one figure of a scenario, ours over a reference server's (in
+/// the same scenario, or in `reference_scenario` if set).
 struct Ratio {
     label: &'static str,
     scenario: &'static str,
     reference: ServerKind,
+    reference_scenario: Option<&'static str>,
     figure: fn(&Row) -> Option<f64>,
     target: &'static str,
 }
 
-const RATIOS: [Ratio; 12] = [
+const RATIOS: [Ratio; 21] = [
     Ratio {
         label: "lat1 p50 latency / ref-std",
         scenario: "lat1",
         reference: ServerKind::RefStd,
+        reference_scenario: None,
         figure: |r| Some(r.latency_us[0]),
         target: "<= 1.1",
     },
@@ -467,6 +609,7 @@ const RATIOS: [Ratio; 12] = [
         label: "tput64 msgs/s / ref-tokio",
         scenario: "tput64",
         reference: ServerKind::RefTokio,
+        reference_scenario: None,
         figure: |r| Some(r.msgs_per_sec),
         target: ">= 1.05",
     },
@@ -474,6 +617,7 @@ const RATIOS: [Ratio; 12] = [
         label: "tput64 server CPU per reply / ref-tokio",
         scenario: "tput64",
         reference: ServerKind::RefTokio,
+        reference_scenario: None,
         figure: |r| r.cpu_us_per_reply,
         target: "<= 0.9",
     },
@@ -481,6 +625,7 @@ const RATIOS: [Ratio; 12] = [
         label: "pipe msgs/s / ref-tokio",
         scenario: "pipe",
         reference: ServerKind::RefTokio,
+        reference_scenario: None,
         figure: |r| Some(r.msgs_per_sec),
         target: ">= 8",
     },
@@ -488,6 +633,7 @@ const RATIOS: [Ratio; 12] = [
         label: "big MB/s / ref-tokio",
         scenario: "big",
         reference: ServerKind::RefTokio,
+        reference_scenario: None,
         figure: |r| Some(r.mb_per_sec),
         target: ">= 1.0",
     },
@@ -495,6 +641,7 @@ const RATIOS: [Ratio; 12] = [
         label: "churn msgs/s / ref-tokio",
         scenario: "churn",
         reference: ServerKind::RefTokio,
+        reference_scenario: None,
         figure: |r| Some(r.msgs_per_sec),
         target: ">= 1.0",
     },
@@ -502,6 +649,7 @@ const RATIOS: [Ratio; 12] = [
         label: "tput64 msgs/s / ref-c",
         scenario: "tput64",
         reference: ServerKind::RefC,
+        reference_scenario: None,
         figure: |r| Some(r.msgs_per_sec),
         target: ">= 1.0",
     },
@@ -509,6 +657,7 @@ const RATIOS: [Ratio; 12] = [
         label: "tput64 server CPU per reply / ref-c",
         scenario: "tput64",
         reference: ServerKind::RefC,
+        reference_scenario: None,
         figure: |r| r.cpu_us_per_reply,
         target: "<= 1.1",
     },
@@ -516,6 +665,7 @@ const RATIOS: [Ratio; 12] = [
         label: "pipe msgs/s / ref-c",
         scenario: "pipe",
         reference: ServerKind::RefC,
+        reference_scenario: None,
         figure: |r| Some(r.msgs_per_sec),
         target: ">= 1.0",
     },
@@ -523,6 +673,7 @@ const RATIOS: [Ratio; 12] = [
         label: "big MB/s / ref-c",
         scenario: "big",
         reference: ServerKind::RefC,
+        reference_scenario: None,
         figure: |r| Some(r.mb_per_sec),
         target: ">= 1.0",
     },
@@ -530,6 +681,7 @@ const RATIOS: [Ratio; 12] = [
         label: "churn msgs/s / ref-c",
         scenario: "churn",
         reference: ServerKind::RefC,
+        reference_scenario: None,
         figure: |r| Some(r.msgs_per_sec),
         target: ">= 1.0",
     },
@@ -537,8 +689,81 @@ const RATIOS: [Ratio; 12] = [
         label: "idle RSS per connection / ref-tokio",
         scenario: "idle",
         reference: ServerKind::RefTokio,
+        reference_scenario: None,
         figure: |r| r.rss_kib_per_conn,
         target: "(absolute target: <= 4 KiB)",
+    },
+    Ratio {
+        label: "v-lat1 p50 latency / ref-zlink",
+        scenario: "v-lat1",
+        reference: ServerKind::RefZlink,
+        reference_scenario: None,
+        figure: |r| Some(r.latency_us[0]),
+        target: "<= 1.0",
+    },
+    Ratio {
+        label: "v-tput64 calls/s / ref-zlink",
+        scenario: "v-tput64",
+        reference: ServerKind::RefZlink,
+        reference_scenario: None,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 1.0",
+    },
+    Ratio {
+        label: "v-tput64 server CPU per call / ref-zlink",
+        scenario: "v-tput64",
+        reference: ServerKind::RefZlink,
+        reference_scenario: None,
+        figure: |r| r.cpu_us_per_reply,
+        target: "(reported)",
+    },
+    Ratio {
+        label: "v-pipe calls/s / ref-zlink",
+        scenario: "v-pipe",
+        reference: ServerKind::RefZlink,
+        reference_scenario: None,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 3.0",
+    },
+    Ratio {
+        label: "v-churn calls/s / ref-zlink",
+        scenario: "v-churn",
+        reference: ServerKind::RefZlink,
+        reference_scenario: None,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 1.0",
+    },
+    Ratio {
+        label: "v-stream replies/s / ref-zlink",
+        scenario: "v-stream",
+        reference: ServerKind::RefZlink,
+        reference_scenario: None,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 3.0",
+    },
+    Ratio {
+        label: "v-tput64 calls/s / ref-python",
+        scenario: "v-tput64",
+        reference: ServerKind::RefPython,
+        reference_scenario: None,
+        figure: |r| Some(r.msgs_per_sec),
+        target: ">= 10",
+    },
+    Ratio {
+        label: "v-lat1 p50 latency / our plain lat1",
+        scenario: "v-lat1",
+        reference: ServerKind::Ours,
+        reference_scenario: Some("lat1"),
+        figure: |r| Some(r.latency_us[0]),
+        target: "<= 1.3",
+    },
+    Ratio {
+        label: "v-tput64 server CPU per call / our plain tput64",
+        scenario: "v-tput64",
+        reference: ServerKind::Ours,
+        reference_scenario: Some("tput64"),
+        figure: |r| r.cpu_us_per_reply,
+        target: "(reported)",
     },
 ];
 
@@ -548,9 +773,12 @@ pub fn ratios(rows: &[Row]) -> Vec<(&'static str, f64, &'static str)> {
     RATIOS
         .iter()
         .filter_map(|ratio| {
-            let figure = |kind| find(rows, ratio.scenario, kind).and_then(ratio.figure);
-            let ours = figure(ServerKind::Ours)?;
-            let theirs = figure(ratio.reference)?;
+            let figure = |scenario, kind| find(rows, scenario, kind).and_then(ratio.figure);
+            let ours = figure(ratio.scenario, ServerKind::Ours)?;
+            let theirs = figure(
+                ratio.reference_scenario.unwrap_or(ratio.scenario),
+                ratio.reference,
+            )?;
             (theirs > 0.0).then_some((ratio.label, ours / theirs, ratio.target))
         })
         .collect()

@@ -34,7 +34,8 @@ struct Cli {
     #[arg(long, default_value = "target/bench/results.json", value_name = "FILE")]
     json: PathBuf,
 
-    /// Only these scenarios (repeatable): lat1, tput64, pipe, big, churn, idle.
+    /// Only these scenarios (repeatable): lat1, tput64, pipe, big, churn, idle, and the Varlink
+    /// ones v-lat1, v-tput64, v-pipe, v-churn, v-stream.
     #[arg(long = "only", value_name = "SCENARIO")]
     only: Vec<String>,
 
@@ -48,6 +49,11 @@ struct Cli {
     /// wakes for write readiness after every request, on the CPU the servers share).
     #[arg(long)]
     lean: bool,
+
+    /// A Python with the `varlink` package, which runs the Python reference server of the
+    /// Varlink scenarios (`bash .ci/run` makes one in target/pyenv).
+    #[arg(long, env = "IPC_TEST_PYTHON", value_name = "PATH")]
+    python: Option<PathBuf>,
 
     /// Extra flags passed to ipc-server (for example --server-arg=--workers=1).
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
@@ -76,6 +82,10 @@ fn main() -> ExitCode {
         server_args: cli.server_args,
         only: cli.only,
         lean: cli.lean,
+        python: cli.python.or_else(|| {
+            let venv = PathBuf::from("target/pyenv/bin/python");
+            venv.exists().then_some(venv)
+        }),
     };
     let result = suite::run(&config);
     let _ = std::fs::remove_dir_all(&work);

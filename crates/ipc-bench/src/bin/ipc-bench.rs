@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ipc_bench::load::{self, LoadConfig, Stop};
+use ipc_bench::load::{self, LoadConfig, Protocol, Stop};
 use ipc_bench::procstat;
 use ipc_cli::{self as cli, exit};
 use ipc_core::Framing;
@@ -22,6 +22,11 @@ struct Cli {
     /// Server socket path.
     #[arg(long, env = "IPC_SOCKET", value_name = "PATH")]
     socket: PathBuf,
+
+    /// The protocol the server speaks: `plain` messages, or `varlink` calls of
+    /// io.ipc.Messages.Echo (NUL framing).
+    #[arg(long, value_enum, default_value_t = Protocol::Plain)]
+    protocol: Protocol,
 
     /// Framing the server speaks.
     #[arg(long, value_parser = cli::framing_parser(), default_value_t = Framing::Line)]
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         (None, None) => Stop::Duration(Duration::from_secs(5)),
     };
     let config = LoadConfig {
+        protocol: cli.protocol,
         socket: cli.socket,
         framing: cli.framing,
         conns: cli.conns,

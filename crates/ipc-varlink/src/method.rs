@@ -104,11 +104,13 @@ where
     E: Into<VarlinkError> + 'static,
 {
     fn start(&self, parameters: &RawValue, ctx: Context) -> Result<Started, serde_json::Error> {
+        // Replies are often about as large as their calls (an echo).
+        let hint = parameters.get().len() + 16;
         let parameters: P = serde_json::from_str(parameters.get())?;
         let call = (self.f)(parameters, ctx);
         Ok(Started::One(Box::pin(async move {
             let reply = call.await.map_err(|e| Failure::Reply(e.into()))?;
-            wire::encode_reply(&reply, false).map_err(|e| Failure::Broken(e.into()))
+            wire::encode_reply(&reply, false, hint).map_err(|e| Failure::Broken(e.into()))
         })))
     }
 }
@@ -138,10 +140,15 @@ where
 {
     fn start(&self, parameters: &RawValue, ctx: Context) -> Result<Started, serde_json::Error> {
         let parameters: P = serde_json::from_str(parameters.get())?;
-        let items = (self.f)(parameters, ctx).map(|item| match item {
-            Ok(reply) => wire::encode_reply(&reply.parameters, reply.continues)
-                .map(|bytes| (bytes, reply.continues))
-                .map_err(|e| Failure::Broken(e.into())),
+        // Each reply's buffer is sized by the one before.
+        let mut hint = 64;
+        let items = (self.f)(parameters, ctx).map(move |item| match item {
+            Ok(reply) => {
+                let bytes = wire::encode_reply(&reply.parameters, reply.continues, hint)
+                    .map_err(|e| Failure::Broken(e.into()))?;
+                hint = bytes.len();
+                Ok((bytes, reply.continues))
+            }
             Err(e) => Err(Failure::Reply(e.into())),
         });
         Ok(Started::Stream(Box::pin(items)))

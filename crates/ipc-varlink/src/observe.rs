@@ -5,7 +5,8 @@
 //! subscriber that falls behind loses the oldest events (and is told how many), so one that
 //! never reads costs the server a bounded amount of memory.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ipc_core::Context;
 use serde::Serialize;
@@ -121,6 +122,22 @@ impl Event {
 pub(crate) struct Observer {
     pub(crate) stats: Stats,
     events: broadcast::Sender<Event>,
+    /// Open subscriptions: one atomic load tells every call whether to make events at all
+    /// (the channel's own count takes its lock).
+    subscribers: Arc<AtomicUsize>,
+}
+
+/// A subscription to the events; unsubscribes when dropped.
+#[derive(Debug)]
+pub(crate) struct Subscription {
+    pub(crate) events: broadcast::Receiver<Event>,
+    subscribers: Arc<AtomicUsize>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for Observer {
@@ -128,17 +145,22 @@ impl Default for Observer {
         Self {
             stats: Stats::default(),
             events: broadcast::channel(EVENT_BACKLOG).0,
+            subscribers: Arc::default(),
         }
     }
 }
 
 impl Observer {
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    pub(crate) fn subscribe(&self) -> Subscription {
+        self.subscribers.fetch_add(1, Ordering::Relaxed);
+        Subscription {
+            events: self.events.subscribe(),
+            subscribers: Arc::clone(&self.subscribers),
+        }
     }
 
     fn watched(&self) -> bool {
-        self.events.receiver_count() > 0
+        self.subscribers.load(Ordering::Relaxed) > 0
     }
 
     pub(crate) fn connected(&self, ctx: &Context) {

@@ -212,7 +212,7 @@ impl ServiceBuilder {
             &self.info.url,
             described.clone(),
         );
-        let mut methods = HashMap::new();
+        let mut methods = HashMap::with_hasher(NameHash);
         let mut known = HashMap::new();
         for interface in std::iter::once(service_interface).chain(interfaces) {
             let name = interface.name().to_owned();
@@ -258,7 +258,7 @@ pub struct Service(Arc<Inner>);
 
 struct Inner {
     /// Implemented methods by qualified name (`interface.Method`).
-    methods: HashMap<String, Arc<dyn Method>>,
+    methods: HashMap<String, Arc<dyn Method>, NameHash>,
     /// Every interface served, by name.
     interfaces: HashMap<String, Description>,
     observer: Arc<Observer>,
@@ -272,10 +272,43 @@ impl std::fmt::Debug for Service {
     }
 }
 
+/// Hashes method names with FNV-1a: the names are the service's own (a caller can only miss
+/// them, never add to them), so no flooding-resistant hash is needed, and this one costs a
+/// fraction of SipHash on every call.
+#[derive(Debug, Clone, Copy, Default)]
+struct NameHash;
+
+impl std::hash::BuildHasher for NameHash {
+    type Hasher = Fnv;
+
+    fn build_hasher(&self) -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+/// The FNV-1a hasher.
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
 /// A message that is not a Varlink call: the connection is closed.
 #[derive(Debug, thiserror::Error)]
-#[error("not a Varlink call: {0}")]
-struct MalformedCall(serde_json::Error);
+enum MalformedCall {
+    #[error("not a Varlink call: not UTF-8: {0}")]
+    Utf8(std::str::Utf8Error),
+    #[error("not a Varlink call: {0}")]
+    Json(serde_json::Error),
+}
 
 /// A streamed call's replies, ended as the specification wants: after the last reply or an
 /// error reply, and with an error reply if the method's stream stops without a last one.
@@ -379,7 +412,9 @@ impl Handler for Service {
     async fn respond(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
         let observer = &self.0.observer;
         observer.stats.call(request.len());
-        let call: IncomingCall<'_> = serde_json::from_slice(&request).map_err(MalformedCall)?;
+        // One UTF-8 check of the whole message; the parser then reads it as text.
+        let text = std::str::from_utf8(&request).map_err(MalformedCall::Utf8)?;
+        let call: IncomingCall<'_> = serde_json::from_str(text).map_err(MalformedCall::Json)?;
         let answer = |reply: Bytes| {
             if call.oneway {
                 Response::Silent

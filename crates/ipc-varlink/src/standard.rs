@@ -11,7 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::Empty;
 use crate::error::VarlinkError;
 use crate::method::More;
-use crate::observe::{Event, Observer};
+use crate::observe::{Event, Observer, Subscription};
 use crate::service::Interface;
 
 /// The name of the interface every Varlink service provides.
@@ -180,14 +180,14 @@ pub(crate) fn server_interface(observer: Arc<Observer>) -> Interface {
 
 /// The events as a never-ending stream of replies.
 fn monitor(
-    events: tokio::sync::broadcast::Receiver<Event>,
+    subscription: Subscription,
 ) -> impl Stream<Item = Result<More<MonitorReply>, VarlinkError>> + Send + 'static {
-    futures::stream::unfold(events, |mut events| async move {
-        let event = match events.recv().await {
+    futures::stream::unfold(subscription, |mut subscription| async move {
+        let event = match subscription.events.recv().await {
             Ok(event) => event,
             Err(RecvError::Lagged(missed)) => Event::missed(missed),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(More::next(MonitorReply { event })), events))
+        Some((Ok(More::next(MonitorReply { event })), subscription))
     })
 }

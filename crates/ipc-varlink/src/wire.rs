@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -78,20 +78,25 @@ pub(crate) fn parameters_or_empty(parameters: Option<&RawValue>) -> &RawValue {
     }
 }
 
-/// A reply carrying `parameters`, with `continues` set when more replies follow.
+/// A reply carrying `parameters`, with `continues` set when more replies follow. `hint` is
+/// the size the parameters probably take (the call's, or the last reply's), so that the buffer
+/// is allocated once.
 pub(crate) fn encode_reply(
     parameters: &impl Serialize,
     continues: bool,
+    hint: usize,
 ) -> Result<Bytes, serde_json::Error> {
-    let mut out = BytesMut::with_capacity(64).writer();
-    out.get_mut().put_slice(b"{\"parameters\":");
+    const HEAD: &[u8] = b"{\"parameters\":";
+    const CONTINUES: &[u8] = b",\"continues\":true}";
+    let mut out = Vec::with_capacity(HEAD.len() + hint + CONTINUES.len());
+    out.extend_from_slice(HEAD);
     serde_json::to_writer(&mut out, parameters)?;
-    let mut out = out.into_inner();
     if continues {
-        out.put_slice(b",\"continues\":true");
+        out.extend_from_slice(CONTINUES);
+    } else {
+        out.push(b'}');
     }
-    out.put_u8(b'}');
-    Ok(out.freeze())
+    Ok(Bytes::from(out))
 }
 
 /// An error reply.
@@ -130,9 +135,9 @@ mod tests {
 
     #[test]
     fn replies_encode_as_the_specification_shows() {
-        let reply = encode_reply(&serde_json::json!({"n": 1}), true).unwrap();
+        let reply = encode_reply(&serde_json::json!({"n": 1}), true, 0).unwrap();
         assert_eq!(&reply[..], br#"{"parameters":{"n":1},"continues":true}"#);
-        let reply = encode_reply(&serde_json::json!({}), false).unwrap();
+        let reply = encode_reply(&serde_json::json!({}), false, 64).unwrap();
         assert_eq!(&reply[..], br#"{"parameters":{}}"#);
         let error = encode_error(&VarlinkError::method_not_found("a.b.C"));
         let parsed: IncomingReply<'_> = serde_json::from_slice(&error).unwrap();

@@ -90,6 +90,9 @@ impl<H: Handler> Listener<H> {
                 shutdown: self.shutdown.clone(),
             };
             let force = self.force.clone();
+            // The session's future is a few KiB: boxed, it is built in place once, instead of
+            // being copied at each layer of the spawn.
+            let session = Box::pin(session.run());
             self.tracker.spawn(
                 async move {
                     let _permit = permit;
@@ -97,7 +100,7 @@ impl<H: Handler> Listener<H> {
                         biased;
                         () = force.fired() => warn!("connection dropped by forced shutdown"),
                         // The session logs how it ended.
-                        _ = session.run() => {}
+                        _ = session => {}
                     }
                 }
                 .instrument(info_span!("conn", id)),

@@ -150,3 +150,50 @@ fn concurrent_example_overlaps_the_calls_of_one_connection() {
         .unwrap_or_else(|| panic!("{text}"));
     assert!(ms < 300, "{text}");
 }
+
+#[test]
+fn varlink_example_adds_refuses_and_streams_changes() {
+    let (child, path, _dir) = start("varlink");
+    // A watcher first: it sees the value now, then each change.
+    let mut watcher = Reaped(
+        client_cmd()
+            .arg("--socket")
+            .arg(&path)
+            .args(["call", "org.example.counter.Watch", "--more"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(watcher.stdout.take().unwrap()));
+    assert_eq!(lines.next().unwrap().unwrap(), r#"{"value":0}"#);
+    let out = client(&path, &["call", "org.example.counter.Add", r#"{"by": 2}"#]);
+    assert_eq!(out.stdout, b"{\"value\":2}\n");
+    let out = client(&path, &["call", "org.example.counter.Add", r#"{"by": 0}"#]);
+    assert_eq!(code(out.status), 79);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(r#"org.example.counter.BadStep {"by":0}"#)
+    );
+    // The same call from Python, with the reference package.
+    let script = "import sys, varlink\n\
+        with varlink.Client(address='unix:' + sys.argv[1]) as c, c.open('org.example.counter') as counter:\n\
+        \x20   print(counter.Add(3)['value'])\n";
+    let out = std::process::Command::new(varlink_python())
+        .args(["-c", script])
+        .arg(&path)
+        .output_within();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "5\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines.next().unwrap().unwrap(), r#"{"value":2}"#);
+    assert_eq!(lines.next().unwrap().unwrap(), r#"{"value":5}"#);
+    let out = client(&path, &["introspect", "org.example.counter"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error BadStep (by: int)"));
+    stop(child, &path);
+    // The watcher's stream ended with the shutdown error.
+    assert_eq!(code(wait_within(&mut watcher)), 79);
+}

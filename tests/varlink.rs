@@ -446,3 +446,53 @@ fn varlink_takes_nul_framing_only() {
     assert_eq!(code(out.status), 64);
     assert!(String::from_utf8_lossy(&out.stderr).contains("NUL framing"));
 }
+
+/// Socket activation as systemd does it (a listening socket on fd 3, LISTEN_FDS and LISTEN_PID;
+/// Python keeps its pid across exec), with --protocol varlink.
+#[test]
+fn a_socket_activated_varlink_server_answers_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("activated.sock");
+    let script = r#"
+import os, socket, sys
+path, binary = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(16)
+os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())
+os.execv(binary, [binary, "--protocol", "varlink", "--socket", "/nonexistent/ignored.sock"])
+"#;
+    let mut child = Reaped(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&path)
+            .arg(server_bin())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = None;
+    wait_until("the activated server answers", || {
+        let got = client(
+            &path,
+            &[
+                "--timeout",
+                "1",
+                "call",
+                "io.ipc.Messages.Echo",
+                r#"{"message": "up"}"#,
+            ],
+        );
+        let ok = got.status.success();
+        out = Some(got);
+        ok
+    });
+    assert_eq!(json_lines(&out.unwrap().stdout), [json!({"message": "up"})]);
+    signal(&child, Signal::SIGTERM);
+    assert!(wait_within(&mut child).success());
+    assert!(path.exists(), "the activated socket was unlinked");
+}

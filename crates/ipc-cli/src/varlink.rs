@@ -55,12 +55,13 @@ pub fn parse_parameters(text: Option<&str>) -> Result<Value, Failure> {
 pub async fn call(
     path: &Path,
     timeout: Option<Duration>,
+    max_message: usize,
     method: &str,
     parameters: &Value,
     kind: CallKind,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let mut client = connect(path, timeout).await?;
+    let mut client = connect(path, timeout, max_message).await?;
     match kind {
         CallKind::Plain => {
             let reply: Value = client.call(method, parameters).await.map_err(failure)?;
@@ -90,10 +91,11 @@ pub async fn call(
 pub async fn introspect(
     path: &Path,
     timeout: Option<Duration>,
+    max_message: usize,
     interface: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let mut client = connect(path, timeout).await?;
+    let mut client = connect(path, timeout, max_message).await?;
     match interface {
         None => {
             let info = client.info().await.map_err(failure)?;
@@ -116,8 +118,12 @@ pub async fn introspect(
     }
 }
 
-async fn connect(path: &Path, timeout: Option<Duration>) -> Result<VarlinkClient, Failure> {
-    VarlinkClient::connect_with(path, timeout, ipc_varlink::DEFAULT_MAX_MESSAGE)
+async fn connect(
+    path: &Path,
+    timeout: Option<Duration>,
+    max_message: usize,
+) -> Result<VarlinkClient, Failure> {
+    VarlinkClient::connect_with(path, timeout, max_message)
         .await
         .map_err(failure)
 }

@@ -30,6 +30,7 @@ pub use error::{BuildError, CallError, SERVICE_INTERFACE, VarlinkError};
 pub use idl::Description;
 pub use messages::{MESSAGES_IDL, messages_interface};
 pub use method::More;
+pub use observe::DEFAULT_MONITOR_BACKLOG;
 pub use service::{Interface, Service, ServiceBuilder};
 pub use standard::{SERVER_IDL, SHUTTING_DOWN, STREAM_ENDED};
 

@@ -12,8 +12,8 @@ use ipc_core::Context;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-/// Events kept for a subscriber that has not read them yet.
-pub(crate) const EVENT_BACKLOG: usize = 1024;
+/// Events kept by default for a subscriber that has not read them yet.
+pub const DEFAULT_MONITOR_BACKLOG: usize = 1024;
 
 /// The service's counters since it started.
 #[derive(Debug, Default)]
@@ -140,17 +140,16 @@ impl Drop for Subscription {
     }
 }
 
-impl Default for Observer {
-    fn default() -> Self {
+impl Observer {
+    /// An observer that keeps up to `backlog` events (at least 1) for a subscriber.
+    pub(crate) fn new(backlog: usize) -> Self {
         Self {
             stats: Stats::default(),
-            events: broadcast::channel(EVENT_BACKLOG).0,
+            events: broadcast::channel(backlog.max(1)).0,
             subscribers: Arc::default(),
         }
     }
-}
 
-impl Observer {
     pub(crate) fn subscribe(&self) -> Subscription {
         self.subscribers.fetch_add(1, Ordering::Relaxed);
         Subscription {

@@ -136,6 +136,7 @@ pub struct ServiceBuilder {
     info: Info,
     interfaces: Vec<Interface>,
     server_interface: bool,
+    monitor_backlog: usize,
 }
 
 impl ServiceBuilder {
@@ -177,6 +178,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// Events kept for a `Monitor` subscriber that has not read them yet (default
+    /// [`DEFAULT_MONITOR_BACKLOG`](crate::DEFAULT_MONITOR_BACKLOG); at least 1). One that
+    /// falls further behind loses the oldest and is sent a `missed` event with their count.
+    pub fn monitor_backlog(mut self, events: usize) -> Self {
+        self.monitor_backlog = events;
+        self
+    }
+
     /// Builds the service.
     ///
     /// # Errors
@@ -184,7 +193,7 @@ impl ServiceBuilder {
     /// [`BuildError::UnknownMethod`] if a method was implemented that its interface does not
     /// describe; [`BuildError::DuplicateInterface`] if two interfaces share a name.
     pub fn build(self) -> Result<Service, BuildError> {
-        let observer = Arc::new(Observer::default());
+        let observer = Arc::new(Observer::new(self.monitor_backlog));
         let mut interfaces = Vec::new();
         if self.server_interface {
             interfaces.push(standard::server_interface(Arc::clone(&observer)));
@@ -332,6 +341,7 @@ impl Service {
             },
             interfaces: Vec::new(),
             server_interface: false,
+            monitor_backlog: crate::DEFAULT_MONITOR_BACKLOG,
         }
     }
 

@@ -171,6 +171,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             runtime()?.block_on(varlink::call(
                 &path,
                 timeout,
+                cli.socket.max_frame,
                 &method,
                 &parameters,
                 kind,
@@ -183,6 +184,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             runtime()?.block_on(varlink::introspect(
                 &path,
                 timeout,
+                cli.socket.max_frame,
                 interface.as_deref(),
                 &mut out,
             ))?;

@@ -132,6 +132,15 @@ struct Cli {
     )]
     allow_gids: Vec<u32>,
 
+    /// With --protocol varlink: events kept for an io.ipc.Server.Monitor subscriber that has
+    /// not read them yet; one that falls further behind loses the oldest (and is told how many).
+    #[arg(
+        long,
+        default_value_t = ipc_varlink::DEFAULT_MONITOR_BACKLOG,
+        value_name = "EVENTS",
+        env = "IPC_MONITOR_BACKLOG"
+    )]
+    monitor_backlog: usize,
     /// Runtime worker threads (1 runs everything on one thread) [default: the CPUs this process
     /// may run on, so `taskset -c 0` gives one].
     #[arg(long, value_name = "N", env = "IPC_WORKERS")]
@@ -233,7 +242,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
     .map_err(|e| (exit::IO, format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async {
         match (cli.protocol, cli.mode) {
-            (Protocol::Varlink, _) => serve(config, inherited, varlink(&cli.ack_text)?).await,
+            (Protocol::Varlink, _) => {
+                let service = varlink(&cli.ack_text, cli.monitor_backlog)?;
+                serve(config, inherited, service).await
+            }
             (Protocol::Plain, Mode::Echo) => serve(config, inherited, Echo).await,
             (Protocol::Plain, Mode::Ack) => serve(config, inherited, Ack::new(cli.ack_text)).await,
         }
@@ -241,7 +253,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// The built-in Varlink service: io.ipc.Messages, io.ipc.Server and org.varlink.service.
-fn varlink(ack_text: &str) -> Result<ipc_varlink::Service, Failure> {
+fn varlink(ack_text: &str, monitor_backlog: usize) -> Result<ipc_varlink::Service, Failure> {
     ipc_varlink::Service::builder()
         .vendor("ipc")
         .product("ipc-server")
@@ -249,6 +261,7 @@ fn varlink(ack_text: &str) -> Result<ipc_varlink::Service, Failure> {
         .url(env!("CARGO_PKG_REPOSITORY"))
         .interface(ipc_varlink::messages_interface(ack_text))
         .server_interface()
+        .monitor_backlog(monitor_backlog)
         .build()
         .map_err(|e| {
             (

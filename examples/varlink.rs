@@ -1,0 +1,120 @@
+//! A Varlink service in a few lines: `org.example.counter`, a counter that clients add to and
+//! watch. `Add` is a typed call with a typed error; `Watch` streams the value and then every
+//! change (server push: it is fed from a broadcast channel).
+//!
+//! Run it:     cargo run -p ipc-cli --example varlink -- /tmp/counter.sock
+//! Call it:    cargo run --bin ipc-client -- --socket /tmp/counter.sock call org.example.counter.Add '{"by": 2}'
+//! Watch it:   cargo run --bin ipc-client -- --socket /tmp/counter.sock call org.example.counter.Watch --more
+//! Stop it with Ctrl-C (or SIGTERM): open `Watch` streams end with io.ipc.Server.ShuttingDown,
+//! and the socket file is removed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use futures::{Stream, StreamExt};
+use ipc_server::signal::ShutdownSignals;
+use ipc_server::{Framing, Server};
+use ipc_varlink::{Empty, Interface, More, Service, VarlinkError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+/// The interface, in the Varlink IDL: what `introspect` shows and what calls are checked
+/// against.
+const IDL: &str = "\
+# A counter that clients add to and watch.
+interface org.example.counter
+
+# Adds `by` (at least 1) to the counter and returns the new value.
+method Add(by: int) -> (value: int)
+
+# Call with more: the value now, then the value after every change.
+method Watch() -> (value: int)
+
+# `by` was below 1.
+error BadStep (by: int)
+";
+
+#[derive(Deserialize)]
+struct Add {
+    by: i64,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Value {
+    value: i64,
+}
+
+struct Counter {
+    value: AtomicI64,
+    changes: broadcast::Sender<i64>,
+}
+
+fn watch(
+    now: i64,
+    changes: broadcast::Receiver<i64>,
+) -> impl Stream<Item = Result<More<Value>, VarlinkError>> {
+    let first = futures::stream::iter([Ok(More::next(Value { value: now }))]);
+    let later = futures::stream::unfold(changes, |mut changes| async move {
+        loop {
+            match changes.recv().await {
+                Ok(value) => return Some((Ok(More::next(Value { value })), changes)),
+                // A watcher that fell behind just gets the newest values.
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    first.chain(later)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let path = std::env::args()
+        .nth(1)
+        .map_or_else(ipc_server::default_socket_path, Into::into);
+    let counter = Arc::new(Counter {
+        value: AtomicI64::new(0),
+        changes: broadcast::channel(64).0,
+    });
+
+    let adder = Arc::clone(&counter);
+    let watcher = Arc::clone(&counter);
+    let interface = Interface::new(IDL)?
+        .method("Add", move |p: Add, _ctx| {
+            let result = if p.by < 1 {
+                Err(VarlinkError::new(
+                    "org.example.counter.BadStep",
+                    serde_json::json!({ "by": p.by }),
+                ))
+            } else {
+                let value = adder.value.fetch_add(p.by, Ordering::SeqCst) + p.by;
+                // No watcher is no error.
+                let _ = adder.changes.send(value);
+                Ok(Value { value })
+            };
+            async move { result }
+        })
+        .streaming("Watch", move |_: Empty, _ctx| {
+            // Subscribe first, so no change between the two is missed.
+            let changes = watcher.changes.subscribe();
+            watch(watcher.value.load(Ordering::SeqCst), changes)
+        });
+    let service = Service::builder()
+        .vendor("example")
+        .product("counter")
+        .interface(interface)
+        .build()?;
+
+    let mut signals = ShutdownSignals::new()?;
+    let server = Server::builder(service)
+        .socket(&path)
+        .framing(Framing::Nul)
+        .bind()?;
+    println!("counter service on {}", path.display());
+    server
+        .serve(async move {
+            signals.recv().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -47,6 +47,15 @@ pub struct Info {
 }
 
 /// One connection to a Varlink service.
+///
+/// # Cancel safety
+///
+/// Dropping a call's future (a timeout, a `select!`) never makes a later call return a reply
+/// that belongs to another: the client counts the calls whose last reply it has not read, and
+/// the next call first finishes writing what was cut off and reads and drops those replies. A
+/// [`call_more`](Self::call_more) stream dropped before its last reply is the exception: its
+/// call may never end (a subscription), so the client refuses further calls
+/// ([`CallError::Unusable`]) instead of waiting for it.
 #[derive(Debug)]
 pub struct VarlinkClient {
     stream: UnixStream,
@@ -116,7 +125,7 @@ impl VarlinkClient {
     ///
     /// # Cancel safety
     ///
-    /// Cancel-safe: see the [module docs](self).
+    /// Cancel-safe: see the [type docs](VarlinkClient#cancel-safety).
     pub async fn call<P: Serialize, R: DeserializeOwned>(
         &mut self,
         method: &str,

@@ -22,11 +22,12 @@ fn json_lines(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn the_reference_python_client_calls_our_server() {
+/// Runs a Python client from `tests/peers` against a fresh `--protocol varlink` server and
+/// returns the JSON object it prints of what it saw.
+fn python_client_of_our_server(script: &str) -> Value {
     let server = varlink_server();
     let out = Command::new(varlink_python())
-        .arg(peer("varlink_client.py"))
+        .arg(peer(script))
         .arg(server.path())
         .output_within();
     assert!(
@@ -34,7 +35,12 @@ fn the_reference_python_client_calls_our_server() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_reference_python_client_calls_our_server() {
+    let seen = python_client_of_our_server("varlink_client.py");
     assert_eq!(
         seen,
         json!({
@@ -52,17 +58,7 @@ fn the_reference_python_client_calls_our_server() {
 
 #[test]
 fn asyncvarlink_pipelines_calls_to_our_server() {
-    let server = varlink_server();
-    let out = Command::new(varlink_python())
-        .arg(peer("asyncvarlink_client.py"))
-        .arg(server.path())
-        .output_within();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = python_client_of_our_server("asyncvarlink_client.py");
     assert_eq!(
         seen,
         json!({

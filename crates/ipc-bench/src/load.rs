@@ -198,8 +198,19 @@ impl LoadConfig {
     pub(crate) fn is_reply_to(&self, reply: &[u8], counter: u64) -> bool {
         match self.protocol {
             Protocol::Plain => is_reply_to(reply, counter, self.size),
-            Protocol::Varlink => serde_json::from_slice::<VarlinkReply<'_>>(reply)
-                .is_ok_and(|r| is_reply_to(r.parameters.message.as_bytes(), counter, self.size)),
+            Protocol::Varlink => {
+                // The compact encoding (ours, zlink's) is checked in place; any other spacing
+                // (the Python server's) is parsed.
+                let head = br#"{"parameters":{"message":""#;
+                let compact = reply.len() == head.len() + self.size + 3
+                    && reply.starts_with(head)
+                    && reply.ends_with(br#""}}"#);
+                if compact {
+                    return is_reply_to(&reply[head.len()..reply.len() - 3], counter, self.size);
+                }
+                serde_json::from_slice::<VarlinkReply<'_>>(reply)
+                    .is_ok_and(|r| is_reply_to(r.parameters.message.as_bytes(), counter, self.size))
+            }
         }
     }
 }
@@ -533,6 +544,11 @@ mod tests {
         assert!(config.is_reply_to(reply.as_bytes(), 7));
         assert!(!config.is_reply_to(reply.as_bytes(), 8));
         assert!(!config.is_reply_to(b"{\"error\":\"x\"}", 7));
+        let compact = format!("{{\"parameters\":{{\"message\":\"{message}\"}}}}");
+        assert!(config.is_reply_to(compact.as_bytes(), 7));
+        assert!(!config.is_reply_to(compact.as_bytes(), 6));
+        let bad = compact.replace("xxx", "xyx");
+        assert!(!config.is_reply_to(bad.as_bytes(), 7));
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub enum Placement {
 pub enum ServerKind {
     /// The real `ipc-server` binary.
     Ours,
+    /// The real `ipc-server` binary in the plain protocol, in a Varlink scenario: our own
+    /// baseline, measured in the same rounds.
+    OursPlain,
     /// `ref-std-server`: blocking std, a thread per connection.
     RefStd,
     /// `ref-tokio-server`: tokio `Framed` with `LinesCodec`.
@@ -53,6 +56,7 @@ impl ServerKind {
     pub fn name(self) -> &'static str {
         match self {
             ServerKind::Ours => "ipc-server",
+            ServerKind::OursPlain => "ipc-server-plain",
             ServerKind::RefStd => "ref-std",
             ServerKind::RefTokio => "ref-tokio",
             ServerKind::RefC => "ref-c",
@@ -73,6 +77,15 @@ const PLAIN: &[ServerKind] = &[
 /// The servers of the Varlink scenarios.
 const VARLINK: &[ServerKind] = &[
     ServerKind::Ours,
+    ServerKind::RefZlink,
+    ServerKind::RefPython,
+];
+
+/// The servers of the Varlink round trip: also ours in the plain protocol, in the same rounds,
+/// for what Varlink costs over it.
+const VARLINK_AND_PLAIN: &[ServerKind] = &[
+    ServerKind::Ours,
+    ServerKind::OursPlain,
     ServerKind::RefZlink,
     ServerKind::RefPython,
 ];
@@ -209,9 +222,9 @@ const SCENARIOS: [Scenario; 10] = [
     },
     Scenario {
         name: "v-lat1",
-        what: "Varlink: 1 connection, Echo of 64 B, one call at a time",
+        what: "Varlink: 1 connection, Echo of 64 B, one call at a time (and plain, for reference)",
         protocol: Protocol::Varlink,
-        servers: VARLINK,
+        servers: VARLINK_AND_PLAIN,
         stream: false,
         framing: Framing::Nul,
         conns: 1,
@@ -326,7 +339,7 @@ fn start_server(
     let socket = config.work_dir.join(format!("{}-{tag}.sock", kind.name()));
     let _ = std::fs::remove_file(&socket);
     let program = match (kind, &config.server_bin) {
-        (ServerKind::Ours, Some(path)) => path.clone(),
+        (ServerKind::Ours | ServerKind::OursPlain, Some(path)) => path.clone(),
         // Built by this crate's build script, with the system C compiler.
         (ServerKind::RefC, _) => PathBuf::from(env!("REF_C_SERVER")),
         (ServerKind::RefPython, _) => config.python.clone().ok_or_else(|| {
@@ -347,7 +360,7 @@ fn start_server(
         }
     };
     match kind {
-        ServerKind::Ours => {
+        ServerKind::Ours | ServerKind::OursPlain => {
             let protocol = match protocol {
                 Protocol::Plain => "plain",
                 Protocol::Varlink => "varlink",
@@ -387,7 +400,7 @@ fn start_server(
 
 fn binary(kind: ServerKind) -> &'static str {
     match kind {
-        ServerKind::Ours => "ipc-server",
+        ServerKind::Ours | ServerKind::OursPlain => "ipc-server",
         ServerKind::RefStd => "ref-std-server",
         ServerKind::RefTokio => "ref-tokio-server",
         ServerKind::RefC => "ref-c-server",
@@ -397,13 +410,11 @@ fn binary(kind: ServerKind) -> &'static str {
 }
 
 fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Result<Row, SuiteError> {
-    let server = start_server(
-        config,
-        kind,
-        scenario.protocol,
-        scenario.framing,
-        scenario.name,
-    )?;
+    let (protocol, framing) = match kind {
+        ServerKind::OursPlain => (Protocol::Plain, Framing::Line),
+        _ => (scenario.protocol, scenario.framing),
+    };
+    let server = start_server(config, kind, protocol, framing, scenario.name)?;
     let duration = if config.quick {
         Duration::from_millis(300)
     } else {
@@ -417,9 +428,9 @@ fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Resul
         return Ok(row(scenario.name, kind, &report, cpu_before, cpu_after));
     }
     let load = LoadConfig {
-        protocol: scenario.protocol,
+        protocol,
         socket: server.socket.clone(),
-        framing: scenario.framing,
+        framing,
         conns: scenario.conns,
         pipeline: scenario.pipeline,
         size: scenario.size,
@@ -596,7 +607,7 @@ struct Ratio {
     target: &'static str,
 }
 
-const RATIOS: [Ratio; 21] = [
+const RATIOS: [Ratio; 22] = [
     Ratio {
         label: "lat1 p50 latency / ref-std",
         scenario: "lat1",
@@ -750,12 +761,20 @@ const RATIOS: [Ratio; 21] = [
         target: ">= 10",
     },
     Ratio {
-        label: "v-lat1 p50 latency / our plain lat1",
+        label: "v-lat1 p50 latency / ipc-server plain (same rounds)",
         scenario: "v-lat1",
-        reference: ServerKind::Ours,
-        reference_scenario: Some("lat1"),
+        reference: ServerKind::OursPlain,
+        reference_scenario: None,
         figure: |r| Some(r.latency_us[0]),
         target: "<= 1.3",
+    },
+    Ratio {
+        label: "v-lat1 server CPU per call / ipc-server plain (same rounds)",
+        scenario: "v-lat1",
+        reference: ServerKind::OursPlain,
+        reference_scenario: None,
+        figure: |r| r.cpu_us_per_reply,
+        target: "(reported)",
     },
     Ratio {
         label: "v-tput64 server CPU per call / our plain tput64",
@@ -860,7 +879,7 @@ pub fn to_json(rows: &[Row], placement: Placement, quick: bool) -> Value {
 /// server's errors are shown in the table; they are a finding about it, not a failure here.)
 pub fn all_clean(rows: &[Row]) -> bool {
     rows.iter()
-        .filter(|r| r.server == ServerKind::Ours)
+        .filter(|r| matches!(r.server, ServerKind::Ours | ServerKind::OursPlain))
         .all(|r| r.clean)
 }
 

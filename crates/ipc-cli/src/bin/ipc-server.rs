@@ -180,12 +180,6 @@ enum Command {
     Man,
 }
 
-/// mimalloc: a connection's session and task are a few KiB each, past glibc's per-thread
-/// cache, so with glibc every connection took the allocator's slow path (and its
-/// consolidation) several times.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli: Cli = match cli::parse_args() {
         Ok(cli) => cli,

@@ -77,25 +77,29 @@ pub(crate) trait Method: Send + Sync + 'static {
     fn start(&self, parameters: &RawValue, ctx: Context) -> Result<Started, serde_json::Error>;
 }
 
-/// The types a method is generic over (it holds none of them).
-type Signature<P, R, E, X> = PhantomData<fn(P) -> (R, E, X)>;
-
-/// A method that answers once.
-pub(crate) struct Unary<F, P, R, E, Fut> {
+/// A method implemented by the function `f`; `K` says how it answers ([`Once`] or [`Many`])
+/// and carries the types it is generic over (it holds none of them).
+pub(crate) struct Typed<F, K> {
     f: F,
-    types: Signature<P, R, E, Fut>,
+    kind: PhantomData<K>,
 }
 
-impl<F, P, R, E, Fut> Unary<F, P, R, E, Fut> {
+impl<F, K> Typed<F, K> {
     pub(crate) fn new(f: F) -> Self {
         Self {
             f,
-            types: PhantomData,
+            kind: PhantomData,
         }
     }
 }
 
-impl<F, P, R, E, Fut> Method for Unary<F, P, R, E, Fut>
+/// Answers once: `f` returns a future of the reply.
+pub(crate) struct Once<P, R, E, Fut>(PhantomData<fn(P) -> (R, E, Fut)>);
+
+/// Answers with a stream: `f` returns a stream of replies.
+pub(crate) struct Many<P, R, E, S>(PhantomData<fn(P) -> (R, E, S)>);
+
+impl<F, P, R, E, Fut> Method for Typed<F, Once<P, R, E, Fut>>
 where
     F: Fn(P, Context) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, E>> + Send + 'static,
@@ -115,22 +119,7 @@ where
     }
 }
 
-/// A method that answers with a stream of replies.
-pub(crate) struct Streaming<F, P, R, E, S> {
-    f: F,
-    types: Signature<P, R, E, S>,
-}
-
-impl<F, P, R, E, S> Streaming<F, P, R, E, S> {
-    pub(crate) fn new(f: F) -> Self {
-        Self {
-            f,
-            types: PhantomData,
-        }
-    }
-}
-
-impl<F, P, R, E, S> Method for Streaming<F, P, R, E, S>
+impl<F, P, R, E, S> Method for Typed<F, Many<P, R, E, S>>
 where
     F: Fn(P, Context) -> S + Send + Sync + 'static,
     S: Stream<Item = Result<More<R>, E>> + Send + 'static,

@@ -21,7 +21,7 @@ use tracing::debug;
 
 use crate::error::{BuildError, VarlinkError};
 use crate::idl::Description;
-use crate::method::{Failure, Method, More, Started, Streaming, Unary};
+use crate::method::{Failure, Many, Method, More, Once, Started, Typed};
 use crate::observe::Observer;
 use crate::standard;
 use crate::wire::{self, IncomingCall};
@@ -93,8 +93,10 @@ impl Interface {
         R: Serialize + 'static,
         E: Into<VarlinkError> + 'static,
     {
-        self.methods
-            .insert(name.to_owned(), Arc::new(Unary::new(f)));
+        self.methods.insert(
+            name.to_owned(),
+            Arc::new(Typed::<F, Once<P, R, E, Fut>>::new(f)),
+        );
         self
     }
 
@@ -115,8 +117,10 @@ impl Interface {
         R: Serialize + 'static,
         E: Into<VarlinkError> + 'static,
     {
-        self.methods
-            .insert(name.to_owned(), Arc::new(Streaming::new(f)));
+        self.methods.insert(
+            name.to_owned(),
+            Arc::new(Typed::<F, Many<P, R, E, S>>::new(f)),
+        );
         self
     }
 }

@@ -93,11 +93,14 @@ impl<F, K> Typed<F, K> {
     }
 }
 
+/// The parameter, reply, error and result types of a method's function.
+type Signature<P, R, E, X> = PhantomData<fn(P) -> (R, E, X)>;
+
 /// Answers once: `f` returns a future of the reply.
-pub(crate) struct Once<P, R, E, Fut>(PhantomData<fn(P) -> (R, E, Fut)>);
+pub(crate) struct Once<P, R, E, Fut>(Signature<P, R, E, Fut>);
 
 /// Answers with a stream: `f` returns a stream of replies.
-pub(crate) struct Many<P, R, E, S>(PhantomData<fn(P) -> (R, E, S)>);
+pub(crate) struct Many<P, R, E, S>(Signature<P, R, E, S>);
 
 impl<F, P, R, E, Fut> Method for Typed<F, Once<P, R, E, Fut>>
 where

@@ -19,6 +19,7 @@
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -139,7 +140,9 @@ impl<H: Handler, T: Transport> Session<H, T> {
         };
         let mut outbox = Outbox::default();
         let mut result = if self.concurrency > 1 {
-            self.exchange_concurrently(&mut outbox).await
+            // Boxed, so that the usual one-at-a-time session's future stays small (it is
+            // allocated for every connection).
+            Box::pin(self.exchange_concurrently(&mut outbox)).await
         } else {
             self.exchange(&mut outbox).await
         };
@@ -319,17 +322,16 @@ impl<H: Handler, T: Transport> Session<H, T> {
         tokio::pin!(call);
         let outcome = match futures::poll!(call.as_mut()) {
             Poll::Ready(outcome) => outcome,
+            // Boxed: its timer and writes would otherwise enlarge every session's future.
             Poll::Pending => {
-                let due = self
-                    .request_timeout
-                    .map(|limit| (Instant::now() + limit, limit));
-                write_out(&mut self.conn, self.idle_timeout, outbox).await?;
-                match due {
-                    Some((due, limit)) => tokio::time::timeout_at(due, call)
-                        .await
-                        .map_err(|_| SessionError::HandlerTimeout(limit))?,
-                    None => call.await,
-                }
+                Box::pin(finish_call(
+                    call,
+                    self.request_timeout,
+                    &mut self.conn,
+                    self.idle_timeout,
+                    outbox,
+                ))
+                .await?
             }
         };
         let response = settle(outcome)?;
@@ -347,6 +349,25 @@ impl<H: Handler, T: Transport> Session<H, T> {
     /// Writes every queued reply; see [`write_out`].
     async fn write_out(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
         write_out(&mut self.conn, self.idle_timeout, outbox).await
+    }
+}
+
+/// Finishes a call that did not answer on its first poll: writes the replies queued before it
+/// while it works, and bounds it by the request timeout (counted from now).
+async fn finish_call<F: Future>(
+    call: Pin<&mut F>,
+    request_timeout: Option<Duration>,
+    conn: &mut impl Transport,
+    idle_timeout: Option<Duration>,
+    outbox: &mut Outbox,
+) -> Result<F::Output, SessionError> {
+    let due = request_timeout.map(|limit| (Instant::now() + limit, limit));
+    write_out(conn, idle_timeout, outbox).await?;
+    match due {
+        Some((due, limit)) => tokio::time::timeout_at(due, call)
+            .await
+            .map_err(|_| SessionError::HandlerTimeout(limit)),
+        None => Ok(call.await),
     }
 }
 
@@ -385,7 +406,16 @@ async fn deliver(
         Response::Reply(reply) => outbox.push(codec, reply)?,
         Response::Silent => {}
         Response::Stream(stream) => {
-            stream_out(conn, idle_timeout, codec, outbox, stream, shutdown).await?;
+            // Boxed: streams are rare, and inline their state would enlarge every session.
+            Box::pin(stream_out(
+                conn,
+                idle_timeout,
+                codec,
+                outbox,
+                stream,
+                shutdown,
+            ))
+            .await?;
         }
     }
     Ok(())
@@ -464,20 +494,31 @@ async fn write_out(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e.into()),
         }
-        // The socket is full: wait for the peer to take something.
-        let written = match idle_timeout {
-            Some(limit) => tokio::time::timeout(limit, conn.write_buf(outbox))
-                .await
-                .map_err(|_| SessionError::WriteStalled(limit))?,
-            None => conn.write_buf(outbox).await,
-        };
-        match written {
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
+        // The socket is full: wait for the peer to take something. Boxed, as the timer it
+        // needs would otherwise enlarge every session's future, for a wait most never make.
+        Box::pin(wait_for_room(conn, idle_timeout, outbox)).await?;
     }
     Ok(())
+}
+
+/// Waits until the peer takes something, writing what it can then; with an idle timeout, a
+/// peer that takes nothing for that long is given up on.
+async fn wait_for_room(
+    conn: &mut impl Transport,
+    idle_timeout: Option<Duration>,
+    outbox: &mut Outbox,
+) -> Result<(), SessionError> {
+    let written = match idle_timeout {
+        Some(limit) => tokio::time::timeout(limit, conn.write_buf(outbox))
+            .await
+            .map_err(|_| SessionError::WriteStalled(limit))?,
+        None => conn.write_buf(outbox).await,
+    };
+    match written {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether to give the read buffer back before waiting for the next message: when nothing is

@@ -193,8 +193,16 @@ fn ipc_client_call_prints_json_and_exits_79_on_an_error_reply() {
 
     // A server that does not speak Varlink: the client says the server closed.
     let plain = TestServer::start(&[]);
-    let out = plain.client(&["call", "io.ipc.Messages.Echo", r#"{"message": "x"}"#]);
-    assert_ne!(code(out.status), 0);
+    let out = plain.client(&[
+        "--timeout",
+        "0.5",
+        "call",
+        "io.ipc.Messages.Echo",
+        r#"{"message": "x"}"#,
+    ]);
+    assert_eq!(code(out.status), 75);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--protocol varlink"), "{stderr}");
 }
 
 #[test]

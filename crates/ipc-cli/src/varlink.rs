@@ -140,15 +140,21 @@ fn write_failure(e: std::io::Error) -> Failure {
     (exit::IO, format!("cannot write to stdout: {e}"))
 }
 
-/// The exit code and message of a failed call.
+/// The exit code and message of a failed call. A silent or closing server is what a server
+/// that does not speak Varlink looks like, so those messages say what to check.
 pub fn failure(e: CallError) -> Failure {
+    use ipc_client::ClientError;
+    const HINT: &str = "check that the server speaks Varlink (ipc-server --protocol varlink)";
     match e {
         CallError::Reply(error) => (exit::ERROR_REPLY, format!("error reply: {error}")),
-        CallError::Connection(e) => crate::client_failure(e),
-        CallError::Timeout(_) => (exit::TIMEOUT, e.to_string()),
-        CallError::Json(_) | CallError::Protocol(_) | CallError::Unusable => {
-            (exit::PROTOCOL, e.to_string())
+        e @ (CallError::Connection(ClientError::Closed) | CallError::Protocol(_)) => {
+            (exit::PROTOCOL, format!("{e}; {HINT}"))
         }
-        _ => (exit::IO, e.to_string()),
+        e @ (CallError::Connection(ClientError::Timeout(_)) | CallError::Timeout(_)) => {
+            (exit::TIMEOUT, format!("{e}; {HINT}"))
+        }
+        CallError::Connection(e) => crate::client_failure(e),
+        e @ (CallError::Json(_) | CallError::Unusable) => (exit::PROTOCOL, e.to_string()),
+        e => (exit::IO, e.to_string()),
     }
 }

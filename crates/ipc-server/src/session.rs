@@ -361,14 +361,9 @@ async fn finish_call<F: Future>(
     idle_timeout: Option<Duration>,
     outbox: &mut Outbox,
 ) -> Result<F::Output, SessionError> {
-    let due = request_timeout.map(|limit| (Instant::now() + limit, limit));
+    let due = Due::from_now(request_timeout);
     write_out(conn, idle_timeout, outbox).await?;
-    match due {
-        Some((due, limit)) => tokio::time::timeout_at(due, call)
-            .await
-            .map_err(|_| SessionError::HandlerTimeout(limit)),
-        None => Ok(call.await),
-    }
+    due.bound(call).await
 }
 
 /// One handler call, with its panics caught and its time bounded by the request timeout
@@ -379,16 +374,29 @@ fn call<'a, H: Handler>(
     request: Bytes,
     timeout: Option<Duration>,
 ) -> impl Future<Output = Result<Response, SessionError>> + Send + 'a {
-    let due = timeout.map(|limit| (Instant::now() + limit, limit));
+    let due = Due::from_now(timeout);
     let call = AssertUnwindSafe(handler.respond(request, ctx)).catch_unwind();
-    async move {
-        let outcome = match due {
+    async move { settle(due.bound(call).await?) }
+}
+
+/// When a handler call must have answered by, if the request timeout sets a limit.
+#[derive(Clone, Copy)]
+struct Due(Option<(Instant, Duration)>);
+
+impl Due {
+    /// The request timeout `limit`, counted from now.
+    fn from_now(limit: Option<Duration>) -> Self {
+        Due(limit.map(|limit| (Instant::now() + limit, limit)))
+    }
+
+    /// `call`'s output, or [`SessionError::HandlerTimeout`] if it is not done by then.
+    async fn bound<F: Future>(self, call: F) -> Result<F::Output, SessionError> {
+        match self.0 {
             Some((due, limit)) => tokio::time::timeout_at(due, call)
                 .await
-                .map_err(|_| SessionError::HandlerTimeout(limit))?,
-            None => call.await,
-        };
-        settle(outcome)
+                .map_err(|_| SessionError::HandlerTimeout(limit)),
+            None => Ok(call.await),
+        }
     }
 }
 

@@ -26,7 +26,7 @@ use tokio_util::codec::Decoder;
 
 use crate::error::{CallError, VarlinkError};
 use crate::wire::{IncomingReply, OutgoingCall};
-use crate::{Empty, standard};
+use crate::{Empty, SERVICE_INTERFACE};
 
 /// The largest reply the client takes by default: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -268,7 +268,7 @@ impl VarlinkClient {
         }
         let reply: Reply = self
             .call(
-                &format!("{}.GetInterfaceDescription", standard::SERVICE_IDL_NAME),
+                &format!("{SERVICE_INTERFACE}.GetInterfaceDescription"),
                 &Request { interface },
             )
             .await?;

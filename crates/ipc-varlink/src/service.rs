@@ -206,7 +206,7 @@ impl ServiceBuilder {
         // Every interface's name and description, for GetInfo and GetInterfaceDescription.
         let mut described: Vec<(String, Arc<str>)> = Vec::new();
         described.push((
-            standard::SERVICE_IDL_NAME.to_owned(),
+            crate::SERVICE_INTERFACE.to_owned(),
             Arc::from(standard::SERVICE_IDL),
         ));
         for interface in &interfaces {
@@ -223,7 +223,7 @@ impl ServiceBuilder {
             &self.info.product,
             &self.info.version,
             &self.info.url,
-            described.clone(),
+            described,
         );
         let mut methods = HashMap::with_hasher(NameHash);
         let mut known = HashMap::new();

@@ -14,9 +14,6 @@ use crate::method::More;
 use crate::observe::{Event, Observer, Subscription};
 use crate::service::Interface;
 
-/// The name of the interface every Varlink service provides.
-pub(crate) const SERVICE_IDL_NAME: &str = "org.varlink.service";
-
 /// `org.varlink.service`, as the specification gives it.
 pub(crate) const SERVICE_IDL: &str = "\
 # The Varlink Service Interface is provided by every varlink service. It

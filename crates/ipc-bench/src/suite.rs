@@ -338,8 +338,13 @@ fn start_server(
 ) -> Result<Running, SuiteError> {
     let socket = config.work_dir.join(format!("{}-{tag}.sock", kind.name()));
     let _ = std::fs::remove_file(&socket);
+    let sibling = |name: &str| config.bin_dir.join(name);
     let program = match (kind, &config.server_bin) {
         (ServerKind::Ours | ServerKind::OursPlain, Some(path)) => path.clone(),
+        (ServerKind::Ours | ServerKind::OursPlain, None) => sibling("ipc-server"),
+        (ServerKind::RefStd, _) => sibling("ref-std-server"),
+        (ServerKind::RefTokio, _) => sibling("ref-tokio-server"),
+        (ServerKind::RefZlink, _) => sibling("ref-zlink-server"),
         // Built by this crate's build script, with the system C compiler.
         (ServerKind::RefC, _) => PathBuf::from(env!("REF_C_SERVER")),
         (ServerKind::RefPython, _) => config.python.clone().ok_or_else(|| {
@@ -349,7 +354,6 @@ fn start_server(
                     .into(),
             )
         })?,
-        _ => config.bin_dir.join(binary(kind)),
     };
     let mut cmd = match config.placement {
         Placement::Free => Command::new(program),
@@ -396,17 +400,6 @@ fn start_server(
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(running)
-}
-
-fn binary(kind: ServerKind) -> &'static str {
-    match kind {
-        ServerKind::Ours | ServerKind::OursPlain => "ipc-server",
-        ServerKind::RefStd => "ref-std-server",
-        ServerKind::RefTokio => "ref-tokio-server",
-        ServerKind::RefC => "ref-c-server",
-        ServerKind::RefZlink => "ref-zlink-server",
-        ServerKind::RefPython => "python3",
-    }
 }
 
 fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Result<Row, SuiteError> {

@@ -326,13 +326,18 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Reads one `\n`-terminated line (without the `\n`), byte by byte.
 pub fn read_line(s: &mut UnixStream) -> io::Result<Vec<u8>> {
-    let mut line = Vec::new();
+    read_until(s, b'\n')
+}
+
+/// Reads up to `end` (which is not returned), byte by byte, so nothing after it is consumed.
+fn read_until(s: &mut UnixStream, end: u8) -> io::Result<Vec<u8>> {
+    let mut message = Vec::new();
     let mut byte = [0u8; 1];
     loop {
         match s.read(&mut byte)? {
             0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            _ if byte[0] == b'\n' => return Ok(line),
-            _ => line.push(byte[0]),
+            _ if byte[0] == end => return Ok(message),
+            _ => message.push(byte[0]),
         }
     }
 }
@@ -405,13 +410,5 @@ pub fn varlink_python() -> PathBuf {
 
 /// Reads one NUL-terminated message (without the NUL), byte by byte.
 pub fn read_nul(s: &mut UnixStream) -> io::Result<Vec<u8>> {
-    let mut message = Vec::new();
-    let mut byte = [0u8; 1];
-    loop {
-        match s.read(&mut byte)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            _ if byte[0] == 0 => return Ok(message),
-            _ => message.push(byte[0]),
-        }
-    }
+    read_until(s, 0)
 }

@@ -43,6 +43,10 @@ pub enum Protocol {
 const VARLINK_HEAD: &[u8] = br#"{"method":"io.ipc.Messages.Echo","parameters":{"message":""#;
 /// The end of every Varlink request, after the payload.
 const VARLINK_TAIL: &[u8] = b"\"}}\0";
+/// The start of a compact Varlink echo reply (ours, zlink's), before the payload.
+const VARLINK_REPLY_HEAD: &[u8] = br#"{"parameters":{"message":""#;
+/// The end of a compact Varlink echo reply, after the payload.
+const VARLINK_REPLY_TAIL: &[u8] = br#""}}"#;
 
 /// An echo reply in Varlink, borrowing the message.
 #[derive(serde::Deserialize)]
@@ -201,12 +205,11 @@ impl LoadConfig {
             Protocol::Varlink => {
                 // The compact encoding (ours, zlink's) is checked in place; any other spacing
                 // (the Python server's) is parsed.
-                let head = br#"{"parameters":{"message":""#;
-                let compact = reply.len() == head.len() + self.size + 3
-                    && reply.starts_with(head)
-                    && reply.ends_with(br#""}}"#);
-                if compact {
-                    return is_reply_to(&reply[head.len()..reply.len() - 3], counter, self.size);
+                let message = reply
+                    .strip_prefix(VARLINK_REPLY_HEAD)
+                    .and_then(|rest| rest.strip_suffix(VARLINK_REPLY_TAIL));
+                if message.is_some_and(|m| is_reply_to(m, counter, self.size)) {
+                    return true;
                 }
                 serde_json::from_slice::<VarlinkReply<'_>>(reply)
                     .is_ok_and(|r| is_reply_to(r.parameters.message.as_bytes(), counter, self.size))

@@ -277,6 +277,11 @@ fn environment_section(cmd: &clap::Command) -> String {
     roff
 }
 
+/// The exit code and message for output that could not be written.
+pub fn stdout_failure(e: std::io::Error) -> (u8, String) {
+    (exit::IO, format!("cannot write to stdout: {e}"))
+}
+
 /// The exit code and message for a client error, with the flag to check where the library
 /// cannot say it.
 pub fn client_failure(e: ipc_client::ClientError) -> (u8, String) {

@@ -113,7 +113,7 @@ pub async fn introspect(
                     }
                 })
                 .and_then(|()| out.flush())
-                .map_err(write_failure)
+                .map_err(crate::stdout_failure)
         }
     }
 }
@@ -129,15 +129,10 @@ async fn connect(
 }
 
 fn print(out: &mut dyn Write, value: &Value) -> Result<(), Failure> {
-    serde_json::to_writer(&mut *out, value)
-        .map_err(|e| (exit::IO, format!("cannot write to stdout: {e}")))?;
+    serde_json::to_writer(&mut *out, value).map_err(|e| crate::stdout_failure(e.into()))?;
     out.write_all(b"\n")
         .and_then(|()| out.flush())
-        .map_err(write_failure)
-}
-
-fn write_failure(e: std::io::Error) -> Failure {
-    (exit::IO, format!("cannot write to stdout: {e}"))
+        .map_err(crate::stdout_failure)
 }
 
 /// The exit code and message of a failed call. A silent or closing server is what a server

@@ -134,7 +134,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         .timeout((!cli.timeout.is_zero()).then_some(cli.timeout))
         .raw_quiet(cli.raw_quiet);
     let mut out = std::io::stdout().lock();
-    let io_failure = |e: std::io::Error| (exit::IO, format!("cannot write to stdout: {e}"));
     match cli.command {
         Command::Send { messages, raw } => {
             let messages = read_messages(messages, framing)?;
@@ -144,12 +143,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             };
             // The replies that did come are printed, also when a later one failed.
             for reply in replies {
-                out.write_all(&reply).map_err(io_failure)?;
+                out.write_all(&reply).map_err(cli::stdout_failure)?;
                 if !raw {
-                    out.write_all(b"\n").map_err(io_failure)?;
+                    out.write_all(b"\n").map_err(cli::stdout_failure)?;
                 }
             }
-            out.flush().map_err(io_failure)?;
+            out.flush().map_err(cli::stdout_failure)?;
             match error {
                 None => Ok(exit::OK),
                 Some(e) => Err(cli::client_failure(e)),
@@ -201,15 +200,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 }
                 Err(e) => return Err((exit::IO, format!("cannot probe {}: {e}", path.display()))),
             };
-            writeln!(out, "{line}: {}", path.display()).map_err(io_failure)?;
+            writeln!(out, "{line}: {}", path.display()).map_err(cli::stdout_failure)?;
             Ok(code)
         }
         Command::Completions { shell } => {
-            cli::write_completions::<Cli>(shell, &mut out).map_err(io_failure)?;
+            cli::write_completions::<Cli>(shell, &mut out).map_err(cli::stdout_failure)?;
             Ok(exit::OK)
         }
         Command::Man => {
-            cli::write_man::<Cli>(&mut out).map_err(io_failure)?;
+            cli::write_man::<Cli>(&mut out).map_err(cli::stdout_failure)?;
             Ok(exit::OK)
         }
     }

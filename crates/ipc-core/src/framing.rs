@@ -319,6 +319,15 @@ impl FrameCodec {
         Ok(())
     }
 
+    /// How many bytes [`encode_head`](Self::encode_head) appends before each payload: the
+    /// length prefix in length framing, none otherwise.
+    pub fn head_len(&self) -> usize {
+        match self.inner {
+            Inner::Length { .. } => LENGTH_HEAD,
+            Inner::Line { .. } | Inner::Raw => 0,
+        }
+    }
+
     /// What follows each payload on the wire: `\n` in line framing, NUL in NUL framing,
     /// nothing otherwise.
     pub fn trailer(&self) -> &'static [u8] {
@@ -344,6 +353,16 @@ mod tests {
             out.push(f);
         }
         Ok(out)
+    }
+
+    #[test]
+    fn head_len_is_what_encode_head_appends() {
+        for framing in Framing::ALL {
+            let codec = FrameCodec::new(framing, 1 << 20);
+            let mut head = BytesMut::new();
+            codec.encode_head(b"payload", &mut head).unwrap();
+            assert_eq!(head.len(), codec.head_len(), "{framing}");
+        }
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub mod config;
 #[allow(unsafe_code)]
 mod conn;
 pub mod error;
+mod idle;
 mod listener;
 mod outbox;
 pub mod server;

@@ -21,24 +21,39 @@ pub(crate) struct Outbox {
     chunks: VecDeque<Bytes>,
     /// Where small replies and frame heads are copied.
     tail: BytesMut,
-    /// Where each queued reply ends, counted in bytes since the connection opened.
-    ends: VecDeque<u64>,
+    /// Where the newest reply ends, counted in bytes since the connection opened.
+    newest_end: u64,
+    /// Where each older reply not yet written whole ends. Usually empty: a reply is most often
+    /// written before the next one is queued, and then nothing is allocated here.
+    older_ends: VecDeque<u64>,
+    /// Replies queued since the connection opened.
+    pushed: u64,
     /// Bytes queued since the connection opened.
     queued: u64,
     /// Bytes written since the connection opened.
     written: u64,
-    /// Replies written whole.
-    sent: u64,
 }
 
 impl Outbox {
     /// Queues `reply` framed by `codec`.
     pub(crate) fn push(&mut self, codec: &FrameCodec, reply: Bytes) -> Result<(), FrameError> {
+        let copied = if reply.len() < COPY_BELOW {
+            reply.len()
+        } else {
+            0
+        };
+        // One reservation for the head, a copied reply and the trailer, instead of one each.
+        self.tail
+            .reserve(codec.head_len() + copied + codec.trailer().len());
         let before = self.tail.len();
         codec.encode_head(&reply, &mut self.tail)?;
         let head = self.tail.len() - before;
         self.queued += (head + reply.len() + codec.trailer().len()) as u64;
-        self.ends.push_back(self.queued);
+        if self.newest_end > self.written {
+            self.older_ends.push_back(self.newest_end);
+        }
+        self.newest_end = self.queued;
+        self.pushed += 1;
         if reply.len() < COPY_BELOW {
             self.tail.extend_from_slice(&reply);
         } else {
@@ -64,16 +79,20 @@ impl Outbox {
 
     /// How many replies have been written whole.
     pub(crate) fn replies_sent(&self) -> u64 {
-        self.sent
+        let newest_unsent = u64::from(self.newest_end > self.written);
+        self.pushed - self.older_ends.len() as u64 - newest_unsent
     }
 }
 
 impl Outbox {
-    /// Counts the replies whose last byte has been written.
+    /// Forgets the ends of older replies that have been written whole.
     fn settle(&mut self) {
-        while self.ends.front().is_some_and(|&end| end <= self.written) {
-            self.ends.pop_front();
-            self.sent += 1;
+        while self
+            .older_ends
+            .front()
+            .is_some_and(|&end| end <= self.written)
+        {
+            self.older_ends.pop_front();
         }
     }
 }

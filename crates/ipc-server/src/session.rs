@@ -36,6 +36,7 @@ use futures::stream::FuturesOrdered;
 use ipc_core::Trigger;
 
 use crate::conn::{Connection, SMALL_READ};
+use crate::idle::IdleTimer;
 use crate::outbox::Outbox;
 use crate::transport::Transport;
 
@@ -132,45 +133,47 @@ impl<H: Handler> Drop for DisconnectHook<H> {
 
 impl<H: Handler, T: Transport> Session<H, T> {
     /// Runs the session to its end and logs how it ended.
-    pub(crate) async fn run(mut self) -> Outcome {
-        self.handler.connected(&self.ctx);
-        let _hook = DisconnectHook {
-            handler: Arc::clone(&self.handler),
-            ctx: self.ctx.clone(),
-        };
-        let mut outbox = Outbox::default();
-        let mut result = if self.concurrency > 1 {
-            // Boxed, so that the usual one-at-a-time session's future stays small (it is
-            // allocated for every connection).
-            Box::pin(self.exchange_concurrently(&mut outbox)).await
-        } else {
-            self.exchange(&mut outbox).await
-        };
-        if let Err(e) = &result {
-            // Whatever ended the exchange, the replies already made go out before the close.
-            if e.can_still_write() && !outbox.is_empty() {
-                if let Err(w) = self.write_out(&mut outbox).await {
-                    debug!(error = %w, "could not write the last replies");
+    // Not an `async fn`: its argument would be stored twice in the future (once as given, once
+    // as the local it is moved into), and this future is allocated for every connection.
+    #[expect(clippy::manual_async_fn, reason = "an async fn's future is larger")]
+    pub(crate) fn run(mut self) -> impl Future<Output = Outcome> + Send {
+        async move {
+            self.handler.connected(&self.ctx);
+            let _hook = DisconnectHook {
+                handler: Arc::clone(&self.handler),
+                ctx: self.ctx.clone(),
+            };
+            let mut outbox = Outbox::default();
+            let mut result = if self.concurrency > 1 {
+                // Boxed, so that the usual one-at-a-time session's future stays small (it is
+                // allocated for every connection).
+                Box::pin(self.exchange_concurrently(&mut outbox)).await
+            } else {
+                self.exchange(&mut outbox).await
+            };
+            if let Err(e) = &result {
+                // Whatever ended the exchange, the replies already made go out before the close.
+                if e.can_still_write() && !outbox.is_empty() {
+                    if let Err(w) = self.write_out(&mut outbox).await {
+                        debug!(error = %w, "could not write the last replies");
+                    }
                 }
+                self.conn.discard_unread(DISCARD_LIMIT);
             }
-            self.conn.discard_unread(DISCARD_LIMIT);
+            let answered = outbox.replies_sent();
+            match result.as_mut() {
+                Ok(()) => debug!(answered, "closed"),
+                Err(e) if e.is_disconnect() => debug!(answered, error = %e, "peer went away"),
+                Err(e) if e.is_idle() => info!(answered, reason = %e, "closing idle connection"),
+                Err(e) => warn!(answered, error = %e, "closing connection"),
+            }
+            Outcome { answered, result }
         }
-        let answered = outbox.replies_sent();
-        match result.as_mut() {
-            Ok(()) => debug!(answered, "closed"),
-            Err(e) if e.is_disconnect() => debug!(answered, error = %e, "peer went away"),
-            Err(e) if e.is_idle() => info!(answered, reason = %e, "closing idle connection"),
-            Err(e) => warn!(answered, error = %e, "closing connection"),
-        }
-        Outcome { answered, result }
     }
 
     async fn exchange(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
         let mut rbuf = BytesMut::new();
-        let mut last_frame = Instant::now();
-        let idle = self.idle_timeout.unwrap_or(Duration::MAX);
-        let idle_sleep = tokio::time::sleep_until(deadline(last_frame, idle));
-        tokio::pin!(idle_sleep);
+        let mut idle = IdleTimer::new(self.idle_timeout);
         // Created once, so its waiter is registered once rather than on every wait.
         let trigger = self.shutdown.clone();
         let shutdown = trigger.fired();
@@ -181,29 +184,40 @@ impl<H: Handler, T: Transport> Session<H, T> {
         let mut last = 0;
 
         loop {
-            // Every complete request already read gets its reply, even during shutdown.
-            let mut handled = false;
-            while let Some(request) = self.codec.decode(&mut rbuf)? {
+            // Every complete request already read gets its reply, even during shutdown; at the
+            // end of the stream, so does a last one without its delimiter, where the framing
+            // allows one. (One call site, so the session's future holds one call's state.)
+            let (mut handled, mut paused) = (false, false);
+            loop {
+                let request = match self.codec.decode(&mut rbuf)? {
+                    Some(request) => request,
+                    None if eof => match self.codec.decode_eof(&mut rbuf)? {
+                        Some(request) => request,
+                        None => break,
+                    },
+                    None => break,
+                };
                 handled = true;
                 // The next message is probably about as large.
                 expect = self.codec.read_hint(request.len());
                 last = request.len();
                 self.answer(request, outbox).await?;
                 if outbox.len() >= WRITE_HIGH_WATER {
-                    self.write_out(outbox).await?;
+                    // Write these out before answering the rest of what is buffered.
+                    paused = true;
+                    break;
                 }
             }
-            if eof {
-                if let Some(request) = self.codec.decode_eof(&mut rbuf)? {
-                    self.answer(request, outbox).await?;
-                }
-                self.write_out(outbox).await?;
-                return Ok(());
-            }
-            if handled && self.idle_timeout.is_some() {
-                last_frame = Instant::now();
+            if handled {
+                idle.activity();
             }
             self.write_out(outbox).await?;
+            if paused {
+                continue;
+            }
+            if eof {
+                return Ok(());
+            }
 
             if should_release(&rbuf, last) {
                 rbuf = BytesMut::new();
@@ -213,15 +227,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 biased;
                 () = &mut shutdown => return Ok(()),
                 read = self.conn.read(&mut rbuf, expect) => read,
-                () = &mut idle_sleep, if self.idle_timeout.is_some() => {
-                    let due = deadline(last_frame, idle);
-                    if Instant::now() >= due {
-                        return Err(SessionError::Idle(idle));
-                    }
-                    // Frames arrived since the timer was set: push it back and keep waiting.
-                    idle_sleep.as_mut().reset(due);
-                    continue;
-                }
+                limit = idle.expired() => return Err(SessionError::Idle(limit)),
             };
             if read? == 0 {
                 eof = true;
@@ -246,10 +252,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
         let (handler, ctx, limit) = (&**handler, &*ctx, *concurrency);
         let mut rbuf = BytesMut::new();
         let mut calls = FuturesOrdered::new();
-        let mut last_frame = Instant::now();
-        let idle = idle_timeout.unwrap_or(Duration::MAX);
-        let idle_sleep = tokio::time::sleep_until(deadline(last_frame, idle));
-        tokio::pin!(idle_sleep);
+        let mut idle = IdleTimer::new(*idle_timeout);
         let trigger = shutdown.clone();
         let stop = trigger.fired();
         tokio::pin!(stop);
@@ -270,14 +273,14 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 };
                 expect = codec.read_hint(request.len());
                 last = request.len();
-                if idle_timeout.is_some() {
-                    last_frame = Instant::now();
-                }
+                idle.activity();
                 calls.push_back(call(handler, ctx, request, *request_timeout));
             }
             // Queue the replies of the calls already done, in order, and write them.
             while let Poll::Ready(Some(response)) = futures::poll!(calls.next()) {
-                deliver(conn, *idle_timeout, codec, outbox, response?, shutdown).await?;
+                if let Some(stream) = queue(codec, outbox, response?)? {
+                    stream_out(conn, *idle_timeout, codec, outbox, stream, shutdown).await?;
+                }
             }
             write_out(conn, *idle_timeout, outbox).await?;
             let reading = !eof && !stopping;
@@ -293,19 +296,17 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 biased;
                 () = &mut stop, if !stopping => stopping = true,
                 Some(response) = calls.next() => {
-                    deliver(conn, *idle_timeout, codec, outbox, response?, shutdown).await?;
+                    if let Some(stream) = queue(codec, outbox, response?)? {
+                        stream_out(conn, *idle_timeout, codec, outbox, stream, shutdown).await?;
+                    }
                 }
                 read = conn.read(&mut rbuf, expect), if reading && calls.len() < limit => {
                     if read? == 0 {
                         eof = true;
                     }
                 }
-                () = &mut idle_sleep, if reading && calls.is_empty() && idle_timeout.is_some() => {
-                    let due = deadline(last_frame, idle);
-                    if Instant::now() >= due {
-                        return Err(SessionError::Idle(idle));
-                    }
-                    idle_sleep.as_mut().reset(due);
+                limit = idle.expired(), if reading && calls.is_empty() => {
+                    return Err(SessionError::Idle(limit));
                 }
             }
         }
@@ -317,33 +318,50 @@ impl<H: Handler, T: Transport> Session<H, T> {
     /// then cost no clock read and no timer entry. One that does not answer at once may take a
     /// while, so the replies already queued are written while it works, instead of waiting
     /// behind it.
-    async fn answer(&mut self, request: Bytes, outbox: &mut Outbox) -> Result<(), SessionError> {
-        let call = AssertUnwindSafe(self.handler.respond(request, &self.ctx)).catch_unwind();
-        tokio::pin!(call);
-        let outcome = match futures::poll!(call.as_mut()) {
-            Poll::Ready(outcome) => outcome,
-            // Boxed: its timer and writes would otherwise enlarge every session's future.
-            Poll::Pending => {
-                Box::pin(finish_call(
-                    call,
-                    self.request_timeout,
+    // Not an `async fn`, which would store `request` twice (see `run`).
+    #[expect(clippy::manual_async_fn, reason = "an async fn's future is larger")]
+    fn answer<'a>(
+        &'a mut self,
+        request: Bytes,
+        outbox: &'a mut Outbox,
+    ) -> impl Future<Output = Result<(), SessionError>> + Send + 'a {
+        async move {
+            // In its own block, so the call's state and the stream's below share the same space in
+            // the session's future.
+            let outcome = {
+                // Pinned where it is made (`tokio::pin!` would move it, and the future would
+                // hold it twice).
+                let mut call = std::pin::pin!(
+                    AssertUnwindSafe(self.handler.respond(request, &self.ctx)).catch_unwind()
+                );
+                match futures::poll!(call.as_mut()) {
+                    Poll::Ready(outcome) => outcome,
+                    // Boxed: its timer and writes would otherwise enlarge every session's future.
+                    Poll::Pending => {
+                        Box::pin(finish_call(
+                            call,
+                            self.request_timeout,
+                            &mut self.conn,
+                            self.idle_timeout,
+                            outbox,
+                        ))
+                        .await?
+                    }
+                }
+            };
+            if let Some(stream) = queue(&self.codec, outbox, settle(outcome)?)? {
+                stream_out(
                     &mut self.conn,
                     self.idle_timeout,
+                    &self.codec,
                     outbox,
-                ))
-                .await?
+                    stream,
+                    &self.shutdown,
+                )
+                .await?;
             }
-        };
-        let response = settle(outcome)?;
-        deliver(
-            &mut self.conn,
-            self.idle_timeout,
-            &self.codec,
-            outbox,
-            response,
-            &self.shutdown,
-        )
-        .await
+            Ok(())
+        }
     }
 
     /// Writes every queued reply; see [`write_out`].
@@ -400,80 +418,70 @@ impl Due {
     }
 }
 
-/// Queues the replies of one request: its one reply, nothing, or every reply of its stream
-/// (see [`stream_out`]).
-async fn deliver(
-    conn: &mut impl Transport,
-    idle_timeout: Option<Duration>,
+/// Queues the response of one request: its one reply, or nothing; a stream is handed back, for
+/// [`stream_out`].
+fn queue(
     codec: &FrameCodec,
     outbox: &mut Outbox,
     response: Response,
-    shutdown: &Trigger,
-) -> Result<(), SessionError> {
+) -> Result<Option<ReplyStream>, FrameError> {
     match response {
         Response::Reply(reply) => outbox.push(codec, reply)?,
         Response::Silent => {}
-        Response::Stream(stream) => {
-            // Boxed: streams are rare, and inline their state would enlarge every session.
-            Box::pin(stream_out(
-                conn,
-                idle_timeout,
-                codec,
-                outbox,
-                stream,
-                shutdown,
-            ))
-            .await?;
-        }
+        Response::Stream(stream) => return Ok(Some(stream)),
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Queues and writes the replies of one stream until it ends. Replies that are ready together
 /// leave in one write; while the peer does not read, the stream is not polled. At shutdown the
 /// stream is dropped between two replies and its farewell message, if any, is its last reply.
 /// A panic inside the stream is caught and ends the connection, as a handler panic does.
-async fn stream_out(
-    conn: &mut impl Transport,
+///
+/// Boxed: streams are rare, and inline their state would enlarge every session's future.
+fn stream_out<'a>(
+    conn: &'a mut impl Transport,
     idle_timeout: Option<Duration>,
-    codec: &FrameCodec,
-    outbox: &mut Outbox,
+    codec: &'a FrameCodec,
+    outbox: &'a mut Outbox,
     mut stream: ReplyStream,
-    shutdown: &Trigger,
-) -> Result<(), SessionError> {
-    let stop = shutdown.fired();
-    tokio::pin!(stop);
-    loop {
-        if shutdown.is_fired() {
-            if let Some(last) = stream.take_farewell() {
-                outbox.push(codec, last)?;
-            }
-            return Ok(());
-        }
-        let next = AssertUnwindSafe(stream.next()).catch_unwind();
-        tokio::pin!(next);
-        let item = match futures::poll!(next.as_mut()) {
-            Poll::Ready(item) => item,
-            Poll::Pending => {
-                // Nothing more is ready: send what is queued, then wait for the stream.
-                write_out(conn, idle_timeout, outbox).await?;
-                tokio::select! {
-                    biased;
-                    () = &mut stop => continue,
-                    item = next => item,
+    shutdown: &'a Trigger,
+) -> Pin<Box<impl Future<Output = Result<(), SessionError>> + Send + 'a>> {
+    Box::pin(async move {
+        let stop = shutdown.fired();
+        tokio::pin!(stop);
+        loop {
+            if shutdown.is_fired() {
+                if let Some(last) = stream.take_farewell() {
+                    outbox.push(codec, last)?;
                 }
+                return Ok(());
             }
-        };
-        match settle(item.map(|item| item.transpose()))? {
-            Some(reply) => {
-                outbox.push(codec, reply)?;
-                if outbox.len() >= WRITE_HIGH_WATER {
+            let next = AssertUnwindSafe(stream.next()).catch_unwind();
+            tokio::pin!(next);
+            let item = match futures::poll!(next.as_mut()) {
+                Poll::Ready(item) => item,
+                Poll::Pending => {
+                    // Nothing more is ready: send what is queued, then wait for the stream.
                     write_out(conn, idle_timeout, outbox).await?;
+                    tokio::select! {
+                        biased;
+                        () = &mut stop => continue,
+                        item = next => item,
+                    }
                 }
+            };
+            match settle(item.map(|item| item.transpose()))? {
+                Some(reply) => {
+                    outbox.push(codec, reply)?;
+                    if outbox.len() >= WRITE_HIGH_WATER {
+                        write_out(conn, idle_timeout, outbox).await?;
+                    }
+                }
+                None => return Ok(()),
             }
-            None => return Ok(()),
         }
-    }
+    })
 }
 
 /// The response of a finished call, or why there is none.
@@ -538,11 +546,6 @@ fn should_release(rbuf: &BytesMut, last: usize) -> bool {
     rbuf.is_empty()
         && rbuf.capacity() > SMALL_READ
         && (last <= SMALL_READ || rbuf.capacity() > KEEP_READ_BUFFER)
-}
-
-fn deadline(from: Instant, idle: Duration) -> Instant {
-    from.checked_add(idle)
-        .unwrap_or_else(|| from + Duration::from_secs(86400 * 365 * 30))
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -888,5 +891,36 @@ mod tests {
         let outcome = within(session.run()).await;
         assert!(matches!(outcome.result, Err(SessionError::Handler(_))));
         assert_eq!(read_all(&mut client).await, b"one\n");
+    }
+
+    /// Each connection's session future is allocated once, when it is spawned. glibc serves
+    /// blocks up to 1,032 bytes from a per-thread cache; a larger one takes its slow path (and
+    /// its free, too) for every connection. The built-in handlers' sessions stay under that.
+    #[tokio::test]
+    async fn the_session_future_fits_the_allocators_thread_cache() {
+        const THREAD_CACHE_MAX: usize = 1032;
+        fn size<H: Handler>(handler: H) -> usize {
+            let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+            let session = Session {
+                conn: Connection::new(ours).unwrap(),
+                codec: FrameCodec::new(Framing::Line, 1 << 20),
+                handler: Arc::new(handler),
+                ctx: Context::new(1, PeerCredentials::new(0, 0, None)),
+                idle_timeout: Some(Duration::from_secs(60)),
+                request_timeout: Some(Duration::from_secs(30)),
+                concurrency: 1,
+                shutdown: Trigger::default(),
+            };
+            std::mem::size_of_val(&session.run())
+        }
+        for (name, bytes) in [
+            ("echo", size(ipc_core::Echo)),
+            ("ack", size(ipc_core::Ack::default())),
+        ] {
+            assert!(
+                bytes <= THREAD_CACHE_MAX,
+                "the {name} session's future is {bytes} bytes, over {THREAD_CACHE_MAX}"
+            );
+        }
     }
 }

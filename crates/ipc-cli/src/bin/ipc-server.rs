@@ -180,6 +180,13 @@ enum Command {
     Man,
 }
 
+/// jemalloc: every connection allocates its task and its I/O registration aligned to a cache
+/// line, which glibc's malloc (2.36) serves only by its slow path, never from its per-thread
+/// cache; jemalloc serves them from its size classes. About 1,600 fewer instructions per
+/// connection, and more connections per second (see the README's Performance section).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli: Cli = match cli::parse_args() {
         Ok(cli) => cli,

@@ -71,6 +71,7 @@ pub trait Handler: Send + Sync + 'static {
     }
 
     /// Runs when a connection is admitted, before its first request. Does nothing by default.
+    /// The server calls it from its accept loop, so it should return quickly (no blocking).
     fn connected(&self, ctx: &Context) {
         let _ = ctx;
     }

@@ -28,8 +28,10 @@ pub(crate) const SMALL_READ: usize = 4096;
 const READ_CHUNK: usize = 8 * 1024;
 /// Most bytes asked of the kernel per read, when a large frame is arriving.
 const MAX_READ: usize = 256 * 1024;
-/// Most buffers handed to one vectored write.
-const MAX_SLICES: usize = 64;
+/// Most buffers handed to one vectored write. Small replies are coalesced into one buffer and
+/// only replies of 4 KiB or more have their own, so 16 already carry 64 KiB or more; the array
+/// is filled in on every write, so it is kept small.
+const MAX_SLICES: usize = 16;
 
 /// An accepted connection, registered with the runtime.
 pub(crate) struct Connection {

@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc_core::{Context, FrameCodec, Handler};
+use ipc_core::{Context, Handler};
 use std::os::unix::net::{UnixListener, UnixStream};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -79,29 +79,22 @@ impl<H: Handler> Listener<H> {
                 pid = peer.pid,
                 "accepted"
             );
-            let session = Session {
+            let session = Session::new(
                 conn,
-                codec: FrameCodec::new(self.config.framing, self.config.max_frame),
-                handler: Arc::clone(&self.handler),
-                ctx: Context::new(id, peer).with_shutdown(self.shutdown.clone()),
-                idle_timeout: self.config.idle_timeout,
-                request_timeout: self.config.request_timeout,
-                concurrency: self.config.concurrency,
-                shutdown: self.shutdown.clone(),
-            };
-            let force = self.force.clone();
+                Arc::clone(&self.handler),
+                Context::new(id, peer).with_shutdown(self.shutdown.clone()),
+                Arc::clone(&self.config),
+                self.shutdown.clone(),
+                self.force.clone(),
+            );
             // The session's future is a few KiB: boxed, it is built in place once, instead of
             // being copied at each layer of the spawn.
             let session = Box::pin(session.run());
             self.tracker.spawn(
                 async move {
                     let _permit = permit;
-                    tokio::select! {
-                        biased;
-                        () = force.fired() => warn!("connection dropped by forced shutdown"),
-                        // The session logs how it ended.
-                        _ = session => {}
-                    }
+                    // The session logs how it ended, also when a forced shutdown drops it.
+                    session.await;
                 }
                 .instrument(info_span!("conn", id)),
             );

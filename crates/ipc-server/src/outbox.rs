@@ -21,14 +21,13 @@ pub(crate) struct Outbox {
     chunks: VecDeque<Bytes>,
     /// Where small replies and frame heads are copied.
     tail: BytesMut,
-    /// Where the newest reply ends, counted in bytes since the connection opened.
-    newest_end: u64,
-    /// Where each older reply not yet written whole ends. Usually empty: a reply is most often
-    /// written before the next one is queued, and then nothing is allocated here.
+    /// Where each reply older than the newest and not yet written whole ends, counted in bytes
+    /// since the connection opened (the newest ends at `queued`). Usually empty: a reply is most
+    /// often written before the next one is queued, and then nothing is allocated here.
     older_ends: VecDeque<u64>,
     /// Replies queued since the connection opened.
     pushed: u64,
-    /// Bytes queued since the connection opened.
+    /// Bytes queued since the connection opened: where the newest reply ends.
     queued: u64,
     /// Bytes written since the connection opened.
     written: u64,
@@ -48,11 +47,11 @@ impl Outbox {
         let before = self.tail.len();
         codec.encode_head(&reply, &mut self.tail)?;
         let head = self.tail.len() - before;
-        self.queued += (head + reply.len() + codec.trailer().len()) as u64;
-        if self.newest_end > self.written {
-            self.older_ends.push_back(self.newest_end);
+        if self.queued > self.written {
+            // The reply before this one is not written whole yet.
+            self.older_ends.push_back(self.queued);
         }
-        self.newest_end = self.queued;
+        self.queued += (head + reply.len() + codec.trailer().len()) as u64;
         self.pushed += 1;
         if reply.len() < COPY_BELOW {
             self.tail.extend_from_slice(&reply);
@@ -79,7 +78,7 @@ impl Outbox {
 
     /// How many replies have been written whole.
     pub(crate) fn replies_sent(&self) -> u64 {
-        let newest_unsent = u64::from(self.newest_end > self.written);
+        let newest_unsent = u64::from(self.queued > self.written);
         self.pushed - self.older_ends.len() as u64 - newest_unsent
     }
 }

@@ -35,6 +35,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use ipc_core::Trigger;
 
+use crate::config::ServerConfig;
 use crate::conn::{Connection, SMALL_READ};
 use crate::idle::IdleTimer;
 use crate::outbox::Outbox;
@@ -63,6 +64,8 @@ pub(crate) enum SessionError {
     Idle(Duration),
     #[error("client took none of its replies for {0:?}")]
     WriteStalled(Duration),
+    #[error("dropped by a forced shutdown")]
+    Forced,
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -89,23 +92,60 @@ impl SessionError {
     /// Whether the connection can still carry the replies already made: yes unless writing
     /// itself failed.
     fn can_still_write(&self) -> bool {
-        !matches!(self, SessionError::Io(_) | SessionError::WriteStalled(_))
+        !matches!(
+            self,
+            SessionError::Io(_) | SessionError::WriteStalled(_) | SessionError::Forced
+        )
     }
 }
 
 /// Runs one connection until the peer closes, an error, or shutdown.
-pub(crate) struct Session<H, T = Connection> {
-    pub(crate) conn: T,
-    pub(crate) codec: FrameCodec,
-    pub(crate) handler: Arc<H>,
-    pub(crate) ctx: Context,
-    pub(crate) idle_timeout: Option<Duration>,
-    /// Longest a handler call may take; the connection is closed after a longer one.
-    pub(crate) request_timeout: Option<Duration>,
-    /// Most requests of this connection handled at once (at least 1).
-    pub(crate) concurrency: usize,
+pub(crate) struct Session<H: Handler, T = Connection> {
+    conn: T,
+    codec: FrameCodec,
+    handler: Arc<H>,
+    ctx: Context,
+    /// The server's settings: the idle and request timeouts, the concurrency (shared, so they
+    /// take one pointer in each connection's future).
+    config: Arc<ServerConfig>,
     /// Fired when the server shuts down: finish the requests already read, then close.
-    pub(crate) shutdown: Trigger,
+    shutdown: Trigger,
+    /// Fired (after `shutdown`) to drop the connection where it stands.
+    force: Trigger,
+}
+
+impl<H: Handler, T> Session<H, T> {
+    /// A session for one accepted connection: calls [`Handler::connected`] now, and
+    /// [`Handler::disconnected`] when the session is dropped, whether it ran to its end, was
+    /// dropped by a forced shutdown, or never started. It starts when [`run`](Self::run) is
+    /// polled.
+    pub(crate) fn new(
+        conn: T,
+        handler: Arc<H>,
+        ctx: Context,
+        config: Arc<ServerConfig>,
+        shutdown: Trigger,
+        force: Trigger,
+    ) -> Self {
+        handler.connected(&ctx);
+        Self {
+            conn,
+            codec: FrameCodec::new(config.framing, config.max_frame),
+            handler,
+            ctx,
+            config,
+            shutdown,
+            force,
+        }
+    }
+}
+
+/// Calls [`Handler::disconnected`]: when the session ends, and also when a forced shutdown
+/// drops it mid-way.
+impl<H: Handler, T> Drop for Session<H, T> {
+    fn drop(&mut self) {
+        self.handler.disconnected(&self.ctx);
+    }
 }
 
 /// How a session ended (the session logs it; tests read it).
@@ -118,19 +158,6 @@ pub(crate) struct Outcome {
     pub(crate) result: Result<(), SessionError>,
 }
 
-/// Calls [`Handler::disconnected`] when dropped: when the session ends, and also when a forced
-/// shutdown drops it mid-way.
-struct DisconnectHook<H: Handler> {
-    handler: Arc<H>,
-    ctx: Context,
-}
-
-impl<H: Handler> Drop for DisconnectHook<H> {
-    fn drop(&mut self) {
-        self.handler.disconnected(&self.ctx);
-    }
-}
-
 impl<H: Handler, T: Transport> Session<H, T> {
     /// Runs the session to its end and logs how it ended.
     // Not an `async fn`: its argument would be stored twice in the future (once as given, once
@@ -138,28 +165,21 @@ impl<H: Handler, T: Transport> Session<H, T> {
     #[expect(clippy::manual_async_fn, reason = "an async fn's future is larger")]
     pub(crate) fn run(mut self) -> impl Future<Output = Outcome> + Send {
         async move {
-            self.handler.connected(&self.ctx);
-            let _hook = DisconnectHook {
-                handler: Arc::clone(&self.handler),
-                ctx: self.ctx.clone(),
-            };
             let mut outbox = Outbox::default();
-            let mut result = if self.concurrency > 1 {
-                // Boxed, so that the usual one-at-a-time session's future stays small (it is
-                // allocated for every connection).
-                Box::pin(self.exchange_concurrently(&mut outbox)).await
-            } else {
-                self.exchange(&mut outbox).await
+            // The task's one registration for the server's stop signals. The exchange checks the
+            // shutdown flag whenever it is polled (`stop_requested`), and this watcher's wake-up
+            // is what polls it; the force signal always comes after shutdown, so it is waited
+            // for only from then on.
+            let (shutdown, force) = (self.shutdown.clone(), self.force.clone());
+            let forced = async {
+                shutdown.fired().await;
+                force.fired().await;
             };
-            if let Err(e) = &result {
-                // Whatever ended the exchange, the replies already made go out before the close.
-                if e.can_still_write() && !outbox.is_empty() {
-                    if let Err(w) = self.write_out(&mut outbox).await {
-                        debug!(error = %w, "could not write the last replies");
-                    }
-                }
-                self.conn.discard_unread(DISCARD_LIMIT);
-            }
+            let mut result = tokio::select! {
+                biased;
+                () = forced => Err(SessionError::Forced),
+                result = self.serve(&mut outbox) => result,
+            };
             let answered = outbox.replies_sent();
             match result.as_mut() {
                 Ok(()) => debug!(answered, "closed"),
@@ -171,13 +191,37 @@ impl<H: Handler, T: Transport> Session<H, T> {
         }
     }
 
+    /// Exchanges requests and replies until the end, then, if it ended in an error, writes the
+    /// replies already made (if the connection can still carry them).
+    #[expect(clippy::manual_async_fn, reason = "an async fn's future is larger")]
+    fn serve<'a>(
+        &'a mut self,
+        outbox: &'a mut Outbox,
+    ) -> impl Future<Output = Result<(), SessionError>> + Send + 'a {
+        async move {
+            let result = if self.config.concurrency > 1 {
+                // Boxed, so that the usual one-at-a-time session's future stays small (it is
+                // allocated for every connection).
+                Box::pin(self.exchange_concurrently(outbox)).await
+            } else {
+                self.exchange(outbox).await
+            };
+            if let Err(e) = &result {
+                // Whatever ended the exchange, the replies already made go out before the close.
+                if e.can_still_write() && !outbox.is_empty() {
+                    if let Err(w) = self.write_out(outbox).await {
+                        debug!(error = %w, "could not write the last replies");
+                    }
+                }
+                self.conn.discard_unread(DISCARD_LIMIT);
+            }
+            result
+        }
+    }
+
     async fn exchange(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
         let mut rbuf = BytesMut::new();
-        let mut idle = IdleTimer::new(self.idle_timeout);
-        // Created once, so its waiter is registered once rather than on every wait.
-        let trigger = self.shutdown.clone();
-        let shutdown = trigger.fired();
-        tokio::pin!(shutdown);
+        let mut idle = IdleTimer::new(self.config.idle_timeout);
         let mut eof = false;
         let mut expect = self.codec.read_hint(0);
         // Size of the last request, which decides whether the read buffer is kept.
@@ -225,7 +269,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
 
             let read = tokio::select! {
                 biased;
-                () = &mut shutdown => return Ok(()),
+                () = stop_requested(&self.shutdown) => return Ok(()),
                 read = self.conn.read(&mut rbuf, expect) => read,
                 limit = idle.expired() => return Err(SessionError::Idle(limit)),
             };
@@ -244,18 +288,15 @@ impl<H: Handler, T: Transport> Session<H, T> {
             codec,
             handler,
             ctx,
-            idle_timeout,
-            request_timeout,
-            concurrency,
+            config,
             shutdown,
+            ..
         } = self;
-        let (handler, ctx, limit) = (&**handler, &*ctx, *concurrency);
+        let (handler, ctx, limit) = (&**handler, &*ctx, config.concurrency);
+        let (idle_timeout, request_timeout) = (&config.idle_timeout, &config.request_timeout);
         let mut rbuf = BytesMut::new();
         let mut calls = FuturesOrdered::new();
         let mut idle = IdleTimer::new(*idle_timeout);
-        let trigger = shutdown.clone();
-        let stop = trigger.fired();
-        tokio::pin!(stop);
         let (mut eof, mut stopping) = (false, false);
         let mut expect = codec.read_hint(0);
         let mut last = 0;
@@ -294,7 +335,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             }
             tokio::select! {
                 biased;
-                () = &mut stop, if !stopping => stopping = true,
+                () = stop_requested(shutdown), if !stopping => stopping = true,
                 Some(response) = calls.next() => {
                     if let Some(stream) = queue(codec, outbox, response?)? {
                         stream_out(conn, *idle_timeout, codec, outbox, stream, shutdown).await?;
@@ -340,9 +381,9 @@ impl<H: Handler, T: Transport> Session<H, T> {
                     Poll::Pending => {
                         Box::pin(finish_call(
                             call,
-                            self.request_timeout,
+                            self.config.request_timeout,
                             &mut self.conn,
-                            self.idle_timeout,
+                            self.config.idle_timeout,
                             outbox,
                         ))
                         .await?
@@ -352,7 +393,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             if let Some(stream) = queue(&self.codec, outbox, settle(outcome)?)? {
                 stream_out(
                     &mut self.conn,
-                    self.idle_timeout,
+                    self.config.idle_timeout,
                     &self.codec,
                     outbox,
                     stream,
@@ -366,7 +407,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
 
     /// Writes every queued reply; see [`write_out`].
     async fn write_out(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
-        write_out(&mut self.conn, self.idle_timeout, outbox).await
+        write_out(&mut self.conn, self.config.idle_timeout, outbox).await
     }
 }
 
@@ -448,8 +489,6 @@ fn stream_out<'a>(
     shutdown: &'a Trigger,
 ) -> Pin<Box<impl Future<Output = Result<(), SessionError>> + Send + 'a>> {
     Box::pin(async move {
-        let stop = shutdown.fired();
-        tokio::pin!(stop);
         loop {
             if shutdown.is_fired() {
                 if let Some(last) = stream.take_farewell() {
@@ -466,7 +505,7 @@ fn stream_out<'a>(
                     write_out(conn, idle_timeout, outbox).await?;
                     tokio::select! {
                         biased;
-                        () = &mut stop => continue,
+                        () = stop_requested(shutdown) => continue,
                         item = next => item,
                     }
                 }
@@ -493,6 +532,19 @@ fn settle<T>(
         Ok(Err(e)) => Err(SessionError::Handler(e)),
         Err(panic) => Err(SessionError::HandlerPanicked(panic_message(&panic))),
     }
+}
+
+/// Completes once `shutdown` has fired, without registering for its notification: only for
+/// futures polled inside [`Session::run`], whose watcher of the stop signals is registered and
+/// wakes the task when it fires (one registration per connection instead of one per wait).
+fn stop_requested(shutdown: &Trigger) -> impl Future<Output = ()> + Send + '_ {
+    std::future::poll_fn(move |_| {
+        if shutdown.is_fired() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
 }
 
 /// Writes every queued reply. With an idle timeout, a peer that takes nothing for that long is
@@ -601,17 +653,28 @@ mod tests {
     ) -> (Session<H, IoTransport<DuplexStream>>, DuplexStream, Trigger) {
         let (ours, theirs) = tokio::io::duplex(capacity);
         let shutdown = Trigger::default();
-        let session = Session {
-            conn: IoTransport::new(ours),
-            codec: FrameCodec::new(framing, 1 << 20),
-            handler: Arc::new(handler),
-            ctx: Context::new(1, PeerCredentials::new(0, 0, None)).with_shutdown(shutdown.clone()),
+        let session = Session::new(
+            IoTransport::new(ours),
+            Arc::new(handler),
+            Context::new(1, PeerCredentials::new(0, 0, None)).with_shutdown(shutdown.clone()),
+            config(framing, concurrency),
+            shutdown.clone(),
+            Trigger::default(),
+        );
+        (session, theirs, shutdown)
+    }
+
+    /// Settings for a test session: a 1 MiB frame limit, an idle timeout of 60 s and a request
+    /// timeout of 30 s.
+    fn config(framing: Framing, concurrency: usize) -> Arc<ServerConfig> {
+        Arc::new(ServerConfig {
+            framing,
+            max_frame: 1 << 20,
             idle_timeout: Some(Duration::from_secs(60)),
             request_timeout: Some(Duration::from_secs(30)),
             concurrency,
-            shutdown: shutdown.clone(),
-        };
-        (session, theirs, shutdown)
+            ..ServerConfig::new("unused")
+        })
     }
 
     async fn read_all(client: &mut DuplexStream) -> Vec<u8> {
@@ -642,7 +705,7 @@ mod tests {
         client.write_all(batch.as_bytes()).await.unwrap();
         client.shutdown().await.unwrap();
         let counters = session.conn.counters();
-        session.idle_timeout = None;
+        Arc::make_mut(&mut session.config).idle_timeout = None;
         let outcome = within(session.run()).await;
         assert_eq!(outcome.answered, 50);
         assert_eq!(read_all(&mut client).await, batch.as_bytes());
@@ -685,7 +748,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_closed_after_the_idle_timeout() {
         let (mut session, mut client, _) = session(moody(), Framing::Line, 1, 1 << 16);
-        session.idle_timeout = Some(Duration::from_secs(5));
+        Arc::make_mut(&mut session.config).idle_timeout = Some(Duration::from_secs(5));
         client.write_all(b"once\n").await.unwrap();
         let started = Instant::now();
         let outcome = session.run().await;
@@ -901,16 +964,14 @@ mod tests {
         const THREAD_CACHE_MAX: usize = 1032;
         fn size<H: Handler>(handler: H) -> usize {
             let (ours, _theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-            let session = Session {
-                conn: Connection::new(ours).unwrap(),
-                codec: FrameCodec::new(Framing::Line, 1 << 20),
-                handler: Arc::new(handler),
-                ctx: Context::new(1, PeerCredentials::new(0, 0, None)),
-                idle_timeout: Some(Duration::from_secs(60)),
-                request_timeout: Some(Duration::from_secs(30)),
-                concurrency: 1,
-                shutdown: Trigger::default(),
-            };
+            let session = Session::new(
+                Connection::new(ours).unwrap(),
+                Arc::new(handler),
+                Context::new(1, PeerCredentials::new(0, 0, None)),
+                config(Framing::Line, 1),
+                Trigger::default(),
+                Trigger::default(),
+            );
             std::mem::size_of_val(&session.run())
         }
         for (name, bytes) in [

@@ -52,6 +52,7 @@ pub mod config;
 mod conn;
 pub mod error;
 mod idle;
+mod limit;
 mod listener;
 mod outbox;
 pub mod server;

@@ -1,4 +1,4 @@
-//! The accept loop: owns the listening socket, the connection-limit semaphore, the shutdown
+//! The accept loop: owns the listening socket, the connection cap, the shutdown
 //! tokens and the task tracker, and starts one [`Session`] task per admitted connection.
 
 use std::io;
@@ -9,12 +9,12 @@ use ipc_core::{Context, Handler};
 use std::os::unix::net::{UnixListener, UnixStream};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
 use crate::conn::Connection;
+use crate::limit::ConnectionLimit;
 use crate::session::Session;
 use ipc_core::Trigger;
 
@@ -26,8 +26,8 @@ pub(crate) struct Listener<H> {
     pub(crate) listener: AsyncFd<UnixListener>,
     pub(crate) handler: Arc<H>,
     pub(crate) config: Arc<ServerConfig>,
-    /// One permit per open connection, taken before `accept`.
-    pub(crate) permits: Arc<Semaphore>,
+    /// One slot per open connection, taken before `accept`.
+    pub(crate) limit: Arc<ConnectionLimit>,
     /// Graceful shutdown: sessions finish the requests already read, then close.
     pub(crate) shutdown: Trigger,
     /// Forced shutdown: sessions are dropped where they stand.
@@ -41,10 +41,7 @@ impl<H: Handler> Listener<H> {
     /// and survived.
     pub(crate) async fn run(&mut self) {
         loop {
-            let permit = Arc::clone(&self.permits)
-                .acquire_owned()
-                .await
-                .expect("the connection semaphore is never closed");
+            let slot = self.limit.acquire().await;
             let stream = self.accept().await;
             self.next_id += 1;
             let id = self.next_id;
@@ -87,17 +84,22 @@ impl<H: Handler> Listener<H> {
                 self.shutdown.clone(),
                 self.force.clone(),
             );
-            // The session's future is a few KiB: boxed, it is built in place once, instead of
+            // The session's future is about 1 KiB: boxed, it is built in place once, instead of
             // being copied at each layer of the spawn.
             let session = Box::pin(session.run());
-            self.tracker.spawn(
-                async move {
-                    let _permit = permit;
-                    // The session logs how it ended, also when a forced shutdown drops it.
-                    session.await;
-                }
-                .instrument(info_span!("conn", id)),
-            );
+            let task = async move {
+                let _slot = slot;
+                // The session logs how it ended, also when a forced shutdown drops it.
+                session.await;
+            };
+            // The connection's log lines carry its id through this span. A span the log filter
+            // turns off would only be entered and left at every poll for nothing.
+            let span = info_span!("conn", id);
+            if span.is_disabled() {
+                self.tracker.spawn(task);
+            } else {
+                self.tracker.spawn(task.instrument(span));
+            }
         }
     }
 

@@ -10,8 +10,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::limit::ConnectionLimit;
 use ipc_core::Handler;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -206,7 +206,7 @@ impl<H: Handler> Server<H> {
         let mut accept_loop = Listener {
             listener,
             handler,
-            permits: Arc::new(Semaphore::new(config.max_connections)),
+            limit: ConnectionLimit::new(config.max_connections),
             config: Arc::clone(&config),
             shutdown: handle.shutdown.clone(),
             force: handle.force.clone(),

@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use ipc_core::{DEFAULT_MAX_FRAME, Framing};
 
-use tokio::sync::Semaphore;
-
 use crate::access::AccessPolicy;
 use crate::error::ServerError;
 
@@ -97,7 +95,7 @@ impl ServerConfig {
                 self.max_frame
             ));
         }
-        let max_connections = Semaphore::MAX_PERMITS;
+        let max_connections = crate::limit::MAX_CONNECTIONS;
         if self.max_connections == 0 || self.max_connections > max_connections {
             return bad(format!(
                 "max connections is {}; it must be between 1 and {max_connections}",

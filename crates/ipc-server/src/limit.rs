@@ -9,6 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
+/// The largest cap a server accepts (far above any process's descriptor limit; the counter
+/// has room above it).
+pub(crate) const MAX_CONNECTIONS: usize = usize::MAX >> 3;
+
 /// At most `max` connections open at once.
 #[derive(Debug)]
 pub(crate) struct ConnectionLimit {

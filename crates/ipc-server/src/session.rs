@@ -3,8 +3,9 @@
 //!
 //! Buffers are allocated only while data is moving and released while the connection waits, so
 //! idle connections cost little memory; the one exception is a read buffer of up to 256 KiB kept
-//! between two large messages, so a client that sends them one after another reuses it. The replies of every request already buffered are
-//! written together in one `write`, which matters to pipelining clients. While replies are being
+//! between two large messages, so a client that sends them one after another reuses it. The
+//! replies of every request already buffered are written together in one `write`, which
+//! matters to pipelining clients. While replies are being
 //! written the session reads nothing, so a client that never reads cannot make it buffer without
 //! bound.
 //!
@@ -15,6 +16,13 @@
 //! With a concurrency above 1, up to that many requests of the connection are handled at once
 //! (their calls run interleaved on the session's task); replies still leave in request order.
 //! The session runs over any [`Transport`], so all of this is unit-tested over an in-memory pipe.
+//!
+//! Every connection costs one allocation of the session's future, so the future is kept small
+//! (about 1 KiB for the built-in handlers, inside glibc's per-thread cache; a test holds it
+//! there): the rare paths (a stream, a call that does not answer at once, a full socket,
+//! concurrency above 1, the idle timer) are boxed, and the session registers once for the
+//! server's stop signals, in [`Session::run`]; the exchanges only read the shutdown flag when
+//! they are polled. A forced shutdown drops the session where it stands.
 
 use std::future::Future;
 use std::io;

@@ -12,9 +12,15 @@ use tokio::time::{Instant, Sleep};
 
 /// Times how long a connection has gone without a complete request.
 #[derive(Debug)]
-pub(crate) struct IdleTimer {
-    /// The limit, and when the last complete request arrived (or the connection opened).
-    limit: Option<(Duration, Instant)>,
+pub(crate) struct IdleTimer(Option<Armed>);
+
+/// The timer of a connection with an idle timeout.
+#[derive(Debug)]
+struct Armed {
+    limit: Duration,
+    /// When the last complete request arrived (or the connection opened).
+    last: Instant,
+    /// Made at the first wait.
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
@@ -22,34 +28,33 @@ impl IdleTimer {
     /// A timer that [`expired`](Self::expired) ends after `limit` without
     /// [`activity`](Self::activity); `None` never ends.
     pub(crate) fn new(limit: Option<Duration>) -> Self {
-        Self {
-            limit: limit.map(|limit| (limit, Instant::now())),
+        Self(limit.map(|limit| Armed {
+            limit,
+            last: Instant::now(),
             sleep: None,
-        }
+        }))
     }
 
     /// Records that a complete request arrived.
     pub(crate) fn activity(&mut self) {
-        if let Some((_, last)) = &mut self.limit {
-            *last = Instant::now();
+        if let Some(armed) = &mut self.0 {
+            armed.last = Instant::now();
         }
     }
 
     /// Completes, with the limit, once the connection has gone that long without a complete
     /// request; never without a limit. Cancel-safe: dropping it keeps the timer.
     pub(crate) async fn expired(&mut self) -> Duration {
-        let Some((limit, last)) = self.limit else {
+        let Some(armed) = &mut self.0 else {
             return std::future::pending().await;
         };
-        let sleep = self
+        let (limit, last) = (armed.limit, armed.last);
+        let sleep = armed
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline(last, limit))));
         loop {
             sleep.as_mut().await;
-            let Some((_, last)) = self.limit else {
-                return limit;
-            };
-            let due = deadline(last, limit);
+            let due = deadline(armed.last, limit);
             if Instant::now() >= due {
                 return limit;
             }
@@ -101,6 +106,6 @@ mod tests {
                 .await
                 .is_err()
         );
-        assert!(timer.sleep.is_none(), "no timer was made");
+        assert!(timer.0.is_none(), "no timer was made");
     }
 }

@@ -79,7 +79,7 @@ impl<H: Handler> Listener<H> {
             let session = Session::new(
                 conn,
                 Arc::clone(&self.handler),
-                Context::new(id, peer).with_shutdown(self.shutdown.clone()),
+                Context::new(id, peer),
                 Arc::clone(&self.config),
                 self.shutdown.clone(),
                 self.force.clone(),

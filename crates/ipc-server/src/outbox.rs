@@ -36,24 +36,19 @@ pub(crate) struct Outbox {
 impl Outbox {
     /// Queues `reply` framed by `codec`.
     pub(crate) fn push(&mut self, codec: &FrameCodec, reply: Bytes) -> Result<(), FrameError> {
-        let copied = if reply.len() < COPY_BELOW {
-            reply.len()
-        } else {
-            0
-        };
+        let (head, trailer) = (codec.head_len(), codec.trailer());
+        let copy = reply.len() < COPY_BELOW;
         // One reservation for the head, a copied reply and the trailer, instead of one each.
-        self.tail
-            .reserve(codec.head_len() + copied + codec.trailer().len());
-        let before = self.tail.len();
+        let copied = if copy { reply.len() } else { 0 };
+        self.tail.reserve(head + copied + trailer.len());
         codec.encode_head(&reply, &mut self.tail)?;
-        let head = self.tail.len() - before;
         if self.queued > self.written {
             // The reply before this one is not written whole yet.
             self.older_ends.push_back(self.queued);
         }
-        self.queued += (head + reply.len() + codec.trailer().len()) as u64;
+        self.queued += (head + reply.len() + trailer.len()) as u64;
         self.pushed += 1;
-        if reply.len() < COPY_BELOW {
+        if copy {
             self.tail.extend_from_slice(&reply);
         } else {
             if !self.tail.is_empty() {
@@ -61,7 +56,7 @@ impl Outbox {
             }
             self.chunks.push_back(reply);
         }
-        self.tail.extend_from_slice(codec.trailer());
+        self.tail.extend_from_slice(trailer);
         // An empty reply in raw framing is no bytes at all: written as soon as those before it.
         self.settle();
         Ok(())

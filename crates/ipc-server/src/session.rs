@@ -100,10 +100,7 @@ impl SessionError {
     /// Whether the connection can still carry the replies already made: yes unless writing
     /// itself failed.
     fn can_still_write(&self) -> bool {
-        !matches!(
-            self,
-            SessionError::Io(_) | SessionError::WriteStalled(_) | SessionError::Forced
-        )
+        !matches!(self, SessionError::Io(_) | SessionError::WriteStalled(_))
     }
 }
 
@@ -123,10 +120,10 @@ pub(crate) struct Session<H: Handler, T = Connection> {
 }
 
 impl<H: Handler, T> Session<H, T> {
-    /// A session for one accepted connection: calls [`Handler::connected`] now, and
-    /// [`Handler::disconnected`] when the session is dropped, whether it ran to its end, was
-    /// dropped by a forced shutdown, or never started. It starts when [`run`](Self::run) is
-    /// polled.
+    /// A session for one accepted connection: gives `ctx` the server's `shutdown` signal, calls
+    /// [`Handler::connected`] now, and [`Handler::disconnected`] when the session is dropped,
+    /// whether it ran to its end, was dropped by a forced shutdown, or never started. It starts
+    /// when [`run`](Self::run) is polled.
     pub(crate) fn new(
         conn: T,
         handler: Arc<H>,
@@ -135,6 +132,7 @@ impl<H: Handler, T> Session<H, T> {
         shutdown: Trigger,
         force: Trigger,
     ) -> Self {
+        let ctx = ctx.with_shutdown(shutdown.clone());
         handler.connected(&ctx);
         Self {
             conn,
@@ -301,10 +299,10 @@ impl<H: Handler, T: Transport> Session<H, T> {
             ..
         } = self;
         let (handler, ctx, limit) = (&**handler, &*ctx, config.concurrency);
-        let (idle_timeout, request_timeout) = (&config.idle_timeout, &config.request_timeout);
+        let (idle_timeout, request_timeout) = (config.idle_timeout, config.request_timeout);
         let mut rbuf = BytesMut::new();
         let mut calls = FuturesOrdered::new();
-        let mut idle = IdleTimer::new(*idle_timeout);
+        let mut idle = IdleTimer::new(idle_timeout);
         let (mut eof, mut stopping) = (false, false);
         let mut expect = codec.read_hint(0);
         let mut last = 0;
@@ -323,15 +321,15 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 expect = codec.read_hint(request.len());
                 last = request.len();
                 idle.activity();
-                calls.push_back(call(handler, ctx, request, *request_timeout));
+                calls.push_back(call(handler, ctx, request, request_timeout));
             }
             // Queue the replies of the calls already done, in order, and write them.
             while let Poll::Ready(Some(response)) = futures::poll!(calls.next()) {
                 if let Some(stream) = queue(codec, outbox, response?)? {
-                    stream_out(conn, *idle_timeout, codec, outbox, stream, shutdown).await?;
+                    stream_out(conn, idle_timeout, codec, outbox, stream, shutdown).await?;
                 }
             }
-            write_out(conn, *idle_timeout, outbox).await?;
+            write_out(conn, idle_timeout, outbox).await?;
             let reading = !eof && !stopping;
             if calls.is_empty() && !reading {
                 // Every request read has its reply (a partial frame left at shutdown is not a
@@ -346,7 +344,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 () = stop_requested(shutdown), if !stopping => stopping = true,
                 Some(response) = calls.next() => {
                     if let Some(stream) = queue(codec, outbox, response?)? {
-                        stream_out(conn, *idle_timeout, codec, outbox, stream, shutdown).await?;
+                        stream_out(conn, idle_timeout, codec, outbox, stream, shutdown).await?;
                     }
                 }
                 read = conn.read(&mut rbuf, expect), if reading && calls.len() < limit => {
@@ -664,7 +662,7 @@ mod tests {
         let session = Session::new(
             IoTransport::new(ours),
             Arc::new(handler),
-            Context::new(1, PeerCredentials::new(0, 0, None)).with_shutdown(shutdown.clone()),
+            Context::new(1, PeerCredentials::new(0, 0, None)),
             config(framing, concurrency),
             shutdown.clone(),
             Trigger::default(),

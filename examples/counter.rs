@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ipc_server::Server;
 use ipc_server::signal::ShutdownSignals;
-use ipc_server::{BoxError, Bytes, Context, Handler, HandlerExt};
+use ipc_server::{BoxError, Bytes, Context, Handler, HandlerExt, Response};
 
 /// One counter for the whole server: the server shares one handler between all connections.
 #[derive(Default)]
@@ -18,7 +18,7 @@ struct Counter {
 }
 
 impl Handler for Counter {
-    async fn handle(&self, _request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+    async fn handle(&self, _request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
         let n = self.served.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(n.to_string().into())
     }
@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             String::from_utf8_lossy(request),
             outcome
                 .as_ref()
-                .map(|r| String::from_utf8_lossy(r).into_owned())
+                .map(|r| r.reply().map(|r| String::from_utf8_lossy(r).into_owned()))
         );
     });
     let mut signals = ShutdownSignals::new()?;

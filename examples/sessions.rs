@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use ipc_server::signal::ShutdownSignals;
-use ipc_server::{BoxError, Bytes, Context, Handler, Server};
+use ipc_server::{BoxError, Bytes, Context, Handler, Response, Server};
 
 #[derive(Default)]
 struct Totals {
@@ -20,7 +20,7 @@ struct Totals {
 }
 
 impl Handler for Totals {
-    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
         let mut sessions = self.sessions.lock().unwrap();
         if &request[..] == b"open" {
             return Ok(sessions.len().to_string().into());

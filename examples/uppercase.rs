@@ -6,13 +6,13 @@
 
 use ipc_server::Server;
 use ipc_server::signal::ShutdownSignals;
-use ipc_server::{BoxError, Bytes, Context, Handler};
+use ipc_server::{BoxError, Bytes, Context, Handler, Response};
 
 struct Uppercase;
 
 impl Handler for Uppercase {
-    async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
-        Ok(Bytes::from(request.to_ascii_uppercase()))
+    async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
+        Ok(request.to_ascii_uppercase().into())
     }
 }
 

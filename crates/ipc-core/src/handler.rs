@@ -1,74 +1,60 @@
 //! The [`Handler`] trait: what the server calls for every request, and the [`Context`] it gets;
-//! [`BoxHandler`] for a handler chosen at run time; closures as handlers; the `inspect` wrapper.
+//! [`BoxHandler`] for a handler chosen at run time; closures as handlers.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::boxed::{BoxError, BoxFuture};
 use crate::response::Response;
 use crate::trigger::{Fired, Trigger};
 
-/// The error a handler may return: any error type, boxed. Returning one ends that connection
-/// (the server logs it at `warn`); other connections are not affected.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Answers one request message with one reply message.
+/// Answers one request message: with one reply, none, or a stream of replies.
 ///
 /// The server shares one handler between all its connections (as an `Arc<H>`), so `handle` takes
 /// `&self`: keep shared state behind atomics or locks. Within one connection requests are handled
 /// one at a time by default, or up to the server's per-connection concurrency at once; either
 /// way the replies go back in the order of the requests.
 ///
+/// There is one request entry point, [`handle`](Handler::handle), and it returns a [`Response`]
+/// that carries every reply kind, so a wrapper that forwards it forwards them all: one-way calls
+/// and streams pass through `inspect`, [`BoxHandler`] and the `tower` adapters unchanged.
+///
 /// [`connected`](Handler::connected) and [`disconnected`](Handler::disconnected) run when a
 /// connection opens and when it goes (however it ends, also when a forced shutdown drops it),
 /// so a handler can keep state per connection, keyed by [`Context::connection_id`], and never
 /// leak it.
 ///
-/// Implementations can be written as plain `async fn`:
+/// Implementations can be written as plain `async fn`; a reply of bytes (or text) becomes a
+/// [`Response`] with `.into()`:
 ///
 /// ```
 /// use bytes::Bytes;
-/// use ipc_core::{BoxError, Context, Handler};
+/// use ipc_core::{BoxError, Context, Handler, Response};
 ///
 /// struct Hello;
 ///
 /// impl Handler for Hello {
-///     async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+///     async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
 ///         let name = String::from_utf8_lossy(&request);
 ///         Ok(format!("hello {name}, uid {}", ctx.peer().uid).into())
 ///     }
 /// }
 /// ```
 pub trait Handler: Send + Sync + 'static {
-    /// Handles one request and returns the reply.
+    /// Handles one request and returns all its replies: [`Response::Reply`] for the usual one,
+    /// [`Response::Silent`] for none (a one-way call), [`Response::Stream`] for many.
     ///
     /// # Errors
     ///
-    /// Any error ends the connection the request came on; the server keeps serving the others.
+    /// Any error ends the connection the request came on (after the replies before it are
+    /// written); the server keeps serving the others.
     fn handle(
         &self,
         request: Bytes,
         ctx: &Context,
-    ) -> impl Future<Output = Result<Bytes, BoxError>> + Send;
-
-    /// Handles one request and returns all its replies: what the server actually calls. The
-    /// default makes the one reply of [`handle`](Handler::handle); a protocol with one-way
-    /// calls or streamed replies (such as Varlink) overrides it to return
-    /// [`Response::Silent`] or [`Response::Stream`].
-    ///
-    /// # Errors
-    ///
-    /// As [`handle`](Handler::handle): any error ends the connection the request came on.
-    fn respond(
-        &self,
-        request: Bytes,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Response, BoxError>> + Send {
-        let reply = self.handle(request, ctx);
-        async move { reply.await.map(Response::Reply) }
-    }
+    ) -> impl Future<Output = Result<Response, BoxError>> + Send;
 
     /// Runs when a connection is admitted, before its first request. Does nothing by default.
     /// The server calls it from its accept loop, so it should return quickly (no blocking).
@@ -90,16 +76,8 @@ macro_rules! forward_handler {
                 &self,
                 request: Bytes,
                 ctx: &Context,
-            ) -> impl Future<Output = Result<Bytes, BoxError>> + Send {
-                (**self).handle(request, ctx)
-            }
-
-            fn respond(
-                &self,
-                request: Bytes,
-                ctx: &Context,
             ) -> impl Future<Output = Result<Response, BoxError>> + Send {
-                (**self).respond(request, ctx)
+                (**self).handle(request, ctx)
             }
 
             fn connected(&self, ctx: &Context) {
@@ -115,17 +93,9 @@ macro_rules! forward_handler {
 
 forward_handler!(Arc<H>, Box<H>, &'static H);
 
-/// A future returned by a [`BoxHandler`].
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// The dyn-compatible side of [`Handler`], which [`BoxHandler`] stores.
 trait DynHandler: Send + Sync + 'static {
     fn handle_boxed<'a>(
-        &'a self,
-        request: Bytes,
-        ctx: &'a Context,
-    ) -> BoxFuture<'a, Result<Bytes, BoxError>>;
-    fn respond_boxed<'a>(
         &'a self,
         request: Bytes,
         ctx: &'a Context,
@@ -139,16 +109,8 @@ impl<H: Handler> DynHandler for H {
         &'a self,
         request: Bytes,
         ctx: &'a Context,
-    ) -> BoxFuture<'a, Result<Bytes, BoxError>> {
-        Box::pin(self.handle(request, ctx))
-    }
-
-    fn respond_boxed<'a>(
-        &'a self,
-        request: Bytes,
-        ctx: &'a Context,
     ) -> BoxFuture<'a, Result<Response, BoxError>> {
-        Box::pin(self.respond(request, ctx))
+        Box::pin(self.handle(request, ctx))
     }
 
     fn connected_dyn(&self, ctx: &Context) {
@@ -191,12 +153,8 @@ impl std::fmt::Debug for BoxHandler {
 }
 
 impl Handler for BoxHandler {
-    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
         self.0.handle_boxed(request, ctx).await
-    }
-
-    async fn respond(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
-        self.0.respond_boxed(request, ctx).await
     }
 
     fn connected(&self, ctx: &Context) {
@@ -311,7 +269,9 @@ impl<F> std::fmt::Debug for HandlerFn<F> {
     }
 }
 
-/// Makes a [`Handler`] from a closure that takes the request and a copy of the [`Context`].
+/// Makes a [`Handler`] from a closure that takes the request and a copy of the [`Context`], and
+/// returns anything that becomes a [`Response`] (`Bytes`, a `String`, a `Response` itself...)
+/// with any error that becomes a [`BoxError`].
 ///
 /// ```
 /// use bytes::Bytes;
@@ -324,125 +284,46 @@ impl<F> std::fmt::Debug for HandlerFn<F> {
 /// });
 /// # let _ = reverse;
 /// ```
-pub fn handler_fn<F, Fut>(f: F) -> HandlerFn<F>
+pub fn handler_fn<F, Fut, R, E>(f: F) -> HandlerFn<F>
 where
     F: Fn(Bytes, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Bytes, BoxError>> + Send,
+    Fut: Future<Output = Result<R, E>> + Send,
+    R: Into<Response>,
+    E: Into<BoxError>,
 {
     HandlerFn { f }
 }
 
-impl<F, Fut> Handler for HandlerFn<F>
+impl<F, Fut, R, E> Handler for HandlerFn<F>
 where
     F: Fn(Bytes, Context) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<Bytes, BoxError>> + Send,
+    Fut: Future<Output = Result<R, E>> + Send,
+    R: Into<Response>,
+    E: Into<BoxError>,
 {
     fn handle(
         &self,
         request: Bytes,
         ctx: &Context,
-    ) -> impl Future<Output = Result<Bytes, BoxError>> + Send {
-        (self.f)(request, ctx.clone())
-    }
-}
-
-/// Adapters available on every [`Handler`].
-pub trait HandlerExt: Handler + Sized {
-    /// Wraps the handler so that `f` sees every exchange (the context, the request and the
-    /// outcome) after it happens, without changing it: for logs, counters or metrics.
-    ///
-    /// ```
-    /// use std::sync::atomic::{AtomicU64, Ordering};
-    /// use std::sync::Arc;
-    /// use ipc_core::{Echo, HandlerExt};
-    ///
-    /// let served = Arc::new(AtomicU64::new(0));
-    /// let counter = Arc::clone(&served);
-    /// let handler = Echo.inspect(move |_ctx, _request, outcome| {
-    ///     if outcome.is_ok() {
-    ///         counter.fetch_add(1, Ordering::Relaxed);
-    ///     }
-    /// });
-    /// # let _ = handler;
-    /// ```
-    fn inspect<F>(self, f: F) -> Inspect<Self, F>
-    where
-        F: Fn(&Context, &Bytes, &Result<Bytes, BoxError>) + Send + Sync + 'static,
-    {
-        Inspect { inner: self, f }
-    }
-
-    /// This handler as a `tower` service, for `ServiceBuilder` layers (feature `tower`; see
-    /// [`crate::tower`]).
-    #[cfg(feature = "tower")]
-    fn into_service(self) -> crate::tower::HandlerService<Self> {
-        crate::tower::HandlerService::new(self)
-    }
-}
-
-impl<H: Handler> HandlerExt for H {}
-
-/// A handler that reports every exchange of the one it wraps; see [`HandlerExt::inspect`].
-#[derive(Clone)]
-pub struct Inspect<H, F> {
-    inner: H,
-    f: F,
-}
-
-impl<H: std::fmt::Debug, F> std::fmt::Debug for Inspect<H, F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inspect")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<H, F> Handler for Inspect<H, F>
-where
-    H: Handler,
-    F: Fn(&Context, &Bytes, &Result<Bytes, BoxError>) + Send + Sync + 'static,
-{
-    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
-        // Cloning `Bytes` shares the buffer; the request is not copied.
-        let seen = request.clone();
-        let outcome = self.inner.handle(request, ctx).await;
-        (self.f)(ctx, &seen, &outcome);
-        outcome
-    }
-
-    fn connected(&self, ctx: &Context) {
-        self.inner.connected(ctx);
-    }
-
-    fn disconnected(&self, ctx: &Context) {
-        self.inner.disconnected(ctx);
+    ) -> impl Future<Output = Result<Response, BoxError>> + Send {
+        let call = (self.f)(request, ctx.clone());
+        async move {
+            match call.await {
+                Ok(response) => Ok(response.into()),
+                Err(e) => Err(e.into()),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Echo;
-    use std::sync::Mutex;
+    use crate::{Echo, HandlerExt};
 
-    #[tokio::test]
-    async fn inspect_sees_every_exchange_and_changes_nothing() {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = Arc::clone(&seen);
-        let h = Echo.inspect(move |ctx, req, out| {
-            log.lock().unwrap().push((
-                ctx.connection_id(),
-                req.clone(),
-                out.as_ref().ok().cloned(),
-            ));
-        });
-        let ctx = Context::new(3, PeerCredentials::new(1, 2, None));
-        let reply = h.handle(Bytes::from("a"), &ctx).await.unwrap();
-        assert_eq!(reply, "a");
-        assert_eq!(
-            *seen.lock().unwrap(),
-            vec![(3, Bytes::from("a"), Some(Bytes::from("a")))]
-        );
+    async fn reply(h: &impl Handler, request: &'static str, ctx: &Context) -> Bytes {
+        let response = h.handle(Bytes::from(request), ctx).await.unwrap();
+        response.into_reply().expect("one reply")
     }
 
     /// Counts its connections through the hooks.
@@ -450,8 +331,8 @@ mod tests {
     struct Hooked(std::sync::atomic::AtomicI64);
 
     impl Handler for Hooked {
-        async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
-            Ok(request)
+        async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
+            Ok(request.into())
         }
         fn connected(&self, _ctx: &Context) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -473,7 +354,7 @@ mod tests {
         ];
         for h in &handlers {
             h.connected(&ctx);
-            assert_eq!(h.handle(Bytes::from("x"), &ctx).await.unwrap(), "x");
+            assert_eq!(reply(h, "x", &ctx).await, "x");
         }
         assert_eq!(HOOKED.0.load(std::sync::atomic::Ordering::SeqCst), 4);
         for h in &handlers {
@@ -490,7 +371,7 @@ mod tests {
                 "ack" => BoxHandler::new(crate::Ack::default()),
                 _ => BoxHandler::new(Echo),
             };
-            assert_eq!(h.handle(Bytes::from("x"), &ctx).await.unwrap(), expected);
+            assert_eq!(reply(&h, "x", &ctx).await, expected);
         }
     }
 
@@ -513,6 +394,6 @@ mod tests {
             Ok::<_, BoxError>(Bytes::from(format!("{}:{}", ctx.peer().uid, req.len())))
         });
         let ctx = Context::new(1, PeerCredentials::new(42, 0, Some(9)));
-        assert_eq!(h.handle(Bytes::from("abc"), &ctx).await.unwrap(), "42:3");
+        assert_eq!(reply(&h, "abc", &ctx).await, "42:3");
     }
 }

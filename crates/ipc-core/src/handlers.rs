@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 
-use crate::handler::{BoxError, Context, Handler};
+use crate::boxed::BoxError;
+use crate::handler::{Context, Handler};
+use crate::response::Response;
 
 /// The reply [`Ack`] sends by default.
 pub const DEFAULT_ACK_TEXT: &str = "Mensagem recebida!";
@@ -12,8 +14,8 @@ pub const DEFAULT_ACK_TEXT: &str = "Mensagem recebida!";
 pub struct Echo;
 
 impl Handler for Echo {
-    async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
-        Ok(request)
+    async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
+        Ok(request.into())
     }
 }
 
@@ -44,9 +46,9 @@ impl Default for Ack {
 }
 
 impl Handler for Ack {
-    async fn handle(&self, _request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
+    async fn handle(&self, _request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
         // Cloning `Bytes` bumps a reference count; the text is never copied.
-        Ok(self.reply.clone())
+        Ok(self.reply.clone().into())
     }
 }
 
@@ -59,24 +61,27 @@ mod tests {
         Context::new(7, PeerCredentials::new(1000, 100, Some(42)))
     }
 
+    async fn reply(handler: impl Handler, request: Bytes) -> Bytes {
+        let response = handler.handle(request, &ctx()).await.unwrap();
+        response.into_reply().expect("one reply")
+    }
+
     #[tokio::test]
     async fn echo_returns_the_exact_bytes() {
         let req = Bytes::from_static(b"\xff\x00abc\r");
-        assert_eq!(Echo.handle(req.clone(), &ctx()).await.unwrap(), req);
+        assert_eq!(reply(Echo, req.clone()).await, req);
     }
 
     #[tokio::test]
     async fn ack_defaults_to_the_original_text() {
-        let reply = Ack::default().handle(Bytes::new(), &ctx()).await.unwrap();
-        assert_eq!(reply, "Mensagem recebida!");
+        assert_eq!(
+            reply(Ack::default(), Bytes::new()).await,
+            "Mensagem recebida!"
+        );
     }
 
     #[tokio::test]
     async fn ack_text_is_settable() {
-        let reply = Ack::new("ok")
-            .handle(Bytes::from("x"), &ctx())
-            .await
-            .unwrap();
-        assert_eq!(reply, "ok");
+        assert_eq!(reply(Ack::new("ok"), Bytes::from("x")).await, "ok");
     }
 }

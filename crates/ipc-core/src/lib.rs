@@ -6,22 +6,24 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use ipc_core::{BoxError, Context, Handler};
+//! use ipc_core::{BoxError, Context, Handler, Response};
 //!
 //! /// Replies with the request in upper case.
 //! struct Upper;
 //!
 //! impl Handler for Upper {
-//!     async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Bytes, BoxError> {
-//!         Ok(Bytes::from(request.to_ascii_uppercase()))
+//!     async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
+//!         Ok(request.to_ascii_uppercase().into())
 //!     }
 //! }
 //! # let ctx = Context::new(1, ipc_core::PeerCredentials::new(1000, 1000, None));
 //! # let reply = futures::executor::block_on(Upper.handle(Bytes::from_static(b"hi"), &ctx)).unwrap();
-//! # assert_eq!(reply, "HI");
+//! # assert_eq!(reply.reply().unwrap(), "HI");
 //! ```
 #![deny(missing_docs)]
 
+pub mod adapt;
+pub mod boxed;
 pub mod framing;
 pub mod handler;
 pub mod handlers;
@@ -31,11 +33,10 @@ pub mod response;
 pub mod tower;
 pub mod trigger;
 
+pub use adapt::{HandlerExt, Inspect};
+pub use boxed::{BoxError, BoxFuture};
 pub use framing::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing, RAW_READ};
-pub use handler::{
-    BoxError, BoxFuture, BoxHandler, Context, Handler, HandlerExt, HandlerFn, Inspect,
-    PeerCredentials, handler_fn,
-};
+pub use handler::{BoxHandler, Context, Handler, HandlerFn, PeerCredentials, handler_fn};
 pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};
 pub use path::{
     FileKind, PathState, SOCKET_ENV, abstract_name, default_socket_dir, default_socket_path, probe,

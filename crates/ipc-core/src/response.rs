@@ -9,11 +9,15 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use futures::Stream;
 
-use crate::handler::BoxError;
+use crate::boxed::BoxError;
 
-/// The replies to one request, as [`Handler::respond`](crate::Handler::respond) returns them.
+/// The replies to one request, as [`Handler::handle`](crate::Handler::handle) returns them.
 /// The session writes them in request order: a stream's replies all leave before the next
 /// request's.
+///
+/// A reply of bytes or text converts into [`Response::Reply`] with `.into()` (from `Bytes`,
+/// `Vec<u8>`, `String`, `&'static str` and `&'static [u8]`), and a [`ReplyStream`] into
+/// [`Response::Stream`].
 #[derive(Debug)]
 pub enum Response {
     /// One reply message.
@@ -22,6 +26,64 @@ pub enum Response {
     Silent,
     /// Any number of reply messages, written as they come.
     Stream(ReplyStream),
+}
+
+impl Response {
+    /// The one reply, if this is [`Response::Reply`].
+    pub fn reply(&self) -> Option<&Bytes> {
+        match self {
+            Response::Reply(reply) => Some(reply),
+            _ => None,
+        }
+    }
+
+    /// The one reply, if this is [`Response::Reply`]; `self` back otherwise.
+    ///
+    /// # Errors
+    ///
+    /// `self`, when it is [`Response::Silent`] or [`Response::Stream`].
+    pub fn into_reply(self) -> Result<Bytes, Self> {
+        match self {
+            Response::Reply(reply) => Ok(reply),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<Bytes> for Response {
+    fn from(reply: Bytes) -> Self {
+        Response::Reply(reply)
+    }
+}
+
+impl From<Vec<u8>> for Response {
+    fn from(reply: Vec<u8>) -> Self {
+        Response::Reply(reply.into())
+    }
+}
+
+impl From<String> for Response {
+    fn from(reply: String) -> Self {
+        Response::Reply(reply.into())
+    }
+}
+
+impl From<&'static str> for Response {
+    fn from(reply: &'static str) -> Self {
+        Response::Reply(Bytes::from_static(reply.as_bytes()))
+    }
+}
+
+impl From<&'static [u8]> for Response {
+    fn from(reply: &'static [u8]) -> Self {
+        Response::Reply(Bytes::from_static(reply))
+    }
+}
+
+impl From<ReplyStream> for Response {
+    fn from(stream: ReplyStream) -> Self {
+        Response::Stream(stream)
+    }
 }
 
 /// A stream of reply messages for one request, with the message that ends it early if the

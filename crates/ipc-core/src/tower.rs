@@ -10,14 +10,24 @@
 //! use ipc_core::{Echo, HandlerExt};
 //! use tower::ServiceBuilder;
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // (A rate limit keeps a timer, so it is made inside a tokio runtime.)
 //! let handler = ServiceHandler::new(
 //!     ServiceBuilder::new()
 //!         .timeout(Duration::from_secs(2))
 //!         .concurrency_limit(64)
+//!         .rate_limit(1000, Duration::from_secs(1))
 //!         .service(Echo.into_service()),
 //! );
 //! # let _ = handler;
+//! # }
 //! ```
+//!
+//! The service's response is the handler's whole [`Response`]: one reply, none (a one-way
+//! call) or a stream, so a Varlink service behind layers still answers one-way and `more`
+//! calls as it does bare. A timeout layer bounds the call until its response is made; the
+//! items of a stream are not bounded by it (the server's idle timeout watches those).
 //!
 //! The connection hooks ([`Handler::connected`], [`Handler::disconnected`]) do not cross a
 //! service: a handler that needs them should wrap the service stack, not sit inside it.
@@ -28,7 +38,9 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use tower_service::Service;
 
-use crate::handler::{BoxError, BoxFuture, Context, Handler};
+use crate::boxed::{BoxError, BoxFuture};
+use crate::handler::{Context, Handler};
+use crate::response::Response;
 
 /// One request as a service sees it: the message and the context of its connection.
 #[derive(Debug, Clone)]
@@ -47,46 +59,53 @@ impl Request {
     }
 }
 
-/// A `tower` service serving as a [`Handler`].
+/// A `tower` service serving as a [`Handler`]: its response is anything that becomes a
+/// [`Response`] (`Response` itself, or `Bytes` for a service of plain replies).
 ///
-/// Each request gets a clone of the service (services are cheap handles to shared state, and
-/// clones share limits such as `ConcurrencyLimit`'s semaphore), which is driven to readiness
-/// and then called: the usual way to call a service from shared code.
-#[derive(Debug, Clone)]
+/// The service need not be `Clone` (a `RateLimit` is not): the handler owns it, and every
+/// request, from any connection, drives it to readiness and calls it in turn, under a lock
+/// held only for that; the calls then run at the same time. So limits that a layer keeps in
+/// its service (a rate limit's window, a concurrency limit's permits) apply to the server as
+/// a whole, and requests wait for readiness in the order they came.
+#[derive(Debug)]
 pub struct ServiceHandler<S> {
-    service: S,
+    service: tokio::sync::Mutex<S>,
 }
 
 impl<S> ServiceHandler<S> {
     /// Serves requests with `service`.
     pub fn new(service: S) -> Self {
-        Self { service }
+        Self {
+            service: tokio::sync::Mutex::new(service),
+        }
     }
 }
 
 impl<S> Handler for ServiceHandler<S>
 where
-    S: Service<Request, Response = Bytes> + Clone + Send + Sync + 'static,
+    S: Service<Request> + Send + 'static,
+    S::Response: Into<Response>,
     S::Error: Into<BoxError>,
     S::Future: Send,
 {
-    fn handle(
-        &self,
-        request: Bytes,
-        ctx: &Context,
-    ) -> impl Future<Output = Result<Bytes, BoxError>> + Send {
-        let mut service = self.service.clone();
-        let request = Request::new(request, ctx.clone());
-        async move {
-            futures::future::poll_fn(|cx| service.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-            service.call(request).await.map_err(Into::into)
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
+        let call = {
+            let mut service = self.service.lock().await;
+            let ready = futures::future::poll_fn(|cx| service.poll_ready(cx)).await;
+            if let Err(e) = ready {
+                return Err(e.into());
+            }
+            service.call(Request::new(request, ctx.clone()))
+        };
+        match call.await {
+            Ok(response) => Ok(response.into()),
+            Err(e) => Err(e.into()),
         }
     }
 }
 
-/// A [`Handler`] as a `tower` service, always ready.
+/// A [`Handler`] as a `tower` service, always ready; its response is the handler's whole
+/// [`Response`].
 #[derive(Debug)]
 pub struct HandlerService<H> {
     handler: Arc<H>,
@@ -110,9 +129,9 @@ impl<H: Handler> HandlerService<H> {
 }
 
 impl<H: Handler> Service<Request> for HandlerService<H> {
-    type Response = Bytes;
+    type Response = Response;
     type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Bytes, BoxError>>;
+    type Future = BoxFuture<'static, Result<Response, BoxError>>;
 
     fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
@@ -130,7 +149,7 @@ impl<H: Handler> Service<Request> for HandlerService<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{HandlerExt, PeerCredentials, handler_fn};
+    use crate::{HandlerExt, PeerCredentials, ReplyStream, handler_fn};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use tower::{Layer, ServiceBuilder};
@@ -143,6 +162,12 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), f)
             .await
             .expect("took longer than 10 s")
+    }
+
+    /// The one reply of `handler` to `request`, or its error.
+    async fn reply(handler: &impl Handler, request: String) -> Result<Bytes, BoxError> {
+        let response = within(handler.handle(request.into(), &ctx())).await?;
+        Ok(response.into_reply().expect("one reply"))
     }
 
     #[tokio::test]
@@ -158,13 +183,8 @@ mod tests {
                 .timeout(Duration::from_millis(50))
                 .service(slow.into_service()),
         );
-        assert_eq!(
-            within(handler.handle("fast".into(), &ctx())).await.unwrap(),
-            "fast"
-        );
-        let err = within(handler.handle("slow".into(), &ctx()))
-            .await
-            .unwrap_err();
+        assert_eq!(reply(&handler, "fast".into()).await.unwrap(), "fast");
+        let err = reply(&handler, "slow".into()).await.unwrap_err();
         assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
     }
 
@@ -191,7 +211,10 @@ mod tests {
         let calls: Vec<_> = (0..10)
             .map(|i| {
                 let h = Arc::clone(&handler);
-                tokio::spawn(async move { h.handle(Bytes::from(format!("{i}")), &ctx()).await })
+                tokio::spawn(async move {
+                    let response = h.handle(Bytes::from(format!("{i}")), &ctx()).await;
+                    response.map(|r| r.into_reply().expect("one reply"))
+                })
             })
             .collect();
         for (i, call) in calls.into_iter().enumerate() {
@@ -242,9 +265,60 @@ mod tests {
                 .service(crate::Echo.into_service()),
         );
         for i in 0..100 {
-            let reply = within(handler.handle(Bytes::from(format!("{i}")), &ctx())).await;
-            assert_eq!(reply.unwrap(), format!("{i}"));
+            assert_eq!(
+                reply(&handler, format!("{i}")).await.unwrap(),
+                format!("{i}")
+            );
         }
         assert_eq!(count.load(Ordering::SeqCst), 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limit_that_is_not_clone_serves_behind_the_handler() {
+        let handler = Arc::new(ServiceHandler::new(
+            ServiceBuilder::new()
+                .rate_limit(2, Duration::from_secs(1))
+                .service(crate::Echo.into_service()),
+        ));
+        let start = tokio::time::Instant::now();
+        for i in 0..6 {
+            assert_eq!(
+                reply(&*handler, format!("{i}")).await.unwrap(),
+                format!("{i}")
+            );
+        }
+        // Two per second: the fifth and sixth wait for the third window.
+        assert!(
+            start.elapsed() >= Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_and_streamed_responses_cross_the_service_stack() {
+        let inner = handler_fn(|req: Bytes, _ctx| async move {
+            Ok::<_, BoxError>(match &req[..] {
+                b"quiet" => Response::Silent,
+                _ => ReplyStream::new(futures::stream::iter([Ok(req.clone()), Ok(req)])).into(),
+            })
+        });
+        let handler = ServiceHandler::new(
+            ServiceBuilder::new()
+                .timeout(Duration::from_secs(5))
+                .concurrency_limit(4)
+                .service(inner.into_service()),
+        );
+        let quiet = within(handler.handle("quiet".into(), &ctx()))
+            .await
+            .unwrap();
+        assert!(matches!(quiet, Response::Silent));
+        let Response::Stream(stream) = within(handler.handle("x".into(), &ctx())).await.unwrap()
+        else {
+            panic!("the stream was lost on the way");
+        };
+        use futures::StreamExt;
+        let items: Vec<_> = within(stream.collect::<Vec<_>>()).await;
+        assert_eq!(items.len(), 2);
     }
 }

@@ -39,6 +39,9 @@ pub(crate) struct Connection {
     fd: Option<AsyncFd<UnixStream>>,
     /// Whether the registration includes write readiness.
     writable: bool,
+    /// Whether read readiness was cleared (while waiting for a hang-up) with data perhaps
+    /// still unread: the next read then tries the socket before it waits.
+    unread_maybe: bool,
 }
 
 impl Connection {
@@ -48,6 +51,7 @@ impl Connection {
         Ok(Self {
             fd: Some(register(stream, Interest::READABLE)?),
             writable: false,
+            unread_maybe: false,
         })
     }
 
@@ -113,6 +117,12 @@ impl Transport for Connection {
     /// above a few KiB the read goes straight into a buffer that large, so a large message
     /// arrives in one read instead of a small one and then the rest.
     async fn read(&mut self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
+        if std::mem::take(&mut self.unread_maybe) {
+            match self.try_read(rbuf, expect) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                result => return result,
+            }
+        }
         let fd = self.fd()?;
         // poll_read_ready keeps the waker in the registration's one reader slot (this session
         // is the socket's only reader), which costs less than a `readable()` future per wait.
@@ -133,6 +143,17 @@ impl Transport for Connection {
             }
         })
         .await
+    }
+
+    /// Reads what the socket holds, without waiting for more (`WouldBlock` if it holds
+    /// nothing).
+    fn try_read(&mut self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
+        loop {
+            match read_some(self.fd()?.get_ref(), rbuf, expect) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result.map(|(n, _asked)| n),
+            }
+        }
     }
 
     /// Writes what the socket buffer takes now from `buf`, in order, without waiting, and
@@ -157,6 +178,42 @@ impl Transport for Connection {
                 result => return result,
             }
         }
+    }
+
+    /// What the kernel still holds of what was written (`SIOCOUTQ`): it drops as the peer
+    /// reads, one kernel buffer (up to about 32 KiB) at a time.
+    fn unread_by_peer(&self) -> Option<usize> {
+        let fd = self.fd().ok()?.get_ref().as_raw_fd();
+        let mut unread: nix::libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one `int` through the pointer, which points to a live one.
+        let rc = unsafe { nix::libc::ioctl(fd, nix::libc::TIOCOUTQ, &mut unread) };
+        (rc == 0).then(|| usize::try_from(unread).unwrap_or(0))
+    }
+
+    /// Waits for the kernel to report the peer gone: `POLLHUP`, which a Unix stream socket
+    /// shows once the peer closed (a half-close shows only as the end of the stream), or a
+    /// pending error such as a reset. Every read event wakes it; one that is not a hang-up is
+    /// cleared (the next read then looks at the socket first, as data may wait there).
+    async fn hung_up(&mut self) -> io::Result<()> {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        // Set before waiting, so that a wait dropped half-way leaves it set too.
+        self.unread_maybe = true;
+        let fd = self.fd()?;
+        std::future::poll_fn(|cx| {
+            loop {
+                let mut ready = std::task::ready!(fd.poll_read_ready(cx))?;
+                let mut polled = [PollFd::new(fd.get_ref(), PollFlags::empty())];
+                rustix::event::poll(&mut polled, Some(&Timespec::default()))?;
+                if polled[0]
+                    .revents()
+                    .intersects(PollFlags::HUP | PollFlags::ERR)
+                {
+                    return Poll::Ready(Ok(()));
+                }
+                ready.clear_ready();
+            }
+        })
+        .await
     }
 
     /// Reads and drops what the peer has sent and nobody will read (at most `limit` bytes,

@@ -35,8 +35,8 @@
 //!
 //! Modules: [`config`] (settings and their defaults), [`socket_file`] (the path on disk),
 //! `listener` (accept loop and limits), `conn` (an accepted socket's registration and I/O),
-//! `outbox` (replies waiting to be written),
-//! `session` (one connection), [`server`] (the public entry
+//! `transport` (the seam a session runs over), `session` (one connection: its read side, its
+//! write side, handler calls, streams), [`server`] (the public entry
 //! point and shutdown), [`signal`] (SIGINT/SIGTERM for binaries), [`error`].
 #![deny(missing_docs)]
 
@@ -51,10 +51,8 @@ pub mod config;
 #[allow(unsafe_code)]
 mod conn;
 pub mod error;
-mod idle;
 mod limit;
 mod listener;
-mod outbox;
 pub mod server;
 mod session;
 pub mod signal;
@@ -71,6 +69,6 @@ pub use error::ServerError;
 pub use ipc_core::tower;
 pub use ipc_core::{
     Ack, BoxError, BoxHandler, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials,
-    default_socket_path, handler_fn,
+    ReplyStream, Response, default_socket_path, handler_fn,
 };
 pub use server::{Server, ShutdownHandle};

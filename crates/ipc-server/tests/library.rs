@@ -5,7 +5,9 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ipc_server::{BoxError, Bytes, Context, Handler, ListenAddress, Server, ShutdownHandle};
+use ipc_server::{
+    BoxError, Bytes, Context, Handler, ListenAddress, Response, Server, ShutdownHandle,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -22,13 +24,13 @@ async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
 struct Moody;
 
 impl Handler for Moody {
-    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
         match &request[..] {
             b"fail" => Err("refusing on purpose".into()),
             b"panic" => panic!("handler blew up on purpose"),
             b"hang" => std::future::pending().await,
             b"whoami" => Ok(format!("uid={} conn={}", ctx.peer().uid, ctx.connection_id()).into()),
-            _ => Ok(request),
+            _ => Ok(request.into()),
         }
     }
 }
@@ -231,10 +233,10 @@ struct PerConnection {
 }
 
 impl Handler for PerConnection {
-    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
         let mut open = self.open.lock().unwrap();
         *open.entry(ctx.connection_id()).or_default() += 1;
-        Ok(request)
+        Ok(request.into())
     }
 
     fn connected(&self, ctx: &Context) {

@@ -413,17 +413,8 @@ impl Service {
 }
 
 impl Handler for Service {
-    /// The one reply of a call (empty for a one-way call). A streamed call fails here: the
-    /// server calls [`respond`](Handler::respond), which streams.
-    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Bytes, BoxError> {
-        match self.respond(request, ctx).await? {
-            Response::Reply(reply) => Ok(reply),
-            Response::Silent => Ok(Bytes::new()),
-            _ => Err("a streamed Varlink call needs Handler::respond".into()),
-        }
-    }
-
-    async fn respond(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
+    /// Answers one call: its reply, none for a one-way call, or a stream for a `more` call.
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
         let observer = &self.0.observer;
         observer.stats.call(request.len());
         // One UTF-8 check of the whole message; the parser then reads it as text.

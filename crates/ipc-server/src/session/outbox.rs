@@ -1,4 +1,4 @@
-//! Replies waiting to be written, in order: small ones copied together into one buffer, large
+//! The write side of a session: replies waiting to be written, in order: small ones copied together into one buffer, large
 //! ones kept as they are. The queue is a [`bytes::Buf`] whose chunks go to the kernel in one
 //! vectored write, so an echoed 64 KiB message is never copied in user space. It also counts
 //! the replies that have left whole, which is what the server reports as answered.
@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
-use ipc_core::{FrameCodec, FrameError};
+use ipc_core::{FrameCodec, FrameError, Framing};
 
 /// Replies at least this large are written from their own buffer instead of being copied.
 const COPY_BELOW: usize = 4096;
@@ -15,8 +15,13 @@ const COPY_BELOW: usize = 4096;
 const KEEP_CAPACITY: usize = 64 * 1024;
 
 /// The replies of one connection not yet written.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Outbox {
+    /// How replies are framed, and their largest size (the framing's codec is made from
+    /// these when a reply is pushed: it is a few bytes, and not holding it keeps every
+    /// session's future smaller).
+    framing: Framing,
+    max_frame: u32,
     /// Whole buffers to write before `tail`, oldest first.
     chunks: VecDeque<Bytes>,
     /// Where small replies and frame heads are copied.
@@ -34,8 +39,24 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// Queues `reply` framed by `codec`.
-    pub(crate) fn push(&mut self, codec: &FrameCodec, reply: Bytes) -> Result<(), FrameError> {
+    /// An empty outbox that frames replies as `codec` does.
+    pub(crate) fn new(codec: FrameCodec) -> Self {
+        Self {
+            framing: codec.framing(),
+            // A codec's maximum is at most `u32::MAX`.
+            max_frame: u32::try_from(codec.max_frame()).unwrap_or(u32::MAX),
+            chunks: VecDeque::new(),
+            tail: BytesMut::new(),
+            older_ends: VecDeque::new(),
+            pushed: 0,
+            queued: 0,
+            written: 0,
+        }
+    }
+
+    /// Queues `reply`, framed.
+    pub(crate) fn push(&mut self, reply: Bytes) -> Result<(), FrameError> {
+        let codec = &FrameCodec::new(self.framing, self.max_frame as usize);
         let (head, trailer) = (codec.head_len(), codec.trailer());
         let copy = reply.len() < COPY_BELOW;
         // One reservation for the head, a copied reply and the trailer, instead of one each.
@@ -201,12 +222,11 @@ mod tests {
     fn writes_the_same_bytes_as_the_encoder_in_any_mix_of_sizes() {
         for framing in Framing::ALL {
             for (step, slots) in [(usize::MAX, 64), (1000, 3), (7, 1), (65_536, 2)] {
-                let codec = FrameCodec::new(framing, 1 << 20);
                 let replies = replies();
                 let expected = encoded(framing, &replies);
-                let mut outbox = Outbox::default();
+                let mut outbox = Outbox::new(FrameCodec::new(framing, 1 << 20));
                 for r in &replies {
-                    outbox.push(&codec, r.clone()).unwrap();
+                    outbox.push(r.clone()).unwrap();
                 }
                 assert_eq!(outbox.len(), expected.len());
                 assert_eq!(outbox.chunk(), &expected[..outbox.chunk().len()]);
@@ -220,10 +240,9 @@ mod tests {
 
     #[test]
     fn counts_only_replies_written_whole() {
-        let codec = FrameCodec::new(Framing::Line, 1 << 20);
-        let mut outbox = Outbox::default();
+        let mut outbox = Outbox::new(FrameCodec::new(Framing::Line, 1 << 20));
         for r in ["one", "two", "three"] {
-            outbox.push(&codec, Bytes::from(r)).unwrap();
+            outbox.push(Bytes::from(r)).unwrap();
         }
         outbox.advance(3); // "one" without its newline
         assert_eq!(outbox.replies_sent(), 0);
@@ -232,30 +251,34 @@ mod tests {
         outbox.advance(6); // "two\n" and "th"
         assert_eq!(outbox.replies_sent(), 2);
         assert_eq!(outbox.chunk(), b"ree\n");
-        // An empty reply in raw framing is no bytes, and counts as written at once.
-        let raw = FrameCodec::new(Framing::Raw, 16);
-        outbox.push(&raw, Bytes::new()).unwrap();
         outbox.advance(4);
-        assert_eq!(outbox.replies_sent(), 4);
+        assert_eq!(outbox.replies_sent(), 3);
+        // An empty reply in raw framing is no bytes, and counts as written at once.
+        let mut raw = Outbox::new(FrameCodec::new(Framing::Raw, 16));
+        raw.push(Bytes::from("x")).unwrap();
+        raw.push(Bytes::new()).unwrap();
+        assert_eq!(raw.replies_sent(), 0);
+        raw.advance(1);
+        assert_eq!(raw.replies_sent(), 2);
     }
 
     #[test]
     fn refuses_what_the_framing_cannot_carry() {
-        let mut outbox = Outbox::default();
-        let line = FrameCodec::new(Framing::Line, 8);
+        let mut outbox = Outbox::new(FrameCodec::new(Framing::Line, 8));
         assert!(matches!(
-            outbox.push(&line, Bytes::from_static(b"a\nb")),
+            outbox.push(Bytes::from_static(b"a\nb")),
             Err(FrameError::NewlineInMessage)
         ));
         assert!(matches!(
-            outbox.push(&line, Bytes::from_static(b"123456789")),
+            outbox.push(Bytes::from_static(b"123456789")),
             Err(FrameError::TooLarge { max: 8 })
         ));
-        let big = FrameCodec::new(Framing::Line, 1 << 20);
+        assert!(outbox.is_empty());
+        let mut big = Outbox::new(FrameCodec::new(Framing::Line, 1 << 20));
         assert!(matches!(
-            outbox.push(&big, Bytes::from(vec![b'\n'; 10_000])),
+            big.push(Bytes::from(vec![b'\n'; 10_000])),
             Err(FrameError::NewlineInMessage)
         ));
-        assert!(outbox.is_empty());
+        assert!(big.is_empty());
     }
 }

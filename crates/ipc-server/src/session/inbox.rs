@@ -1,0 +1,238 @@
+//! The read side of a session: the read buffer, the one decode path from bytes to requests,
+//! the end of the stream, and when the buffer is given back.
+//!
+//! Every exchange loop (one request at a time, or several at once, or reading on while a
+//! stream is sent) takes requests through [`Inbox::next_request`] and fills the buffer through
+//! [`Inbox::fill`] (waiting) or [`Inbox::try_fill`] (what has already arrived, as a graceful
+//! stop reads it), so framing, the size limit and the end of the stream are handled in one
+//! place.
+
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+use ipc_core::{FrameCodec, FrameError};
+use tokio_util::codec::Decoder;
+
+use crate::transport::Transport;
+
+/// Buffers up to this size are not worth giving back while the connection waits.
+const SMALL_BUFFER: usize = 4096;
+/// Largest read buffer kept between two large messages (see [`Inbox::should_release`]).
+const KEEP_READ_BUFFER: usize = 256 * 1024;
+/// While a stream is sent, bytes that arrive are read (to notice a peer that hangs up, and to
+/// keep pipelined requests for after the stream) until this much is buffered.
+pub(super) const READ_AHEAD: usize = 64 * 1024;
+
+/// What a session has read and not yet handed out as requests.
+#[derive(Debug)]
+pub(crate) struct Inbox {
+    buf: BytesMut,
+    codec: FrameCodec,
+    /// The peer will send nothing more (it may still read).
+    eof: bool,
+    /// How many bytes the next message probably takes (the last one's size on the wire).
+    /// (Sizes are `u32`, as frames are at most `u32::MAX` bytes: every session's future holds
+    /// an inbox, so it is kept small.)
+    expect: u32,
+    /// Size of the last request, which decides whether the buffer is kept.
+    last: u32,
+    /// At a graceful stop: how many more bytes may be read before closing.
+    drain_budget: Option<u32>,
+}
+
+/// What [`Inbox::try_fill`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Filled {
+    /// Bytes were read.
+    Some,
+    /// The end of the stream: the peer sends nothing more.
+    End,
+    /// Nothing has arrived (or a graceful stop read all it may).
+    Nothing,
+}
+
+impl Inbox {
+    /// An empty inbox that decodes with `codec`.
+    pub(crate) fn new(codec: FrameCodec) -> Self {
+        let expect = small(codec.read_hint(0));
+        Self {
+            buf: BytesMut::new(),
+            codec,
+            eof: false,
+            expect,
+            last: 0,
+            drain_budget: None,
+        }
+    }
+
+    /// The next complete request already read, if any; at the end of the stream, also a last
+    /// one without its delimiter, where the framing allows one.
+    ///
+    /// # Errors
+    ///
+    /// A frame over the size limit, or the stream ending inside a frame that needs its end.
+    pub(crate) fn next_request(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let request = match self.codec.decode(&mut self.buf)? {
+            Some(request) => request,
+            None if self.eof => match self.codec.decode_eof(&mut self.buf)? {
+                Some(request) => request,
+                None => return Ok(None),
+            },
+            None => return Ok(None),
+        };
+        // The next message is probably about as large.
+        self.expect = small(self.codec.read_hint(request.len()));
+        self.last = small(request.len());
+        Ok(Some(request))
+    }
+
+    /// Whether the peer has said it sends nothing more.
+    pub(crate) fn at_eof(&self) -> bool {
+        self.eof
+    }
+
+    /// Bytes read and not yet handed out as requests.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether reading on while a stream is sent is worth it: the peer has not ended its side,
+    /// and less than [`READ_AHEAD`] is buffered.
+    pub(crate) fn reads_ahead(&self) -> bool {
+        !self.eof && self.buf.len() < READ_AHEAD
+    }
+
+    /// Waits for bytes and reads them; `Ok(0)` at the end of the stream. Gives back a large
+    /// buffer first, when nothing is half-read (see [`Self::should_release`]). Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// The transport's read error.
+    pub(crate) async fn fill(&mut self, conn: &mut impl Transport) -> io::Result<usize> {
+        if self.should_release() {
+            self.buf = BytesMut::new();
+        }
+        let n = conn.read(&mut self.buf, self.expect as usize).await?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+
+    /// From now on, reads take only what has already arrived, and at most `budget` bytes in
+    /// all: what a graceful stop reads before it closes.
+    pub(crate) fn start_draining(&mut self, budget: usize) {
+        self.drain_budget.get_or_insert(small(budget));
+    }
+
+    /// Reads what has already arrived, without waiting (within the drain budget, if one is
+    /// set).
+    ///
+    /// # Errors
+    ///
+    /// The transport's read error.
+    pub(crate) fn try_fill(&mut self, conn: &mut impl Transport) -> io::Result<Filled> {
+        if self.eof || self.drain_budget == Some(0) {
+            return Ok(if self.eof {
+                Filled::End
+            } else {
+                Filled::Nothing
+            });
+        }
+        match conn.try_read(&mut self.buf, self.expect as usize) {
+            Ok(0) => {
+                self.eof = true;
+                Ok(Filled::End)
+            }
+            Ok(n) => {
+                if let Some(budget) = &mut self.drain_budget {
+                    *budget = budget.saturating_sub(small(n));
+                }
+                Ok(Filled::Some)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Filled::Nothing),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Filled::Some),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether to give the read buffer back before waiting for the next message: when nothing
+    /// is half-read and the buffer is large, unless the last request was large too and the
+    /// buffer no larger than [`KEEP_READ_BUFFER`]. A client that sends large messages one after
+    /// another then reuses one buffer (a fresh 64 KiB allocation per message costs page
+    /// faults), and a connection whose last message was small holds no large buffer while it
+    /// waits.
+    fn should_release(&self) -> bool {
+        self.buf.is_empty()
+            && self.buf.capacity() > SMALL_BUFFER
+            && (self.last as usize <= SMALL_BUFFER || self.buf.capacity() > KEEP_READ_BUFFER)
+    }
+}
+
+/// `n` as a `u32`, at most `u32::MAX`.
+fn small(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ipc_core::Framing;
+
+    fn inbox(capacity: usize, last: u32, content: &[u8]) -> Inbox {
+        let mut inbox = Inbox::new(FrameCodec::new(Framing::Line, 1 << 20));
+        inbox.buf = BytesMut::with_capacity(capacity);
+        inbox.buf.extend_from_slice(content);
+        inbox.last = last;
+        inbox
+    }
+
+    #[test]
+    fn a_large_read_buffer_is_kept_only_between_large_messages() {
+        assert!(
+            !inbox(70_000, 65_536, b"").should_release(),
+            "kept after a large message"
+        );
+        assert!(
+            inbox(70_000, 10, b"").should_release(),
+            "released after a small one"
+        );
+        assert!(
+            inbox(KEEP_READ_BUFFER + 1, 1 << 20, b"").should_release(),
+            "never above the cap"
+        );
+        assert!(
+            !inbox(70_000, 10, b"half a frame").should_release(),
+            "never while a frame is half-read"
+        );
+        assert!(!inbox(SMALL_BUFFER, 10, b"").should_release());
+    }
+
+    #[test]
+    fn a_last_line_without_its_newline_is_a_request_only_at_the_end() {
+        let mut inbox = inbox(64, 0, b"one\ntwo");
+        assert_eq!(inbox.next_request().unwrap().unwrap(), "one");
+        assert_eq!(inbox.next_request().unwrap(), None);
+        inbox.eof = true;
+        assert_eq!(inbox.next_request().unwrap().unwrap(), "two");
+        assert_eq!(inbox.next_request().unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_drain_reads_only_what_has_arrived_and_within_its_budget() {
+        use tokio::io::AsyncWriteExt;
+        let (mut conn, mut peer) = crate::transport::memory::pair(1 << 16);
+        let mut inbox = Inbox::new(FrameCodec::new(Framing::Line, 1 << 20));
+        inbox.start_draining(6);
+        assert_eq!(inbox.try_fill(&mut conn).unwrap(), Filled::Nothing);
+        peer.write_all(b"abcd\n").await.unwrap();
+        peer.write_all(b"efgh\n").await.unwrap();
+        peer.write_all(b"ijkl\n").await.unwrap();
+        assert_eq!(inbox.try_fill(&mut conn).unwrap(), Filled::Some);
+        assert_eq!(inbox.try_fill(&mut conn).unwrap(), Filled::Some);
+        // 10 bytes read: the budget of 6 is spent.
+        assert_eq!(inbox.try_fill(&mut conn).unwrap(), Filled::Nothing);
+        assert_eq!(inbox.buffered(), 10);
+    }
+}

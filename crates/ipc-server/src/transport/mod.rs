@@ -1,0 +1,73 @@
+//! The seam a session runs over: read into a buffer (waiting or not), write a [`bytes::Buf`]
+//! without waiting, wait for room to write, tell how much the peer has not taken yet, and notice
+//! that the peer hung up.
+//!
+//! [`Connection`](crate::conn::Connection) is the implementation the server uses: an accepted
+//! socket registered for read readiness only, read into uninitialised memory, written with
+//! `MSG_NOSIGNAL` vectored sends. The session knows nothing of that, so it runs, in unit and
+//! property tests, over an in-memory pipe ([`memory`]) that the test drives chunk by chunk.
+//!
+//! # The contract, for implementers
+//!
+//! - **Bytes in order, no boundaries.** A read returns whatever has arrived, in order; a
+//!   message may span reads and a read may hold several. The session frames them.
+//! - **End of stream is a half-close.** `Ok(0)` from a read means the peer sends nothing more;
+//!   it may still read replies. Only [`hung_up`](Transport::hung_up) says it can take no more.
+//! - **Readiness.** [`read`](Transport::read) and [`write_buf`](Transport::write_buf) wait;
+//!   [`try_read`](Transport::try_read) and [`try_write_buf`](Transport::try_write_buf) never
+//!   do, and say `WouldBlock`. Every waiting method is cancel-safe: bytes are only taken or
+//!   written by the poll that reports them, so a session can race them in `select!`.
+//! - **Progress of a slow reader.** [`unread_by_peer`](Transport::unread_by_peer) counts bytes
+//!   written and not yet taken by the peer, so a peer that reads slowly but steadily is told
+//!   apart from one that stopped; a transport that cannot tell returns `None`.
+//! - **Descriptors** (for a transport that carries them): they belong to the message whose
+//!   first byte they arrive with, and ride the write that carries a reply's first byte.
+
+use std::future::Future;
+use std::io;
+
+use bytes::{Buf, BytesMut};
+
+#[cfg(test)]
+pub(crate) mod memory;
+
+/// What a session needs of the byte stream it serves; see the [module docs](self) for the
+/// contract.
+pub(crate) trait Transport: Send {
+    /// Waits until data can be read, then reads what is there into `rbuf` (about `hint` bytes
+    /// are expected); `Ok(0)` is the end of the stream. Cancel-safe: bytes are only taken by
+    /// the poll that returns them.
+    fn read(
+        &mut self,
+        rbuf: &mut BytesMut,
+        hint: usize,
+    ) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Reads what has already arrived into `rbuf`, without waiting: `WouldBlock` if nothing
+    /// has, `Ok(0)` at the end of the stream. What a graceful stop reads before it closes.
+    fn try_read(&mut self, rbuf: &mut BytesMut, hint: usize) -> io::Result<usize>;
+
+    /// Writes what the stream takes now from `buf` and advances `buf` past it, without
+    /// waiting; `WouldBlock` if it takes nothing.
+    fn try_write_buf<B: Buf>(&mut self, buf: &mut B) -> io::Result<usize>;
+
+    /// Waits until the stream has room, then writes as [`try_write_buf`](Self::try_write_buf);
+    /// for after a write failed with `WouldBlock`.
+    fn write_buf<B: Buf + Send>(
+        &mut self,
+        buf: &mut B,
+    ) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Bytes written that the peer has not taken yet, if the transport can tell. It goes down
+    /// as the peer reads, which is how a slow reader is told apart from a stalled one.
+    fn unread_by_peer(&self) -> Option<usize>;
+
+    /// Completes once the peer has closed its end entirely (it can take no more replies), not
+    /// merely shut down its sending side. Cancel-safe. For a session that is not reading (a
+    /// stream is being sent) and must still notice a peer that walked away.
+    fn hung_up(&mut self) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Drops up to `limit` bytes that the peer sent and nobody will read, without waiting,
+    /// before a close for an error.
+    fn discard_unread(&mut self, limit: usize);
+}

@@ -1,5 +1,5 @@
 //! Adapters available on every [`Handler`]: [`HandlerExt::inspect`] and, with the `tower`
-//! feature, [`HandlerExt::into_service`].
+//! feature, `HandlerExt::into_service`.
 
 use bytes::Bytes;
 

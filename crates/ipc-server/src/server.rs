@@ -69,13 +69,20 @@ impl ShutdownHandle {
 
 impl<H: Handler> Server<H> {
     /// Binds a server at `config.socket_path`: shorthand for the
-    /// [`Builder`](crate::Builder) with a whole [`ServerConfig`].
+    /// [`Builder`](crate::Builder) with a whole [`ServerConfig`]. As there, a path written
+    /// `@name` is a name in the abstract namespace (no file is created).
     ///
     /// # Errors
     ///
     /// As [`Builder::bind`](crate::Builder::bind).
     pub fn bind(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
-        Self::bind_path(config, handler)
+        match ipc_core::abstract_name(&config.socket_path) {
+            Some(name) => {
+                let name = name.to_owned();
+                Self::bind_abstract(&name, config, handler)
+            }
+            None => Self::bind_path(config, handler),
+        }
     }
 
     /// Creates the socket file described by `config` and binds it.

@@ -343,3 +343,26 @@ async fn requests_of_one_connection_overlap_with_concurrency() {
     handle.shutdown();
     within("the server stops", handle.stopped()).await;
 }
+
+#[tokio::test]
+async fn server_bind_takes_an_at_name_as_an_abstract_name_and_creates_no_file() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("@ipc-lib-bind-{}", std::process::id());
+    let config = ipc_server::ServerConfig::new(&name);
+    let server = Server::bind(config, ipc_server::Echo).unwrap();
+    assert!(
+        matches!(server.address(), ListenAddress::Abstract(_)),
+        "{:?}",
+        server.address()
+    );
+    assert!(!std::path::Path::new(&name).exists(), "a file named {name}");
+    let handle = server.handle();
+    let serving = tokio::spawn(server.serve(std::future::pending()));
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(&name.as_bytes()[1..]).unwrap();
+    let stream = std::os::unix::net::UnixStream::connect_addr(&addr).unwrap();
+    stream.set_nonblocking(true).unwrap();
+    let mut conn = BufReader::new(UnixStream::from_std(stream).unwrap());
+    assert_eq!(exchange(&mut conn, "hi").await.as_deref(), Some("hi"));
+    handle.shutdown();
+    within("the stop", serving).await.unwrap().unwrap();
+}

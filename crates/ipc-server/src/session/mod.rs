@@ -233,7 +233,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             if self.inbox.at_eof() {
                 return Ok(());
             }
-            if stop_requested_now(&self.shutdown) {
+            if self.shutdown.is_fired() {
                 // Read what has already arrived, answer it, then close.
                 self.inbox
                     .start_draining(self.config.max_frame + DRAIN_EXTRA);
@@ -280,10 +280,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                         // A bad frame after good ones: the calls already running finish and
                         // their replies go out first.
                         while let Some(response) = calls.next().await {
-                            if let Some(stream) = queue(outbox, response?)? {
-                                stream_out(conn, inbox, idle_timeout, outbox, stream, shutdown)
-                                    .await?;
-                            }
+                            deliver(conn, inbox, idle_timeout, outbox, response?, shutdown).await?;
                         }
                         return Err(e.into());
                     }
@@ -295,9 +292,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             // Queue the replies of the calls already done, in order, and write them.
             while let Poll::Ready(Some(response)) = futures::poll!(calls.next()) {
                 progress = true;
-                if let Some(stream) = queue(outbox, response?)? {
-                    stream_out(conn, inbox, idle_timeout, outbox, stream, shutdown).await?;
-                }
+                deliver(conn, inbox, idle_timeout, outbox, response?, shutdown).await?;
             }
             write_out(conn, idle_timeout, outbox).await?;
             if progress {
@@ -305,7 +300,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 // without waiting for more bytes.
                 continue;
             }
-            let stopping = stop_requested_now(shutdown);
+            let stopping = shutdown.is_fired();
             if stopping && !inbox.at_eof() {
                 inbox.start_draining(config.max_frame + DRAIN_EXTRA);
                 if inbox.try_fill(conn)? != Filled::Nothing {
@@ -322,9 +317,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 biased;
                 () = stop_requested(shutdown), if !stopping => {}
                 Some(response) = calls.next() => {
-                    if let Some(stream) = queue(outbox, response?)? {
-                        stream_out(conn, inbox, idle_timeout, outbox, stream, shutdown).await?;
-                    }
+                    deliver(conn, inbox, idle_timeout, outbox, response?, shutdown).await?;
                 }
                 read = inbox.fill(conn), if reading && calls.len() < limit => {
                     read?;
@@ -406,6 +399,22 @@ async fn finish_call<F: Future>(
     due.bound(call).await
 }
 
+/// Queues the response of one request of the concurrent exchange, and sends a stream's replies
+/// through to its end.
+async fn deliver(
+    conn: &mut impl Transport,
+    inbox: &mut Inbox,
+    idle_timeout: Option<Duration>,
+    outbox: &mut Outbox,
+    response: Response,
+    shutdown: &Trigger,
+) -> Result<(), SessionError> {
+    if let Some(stream) = queue(outbox, response)? {
+        stream_out(conn, inbox, idle_timeout, outbox, stream, shutdown).await?;
+    }
+    Ok(())
+}
+
 /// Queues the response of one request: its one reply, or nothing; a stream is handed back, for
 /// [`stream_out`].
 fn queue(outbox: &mut Outbox, response: Response) -> Result<Option<ReplyStream>, FrameError> {
@@ -415,11 +424,6 @@ fn queue(outbox: &mut Outbox, response: Response) -> Result<Option<ReplyStream>,
         Response::Stream(stream) => return Ok(Some(stream)),
     }
     Ok(None)
-}
-
-/// Whether the server has begun to shut down.
-fn stop_requested_now(shutdown: &Trigger) -> bool {
-    shutdown.is_fired()
 }
 
 /// Completes once `shutdown` has fired, without registering for its notification: only for

@@ -253,8 +253,14 @@ fn bad_frames_close_the_connection_and_bad_calls_get_error_replies() {
             json!({"parameters": {"message": "ok"}}),
         ]
     );
-    // Not JSON, not an object, no method: each closes its connection, with a log line.
-    for bad in [&b"{not json"[..], b"[1,2]", b"{\"parameters\":{}}"] {
+    // Not JSON, not an object (even an array of a call's fields, in order), no method: each
+    // closes its connection, with a log line.
+    for bad in [
+        &b"{not json"[..],
+        b"[1,2]",
+        br#"["io.ipc.Messages.Echo",{"message":"arr"}]"#,
+        b"{\"parameters\":{}}",
+    ] {
         let mut s = server.connect();
         s.write_all(bad).unwrap();
         s.write_all(b"\0").unwrap();
@@ -271,7 +277,7 @@ fn bad_frames_close_the_connection_and_bad_calls_get_error_replies() {
     let _ = s.write_all(&big);
     assert_eq!(read_to_close(&mut s).unwrap_or_default(), b"");
     wait_until("the log tells why", || {
-        server.log().matches("not a Varlink call").count() >= 3
+        server.log().matches("not a Varlink call").count() >= 4
     });
     assert!(
         server.log().contains("frame larger than the maximum"),

@@ -233,6 +233,9 @@ impl Decoder for FrameCodec {
                 Ok(Some(buf.split_to(len).freeze()))
             }
             Inner::Raw if buf.is_empty() => Ok(None),
+            // With a maximum of 0 no byte fits in a message: an empty frame here would take
+            // nothing from the buffer, and a reader would get empty frames for ever.
+            Inner::Raw if max == 0 => Err(FrameError::TooLarge { max }),
             Inner::Raw => {
                 let len = buf.len().min(max);
                 Ok(Some(buf.split_to(len).freeze()))
@@ -536,5 +539,17 @@ mod tests {
             FrameCodec::new(Framing::Raw, 1 << 20).read_hint(0),
             RAW_READ
         );
+    }
+
+    #[test]
+    fn raw_with_a_maximum_of_zero_refuses_bytes_instead_of_yielding_empty_frames() {
+        // Found by the `frames` fuzz target: an empty frame took nothing from the buffer, so a
+        // reader got empty frames for ever.
+        let mut c = FrameCodec::new(Framing::Raw, 0);
+        let mut buf = BytesMut::from(&b"x"[..]);
+        assert!(matches!(
+            c.decode(&mut buf),
+            Err(FrameError::TooLarge { max: 0 })
+        ));
     }
 }

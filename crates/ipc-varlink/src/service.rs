@@ -321,7 +321,12 @@ enum MalformedCall {
     Utf8(std::str::Utf8Error),
     #[error("not a Varlink call: {0}")]
     Json(serde_json::Error),
+    #[error("not a Varlink call: a call is a JSON object")]
+    NotAnObject,
 }
+
+/// What JSON counts as white space.
+const JSON_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 
 /// A streamed call's replies, ended as the specification wants: after the last reply or an
 /// error reply, and with an error reply if the method's stream stops without a last one.
@@ -419,6 +424,10 @@ impl Handler for Service {
         observer.stats.call(request.len());
         // One UTF-8 check of the whole message; the parser then reads it as text.
         let text = std::str::from_utf8(&request).map_err(MalformedCall::Utf8)?;
+        // A call is an object (the decoder alone would also take an array of its fields).
+        if !text.trim_start_matches(JSON_SPACE).starts_with('{') {
+            return Err(MalformedCall::NotAnObject.into());
+        }
         let call: IncomingCall<'_> = serde_json::from_str(text).map_err(MalformedCall::Json)?;
         let answer = |reply: Bytes| {
             if call.oneway {

@@ -114,6 +114,8 @@ impl Inbox {
             self.buf = BytesMut::new();
         }
         let n = conn.read(&mut self.buf, self.expect as usize).await?;
+        #[cfg(test)]
+        super::properties::peaks::read_buffer(self.buf.len());
         if n == 0 {
             self.eof = true;
         }
@@ -140,7 +142,10 @@ impl Inbox {
                 Filled::Nothing
             });
         }
-        match conn.try_read(&mut self.buf, self.expect as usize) {
+        let read = conn.try_read(&mut self.buf, self.expect as usize);
+        #[cfg(test)]
+        super::properties::peaks::read_buffer(self.buf.len());
+        match read {
             Ok(0) => {
                 self.eof = true;
                 Ok(Filled::End)

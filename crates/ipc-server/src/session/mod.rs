@@ -44,6 +44,8 @@ mod error;
 mod idle;
 mod inbox;
 mod outbox;
+#[cfg(test)]
+mod properties;
 mod stream;
 #[cfg(test)]
 mod tests;

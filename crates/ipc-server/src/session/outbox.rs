@@ -78,6 +78,8 @@ impl Outbox {
             self.chunks.push_back(reply);
         }
         self.tail.extend_from_slice(trailer);
+        #[cfg(test)]
+        super::properties::peaks::pending_replies(self.len());
         // An empty reply in raw framing is no bytes at all: written as soon as those before it.
         self.settle();
         Ok(())

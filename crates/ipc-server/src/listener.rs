@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
 use crate::conn::Connection;
-use crate::limit::ConnectionLimit;
+use crate::limit::{ConnectionLimit, Slot};
 use crate::session::Session;
 use ipc_core::Trigger;
 
@@ -43,63 +43,101 @@ impl<H: Handler> Listener<H> {
         loop {
             let slot = self.limit.acquire().await;
             let stream = self.accept().await;
-            self.next_id += 1;
-            let id = self.next_id;
-            let conn = match Connection::new(stream) {
-                Ok(conn) => conn,
-                Err(e) => {
-                    warn!(conn = id, error = %e, "cannot register the connection; closing");
-                    continue;
+            self.admit(slot, stream);
+        }
+    }
+
+    /// At a graceful stop of a server that owns its listening socket: accepts the connections
+    /// already waiting in the socket's backlog (as slots free up), so that their requests are
+    /// answered instead of reset when the socket closes. Their sessions see the stop at once:
+    /// they answer what the client has sent, then close. Returns when the backlog is empty.
+    ///
+    /// A server on an inherited (socket-activated) socket does not call this: the socket, and
+    /// the connections waiting on it, stay with systemd for the next instance.
+    pub(crate) async fn admit_backlog(&mut self) {
+        let mut admitted = 0u64;
+        loop {
+            let slot = self.limit.acquire().await;
+            match accept(self.listener.get_ref()) {
+                Ok(stream) => {
+                    admitted += 1;
+                    self.admit(slot, stream);
                 }
-            };
-            let peer = match conn.peer_credentials() {
-                Ok(peer) => peer,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if is_connection_error(&e) => {}
                 Err(e) => {
-                    warn!(conn = id, error = %e, "cannot read peer credentials; closing");
-                    continue;
+                    warn!(error = %e, "cannot accept the connections waiting at shutdown");
+                    break;
                 }
-            };
-            if !self.config.access.admits(&peer) {
-                warn!(
-                    conn = id,
-                    uid = peer.uid,
-                    gid = peer.gid,
-                    pid = peer.pid,
-                    "peer not on the allow-list; closing"
-                );
-                continue;
             }
-            debug!(
+        }
+        if admitted > 0 {
+            info!(
+                connections = admitted,
+                "answering connections that were waiting to be accepted"
+            );
+        }
+    }
+
+    /// Starts the session of an accepted connection, which holds `slot` until it ends; a
+    /// connection that cannot be registered, or whose peer is not admitted, is closed.
+    fn admit(&mut self, slot: Slot, stream: UnixStream) {
+        self.next_id += 1;
+        let id = self.next_id;
+        let conn = match Connection::new(stream) {
+            Ok(conn) => conn,
+            Err(e) => {
+                warn!(conn = id, error = %e, "cannot register the connection; closing");
+                return;
+            }
+        };
+        let peer = match conn.peer_credentials() {
+            Ok(peer) => peer,
+            Err(e) => {
+                warn!(conn = id, error = %e, "cannot read peer credentials; closing");
+                return;
+            }
+        };
+        if !self.config.access.admits(&peer) {
+            warn!(
                 conn = id,
                 uid = peer.uid,
                 gid = peer.gid,
                 pid = peer.pid,
-                "accepted"
+                "peer not on the allow-list; closing"
             );
-            let session = Session::new(
-                conn,
-                Arc::clone(&self.handler),
-                Context::new(id, peer),
-                Arc::clone(&self.config),
-                self.shutdown.clone(),
-                self.force.clone(),
-            );
-            // The session's future is about 1 KiB: boxed, it is built in place once, instead of
-            // being copied at each layer of the spawn.
-            let session = Box::pin(session.run());
-            let task = async move {
-                let _slot = slot;
-                // The session logs how it ended, also when a forced shutdown drops it.
-                session.await;
-            };
-            // The connection's log lines carry its id through this span. A span the log filter
-            // turns off would only be entered and left at every poll for nothing.
-            let span = info_span!("conn", id);
-            if span.is_disabled() {
-                self.tracker.spawn(task);
-            } else {
-                self.tracker.spawn(task.instrument(span));
-            }
+            return;
+        }
+        debug!(
+            conn = id,
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid,
+            "accepted"
+        );
+        let session = Session::new(
+            conn,
+            Arc::clone(&self.handler),
+            Context::new(id, peer),
+            Arc::clone(&self.config),
+            self.shutdown.clone(),
+            self.force.clone(),
+        );
+        // The session's future is about 1 KiB: boxed, it is built in place once, instead of
+        // being copied at each layer of the spawn.
+        let session = Box::pin(session.run());
+        let task = async move {
+            let _slot = slot;
+            // The session logs how it ended, also when a forced shutdown drops it.
+            session.await;
+        };
+        // The connection's log lines carry its id through this span. A span the log filter
+        // turns off would only be entered and left at every poll for nothing.
+        let span = info_span!("conn", id);
+        if span.is_disabled() {
+            self.tracker.spawn(task);
+        } else {
+            self.tracker.spawn(task.instrument(span));
         }
     }
 

@@ -1,9 +1,12 @@
 //! The public entry point: [`Server::builder`] (or [`Server::bind`]), then [`Server::serve`]
 //! until a shutdown future completes or a [`ShutdownHandle`] says so.
 //!
-//! Shutdown, in order: stop accepting and remove the socket file (new clients see "nothing
-//! there" at once, and a new server may bind the path); tell every session to finish the
-//! requests it has already read; wait for them up to [`ServerConfig::shutdown_timeout`], or until
+//! Shutdown, in order: stop accepting new connections and remove the socket file (new clients
+//! see "nothing there" at once, and a new server may bind the path); tell every session to
+//! answer the requests that have reached it (read or not) and close; accept the connections
+//! still waiting in the listening socket's backlog and answer theirs too (unless the socket
+//! was inherited through socket activation: then they stay queued for the next instance);
+//! wait for all of it up to [`ServerConfig::shutdown_timeout`], or until
 //! [`ShutdownHandle::force`]; drop whatever is left.
 
 use std::future::Future;
@@ -32,6 +35,8 @@ pub struct Server<H> {
     handler: Arc<H>,
     config: Arc<ServerConfig>,
     handle: ShutdownHandle,
+    /// The listening socket was passed in (socket activation): its backlog is not ours.
+    inherited: bool,
 }
 
 /// Stops a running server from anywhere, and waits for it to finish: clone it, keep it, call it
@@ -105,6 +110,7 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             config: Arc::new(config),
             handle: ShutdownHandle::default(),
+            inherited: false,
         })
     }
 
@@ -133,6 +139,7 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             config: Arc::new(config),
             handle: ShutdownHandle::default(),
+            inherited: false,
         })
     }
 
@@ -154,6 +161,7 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             config: Arc::new(config),
             handle: ShutdownHandle::default(),
+            inherited: true,
         })
     }
 
@@ -192,6 +200,7 @@ impl<H: Handler> Server<H> {
             handler,
             config,
             handle,
+            inherited,
         } = self;
         let _stopped = handle.stopped.clone().drop_guard();
         let name = PathBuf::from(address.to_string());
@@ -225,10 +234,21 @@ impl<H: Handler> Server<H> {
             () = shutdown => info!("shutdown requested"),
             () = handle.shutdown.fired() => info!("shutdown requested"),
         }
-        // Stop accepting and take the name away first.
-        drop(accept_loop);
-        drop(socket_file);
+        // Stop accepting new connections and take the name away first; sessions answer what
+        // has arrived, then close.
         handle.shutdown.fire();
+        drop(socket_file);
+        let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+        if !inherited {
+            // Connections already waiting in the backlog reached the socket before the stop:
+            // they are answered too, not reset when it closes.
+            tokio::select! {
+                () = accept_loop.admit_backlog() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                () = handle.force.fired() => {}
+            }
+        }
+        drop(accept_loop);
         tracker.close();
         let open = tracker.len();
         if open > 0 {
@@ -236,7 +256,7 @@ impl<H: Handler> Server<H> {
         }
         tokio::select! {
             () = tracker.wait() => {}
-            () = tokio::time::sleep(config.shutdown_timeout) => {
+            () = tokio::time::sleep_until(deadline) => {
                 warn!(connections = tracker.len(), "shutdown timeout reached; dropping connections");
             }
             () = handle.force.fired() => {

@@ -8,6 +8,7 @@
 //! place.
 
 use std::io;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ipc_core::{FrameCodec, FrameError};
@@ -22,6 +23,9 @@ const KEEP_READ_BUFFER: usize = 256 * 1024;
 /// While a stream is sent, bytes that arrive are read (to notice a peer that hangs up, and to
 /// keep pipelined requests for after the stream) until this much is buffered.
 pub(super) const READ_AHEAD: usize = 64 * 1024;
+/// At a graceful stop, how long a connection on which nothing has arrived yet is given for
+/// its first bytes (see [`Inbox::drain`]).
+pub(crate) const FIRST_BYTES_GRACE: Duration = Duration::from_millis(250);
 
 /// What a session has read and not yet handed out as requests.
 #[derive(Debug)]
@@ -38,6 +42,8 @@ pub(crate) struct Inbox {
     last: u32,
     /// At a graceful stop: how many more bytes may be read before closing.
     drain_budget: Option<u32>,
+    /// Some byte has arrived on this connection.
+    started: bool,
 }
 
 /// What [`Inbox::try_fill`] found.
@@ -62,6 +68,7 @@ impl Inbox {
             expect,
             last: 0,
             drain_budget: None,
+            started: false,
         }
     }
 
@@ -119,6 +126,7 @@ impl Inbox {
         if n == 0 {
             self.eof = true;
         }
+        self.started |= n > 0;
         Ok(n)
     }
 
@@ -154,12 +162,45 @@ impl Inbox {
                 if let Some(budget) = &mut self.drain_budget {
                     *budget = budget.saturating_sub(small(n));
                 }
+                self.started = true;
                 Ok(Filled::Some)
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Filled::Nothing),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Filled::Some),
             Err(e) => Err(e),
         }
+    }
+
+    /// What a graceful stop reads: what has already arrived (see [`try_fill`](Self::try_fill)),
+    /// and on a connection where nothing has arrived yet, its first bytes if they come within
+    /// [`FIRST_BYTES_GRACE`]. A client that has just connected is about to send, and at a
+    /// restart of a socket-activated server its request would otherwise meet a closed
+    /// connection.
+    ///
+    /// # Errors
+    ///
+    /// The transport's read error.
+    pub(crate) async fn drain(&mut self, conn: &mut impl Transport) -> io::Result<Filled> {
+        let filled = self.try_fill(conn)?;
+        if filled != Filled::Nothing || self.started || self.drain_budget == Some(0) {
+            return Ok(filled);
+        }
+        // Boxed: rare, and its timer would enlarge every session's future.
+        Box::pin(async {
+            match tokio::time::timeout(FIRST_BYTES_GRACE, self.fill(conn)).await {
+                Err(_) => Ok(Filled::Nothing),
+                Ok(read) => Ok(match read? {
+                    0 => Filled::End,
+                    n => {
+                        if let Some(budget) = &mut self.drain_budget {
+                            *budget = budget.saturating_sub(small(n));
+                        }
+                        Filled::Some
+                    }
+                }),
+            }
+        })
+        .await
     }
 
     /// Whether to give the read buffer back before waiting for the next message: when nothing

@@ -239,7 +239,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 // Read what has already arrived, answer it, then close.
                 self.inbox
                     .start_draining(self.config.max_frame + DRAIN_EXTRA);
-                match self.inbox.try_fill(&mut self.conn)? {
+                match self.inbox.drain(&mut self.conn).await? {
                     Filled::Some | Filled::End => continue,
                     Filled::Nothing => return Ok(()),
                 }
@@ -305,7 +305,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             let stopping = shutdown.is_fired();
             if stopping && !inbox.at_eof() {
                 inbox.start_draining(config.max_frame + DRAIN_EXTRA);
-                if inbox.try_fill(conn)? != Filled::Nothing {
+                if inbox.drain(conn).await? != Filled::Nothing {
                     continue;
                 }
             }

@@ -77,6 +77,7 @@ fn a_refused_peer_is_told_what_may_have_happened() {
     assert_eq!(code(out.status), 76, "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("may not admit this user"), "{err}");
+    assert!(err.contains("may be stopping or restarting"), "{err}");
     assert!(err.contains("its log says why"), "{err}");
     wait_until("the refusal is logged", || {
         server.log().contains("peer not on the allow-list")

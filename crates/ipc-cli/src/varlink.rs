@@ -149,7 +149,7 @@ pub fn failure(e: CallError) -> Failure {
             (exit::TIMEOUT, format!("{e}; {HINT}"))
         }
         CallError::Connection(e) => crate::client_failure(e),
-        e @ (CallError::Json(_) | CallError::Unusable) => (exit::PROTOCOL, e.to_string()),
+        e @ CallError::Json { .. } => (exit::PROTOCOL, e.to_string()),
         e => (exit::IO, e.to_string()),
     }
 }

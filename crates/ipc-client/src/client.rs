@@ -3,7 +3,8 @@
 //!
 //! # Replies never mix up
 //!
-//! A `Client` counts the replies it is owed. When a call ends before its replies arrive (its
+//! A `Client` counts the replies it is owed (through [`Channel`], the core it shares with the
+//! Varlink client). When a call ends before its replies arrive (its
 //! time limit passed, or its future was dropped, say in a `select!`), those replies still come,
 //! later; the next call first finishes writing any message that was cut short, then reads and
 //! drops the replies owed to the abandoned call, and only then sends its own. So a call never
@@ -19,13 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
-use ipc_core::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing};
-use tokio::io::AsyncWriteExt;
+use ipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing, MAX_PATH_LEN};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio_util::codec::FramedRead;
 
+use crate::channel::Channel;
 use crate::error::{ClientError, PipelineError};
 
 /// Default time limit of one exchange (and of [`send`] as a whole).
@@ -33,10 +31,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default quiet interval that ends a reply in raw framing: see [`ClientOptions::raw_quiet`].
 pub const DEFAULT_RAW_QUIET: Duration = Duration::from_millis(100);
-
-/// Longest socket path the kernel accepts (`sun_path` is 108 bytes with the final NUL); also
-/// the longest abstract name, with its `@`.
-pub const MAX_PATH_LEN: usize = 107;
 
 /// How the client talks to the server.
 #[derive(Debug, Clone, Copy)]
@@ -96,41 +90,8 @@ impl ClientOptions {
 /// from mixing up the replies of later calls.
 #[derive(Debug)]
 pub struct Client {
-    reader: FramedRead<OwnedReadHalf, FrameCodec>,
-    writer: Writer,
-    /// Replies owed to requests already queued and not yet returned by a call.
-    owed: usize,
-    /// Why the connection cannot be used any more, once it cannot.
-    broken: Option<String>,
+    channel: Channel,
     options: ClientOptions,
-}
-
-/// The sending side: whole frames waiting in `pending` until the socket takes them.
-#[derive(Debug)]
-struct Writer {
-    half: OwnedWriteHalf,
-    codec: FrameCodec,
-    pending: BytesMut,
-}
-
-impl Writer {
-    /// Frames `message` into the pending bytes (nothing is added if it cannot be framed).
-    fn queue(&mut self, message: &[u8]) -> Result<(), ClientError> {
-        self.codec
-            .encode_slice(message, &mut self.pending)
-            .map_err(ClientError::Message)
-    }
-
-    /// Writes every pending byte. Cancel-safe: what was not written stays pending.
-    async fn flush(&mut self) -> Result<(), ClientError> {
-        while !self.pending.is_empty() {
-            self.half
-                .write_buf(&mut self.pending)
-                .await
-                .map_err(io_error)?;
-        }
-        Ok(())
-    }
 }
 
 impl Client {
@@ -143,7 +104,7 @@ impl Client {
     ///
     /// [`ClientError::NoSocket`], [`ClientError::Refused`], [`ClientError::NotASocket`],
     /// [`ClientError::PermissionDenied`], [`ClientError::PathTooLong`],
-    /// [`ClientError::Timeout`] or [`ClientError::Io`].
+    /// [`ClientError::Timeout`], [`ClientError::Runtime`] or [`ClientError::Io`].
     pub async fn connect(path: impl AsRef<Path>) -> Result<Self, ClientError> {
         Self::connect_with(path, ClientOptions::default()).await
     }
@@ -157,17 +118,13 @@ impl Client {
         path: impl AsRef<Path>,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
+        if !options.framing.can_pipeline() {
+            // Raw replies end after a quiet interval, which takes a timer.
+            crate::runtime::check(Some(options.raw_quiet))?;
+        }
         let stream = connect_socket(path.as_ref(), options.timeout).await?;
-        let (read, write) = stream.into_split();
         Ok(Self {
-            reader: FramedRead::new(read, FrameCodec::new(options.framing, options.max_frame)),
-            writer: Writer {
-                half: write,
-                codec: FrameCodec::new(options.framing, options.max_frame),
-                pending: BytesMut::new(),
-            },
-            owed: 0,
-            broken: None,
+            channel: Channel::new(stream, options.framing, options.max_frame),
             options,
         })
     }
@@ -221,12 +178,10 @@ impl Client {
         match result {
             Ok(()) => Ok(replies),
             Err(error) => {
-                if error.breaks_connection() {
-                    self.broken = Some(error.to_string());
-                } else if matches!(error, ClientError::Timeout(_))
-                    && !self.options.framing.can_pipeline()
+                if matches!(error, ClientError::Timeout(_)) && !self.options.framing.can_pipeline()
                 {
-                    self.broken = Some("an earlier call timed out in raw framing".into());
+                    self.channel
+                        .break_off("an earlier call timed out in raw framing");
                 }
                 Err(PipelineError { replies, error })
             }
@@ -235,7 +190,7 @@ impl Client {
 
     /// Whether the connection can still be used (see [`ClientError::Unusable`]).
     pub fn is_usable(&self) -> bool {
-        self.broken.is_none()
+        self.channel.is_usable()
     }
 
     async fn exchange<I>(
@@ -247,74 +202,40 @@ impl Client {
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
-        if let Some(reason) = &self.broken {
-            return Err(ClientError::Unusable {
-                reason: reason.clone(),
-            });
-        }
-        if self.owed > 0 && !self.options.framing.can_pipeline() {
-            let reason = "an earlier call was abandoned before its raw reply ended".to_owned();
-            self.broken = Some(reason.clone());
-            return Err(ClientError::Unusable { reason });
-        }
+        // Replies owed to abandoned calls come first: they are read and dropped (every
+        // reply is its request's only one).
+        self.channel.catch_up(|_, _| Ok(true)).await?;
         if !self.options.framing.can_pipeline() {
             for message in messages {
-                self.writer.queue(message.as_ref())?;
-                self.owed += 1;
-                self.writer.flush().await?;
-                replies.push(self.raw_reply().await?);
-                self.owed -= 1;
+                self.channel.queue([message], true)?;
+                self.channel.flush().await?;
+                let reply = self.raw_reply().await?;
+                self.channel.settle();
+                replies.push(reply);
             }
             return Ok(());
         }
-        // Frame every message first, so one that cannot be sent sends none. What an abandoned
-        // call left unwritten stays ahead of them.
-        let mark = self.writer.pending.len();
-        let mut count = 0;
-        for message in messages {
-            if let Err(e) = self.writer.queue(message.as_ref()) {
-                self.writer.pending.truncate(mark);
-                return Err(e);
-            }
-            count += 1;
+        // Every message is framed first, so one that cannot be sent sends none; they are
+        // written while the replies are read.
+        let count = self.channel.queue(messages, true)?;
+        while replies.len() < count {
+            let reply = self.channel.next_frame().await?;
+            self.channel.settle();
+            replies.push(reply);
         }
-        // Replies owed to abandoned calls come first: they are read and dropped.
-        let mut stale = self.owed;
-        self.owed += count;
-        let Client {
-            reader,
-            writer,
-            owed,
-            ..
-        } = self;
-        // Writing and reading overlap: the server may be writing large replies while we write.
-        let write = writer.flush();
-        let read = async {
-            while stale > 0 || replies.len() < count {
-                let reply = next_reply(reader).await?;
-                *owed -= 1;
-                if stale > 0 {
-                    stale -= 1;
-                } else {
-                    replies.push(reply);
-                }
-            }
-            Ok(())
-        };
-        futures::try_join!(write, read).map(|_| ())
+        Ok(())
     }
 
     /// Collects a reply in raw framing: what arrives until the server closes or goes quiet.
     async fn raw_reply(&mut self) -> Result<Bytes, ClientError> {
-        let mut reply = BytesMut::from(&next_reply(&mut self.reader).await?[..]);
+        let mut reply = BytesMut::from(&self.channel.next_frame().await?[..]);
         loop {
-            match tokio::time::timeout(self.options.raw_quiet, self.reader.next()).await {
+            match tokio::time::timeout(self.options.raw_quiet, self.channel.next_frame()).await {
                 Err(_quiet) => break,
-                Ok(None) => {
-                    self.broken = Some("the server closed the connection".into());
-                    break;
-                }
-                Ok(Some(more)) => reply.extend_from_slice(&more.map_err(read_error)?),
+                // The reply ends with the connection, which is of no more use.
+                Ok(Err(ClientError::Closed)) => break,
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(more)) => reply.extend_from_slice(&more),
             }
             if reply.len() > self.options.max_frame {
                 return Err(ClientError::Protocol(FrameError::TooLarge {
@@ -323,23 +244,6 @@ impl Client {
             }
         }
         Ok(reply.freeze())
-    }
-}
-
-async fn next_reply(
-    reader: &mut FramedRead<OwnedReadHalf, FrameCodec>,
-) -> Result<Bytes, ClientError> {
-    match reader.next().await {
-        Some(Ok(reply)) => Ok(reply),
-        None => Err(ClientError::Closed),
-        Some(Err(e)) => Err(read_error(e)),
-    }
-}
-
-fn read_error(e: FrameError) -> ClientError {
-    match e {
-        FrameError::Io(e) => io_error(e),
-        e => ClientError::Protocol(e),
     }
 }
 
@@ -373,7 +277,18 @@ pub async fn send_with(
     .await?
 }
 
-async fn within<T>(limit: Option<Duration>, f: impl Future<Output = T>) -> Result<T, ClientError> {
+/// Runs `f` within `limit` if one is given: how every call of the workspace's clients is
+/// bounded.
+///
+/// # Errors
+///
+/// [`ClientError::Timeout`] when the limit passes first; [`ClientError::Runtime`] outside a
+/// Tokio runtime, or on one without timers when a limit is given.
+pub async fn within<T>(
+    limit: Option<Duration>,
+    f: impl Future<Output = T>,
+) -> Result<T, ClientError> {
+    crate::runtime::check(limit)?;
     match limit {
         Some(limit) => tokio::time::timeout(limit, f)
             .await
@@ -435,7 +350,7 @@ fn connect_error(path: &Path, e: io::Error) -> ClientError {
 }
 
 /// An I/O error on an open connection: the peer going away is [`ClientError::Closed`].
-pub fn io_error(e: io::Error) -> ClientError {
+pub(crate) fn io_error(e: io::Error) -> ClientError {
     match e.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe

@@ -47,13 +47,14 @@ pub enum ClientError {
         /// The longest that fits.
         max: usize,
     },
-    /// The server closed the connection before the reply came. Common causes: its peer
-    /// allow-list does not admit this user; it could not read the message (a framing that is
-    /// not the server's, or a message over its maximum size); or its handler failed. The
-    /// server's log says which.
+    /// The server closed the connection before the reply came. Common causes: it is stopping
+    /// or restarting (a request sent after it stopped reading); its peer allow-list does not
+    /// admit this user; it could not read the message (a framing that is not the server's, or
+    /// a message over its maximum size); or its handler failed. The server's log says which.
     #[error(
-        "the server closed the connection before replying (it may not admit this user, or not \
-         read this framing or size of message; its log says why)"
+        "the server closed the connection before replying (it may be stopping or restarting, \
+         it may not admit this user, or it could not read this framing or size of message; its \
+         log says why)"
     )]
     Closed,
     /// No reply within the time limit. The connection stays usable: the late replies are
@@ -75,19 +76,14 @@ pub enum ClientError {
         /// What happened to it.
         reason: String,
     },
+    /// The Tokio runtime the client runs on lacks what it needs: the client needs the I/O
+    /// driver, and the time driver whenever a time limit is set or raw framing is used
+    /// (`Builder::enable_all` gives both).
+    #[error("the client cannot run on this runtime: {0}")]
+    Runtime(&'static str),
     /// Any other I/O failure.
     #[error(transparent)]
     Io(#[from] io::Error),
-}
-
-impl ClientError {
-    /// Whether the connection is of no more use after this error.
-    pub(crate) fn breaks_connection(&self) -> bool {
-        matches!(
-            self,
-            ClientError::Closed | ClientError::Protocol(_) | ClientError::Io(_)
-        )
-    }
 }
 
 /// A pipelined batch that did not complete: the replies that arrived, in the order of their

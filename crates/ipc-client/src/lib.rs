@@ -25,13 +25,16 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod channel;
 pub mod client;
 pub mod error;
+mod runtime;
 
 pub use bytes::Bytes;
+pub use channel::Channel;
 pub use client::{
-    Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, MAX_PATH_LEN, connect_socket,
-    io_error, send, send_with,
+    Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, connect_socket, send, send_with,
+    within,
 };
 pub use error::{ClientError, PipelineError};
-pub use ipc_core::{Framing, default_socket_path};
+pub use ipc_core::{Framing, MAX_PATH_LEN, default_socket_path};

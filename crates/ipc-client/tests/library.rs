@@ -235,3 +235,41 @@ async fn errors_are_typed() {
         Err(ClientError::Message(_))
     ));
 }
+
+#[test]
+fn a_runtime_without_timers_gives_an_error_not_a_panic() {
+    // The server runs on a runtime of its own, with every driver.
+    let full = tokio::runtime::Runtime::new().unwrap();
+    let (_d, path, _h) = full.block_on(start(Framing::Line));
+    // The client's runtime has I/O but no timers.
+    let io_only = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    io_only.block_on(async {
+        // With a time limit (the default), it says what the runtime lacks...
+        let e = Client::connect(&path).await.unwrap_err();
+        assert!(matches!(e, ClientError::Runtime(_)), "{e:?}");
+        assert!(e.to_string().contains("enable_time"), "{e}");
+        // ...and without one, it needs no timer and works.
+        let options = ClientOptions::default().timeout(None);
+        let mut client = Client::connect_with(&path, options).await.unwrap();
+        assert_eq!(client.request("no timer").await.unwrap(), "no timer");
+    });
+    // Outside any runtime: an error too.
+    let e = futures::executor::block_on(Client::connect(&path)).unwrap_err();
+    assert!(matches!(e, ClientError::Runtime(_)), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_closed_connection_says_the_server_may_be_stopping() {
+    let (_d, path, _h) = start_with(moody(), Framing::Line).await;
+    let mut client = Client::connect(&path).await.unwrap();
+    let e = within(client.request("oops")).await.unwrap_err();
+    assert!(matches!(e, ClientError::Closed), "{e:?}");
+    assert!(e.to_string().contains("stopping or restarting"), "{e}");
+    // The connection is of no more use, and says why.
+    let e = within(client.request("again")).await.unwrap_err();
+    assert!(matches!(e, ClientError::Unusable { .. }), "{e:?}");
+    assert!(!client.is_usable());
+}

@@ -8,21 +8,17 @@
 //! counts the calls whose last reply it has not read; the next call first finishes writing
 //! what was cut off and reads and drops those replies. A [`call_more`](VarlinkClient::call_more)
 //! stream dropped before its last reply is the exception: its call may never end (a
-//! subscription), so the client refuses further calls ([`CallError::Unusable`]) instead of
+//! subscription), so the client refuses further calls (`ClientError::Unusable`) instead of
 //! waiting for it.
 
 use std::path::Path;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
 use futures::Stream;
-use ipc_client::{ClientError, connect_socket, io_error};
-use ipc_core::{FrameCodec, Framing};
+use ipc_client::{Channel, ClientError, connect_socket};
+use ipc_core::Framing;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
-use tokio_util::codec::Decoder;
 
 use crate::error::{CallError, VarlinkError};
 use crate::wire::{IncomingReply, OutgoingCall};
@@ -52,29 +48,24 @@ pub struct Info {
 ///
 /// Dropping a call's future (a timeout, a `select!`) never makes a later call return a reply
 /// that belongs to another: the client counts the calls whose last reply it has not read, and
-/// the next call first finishes writing what was cut off and reads and drops those replies. A
+/// the next call first finishes writing what was cut off and reads and drops those replies
+/// (the same [`Channel`] core as the plain [`ipc_client::Client`]). A
 /// [`call_more`](Self::call_more) stream dropped before its last reply is the exception: its
 /// call may never end (a subscription), so the client refuses further calls
-/// ([`CallError::Unusable`]) instead of waiting for it.
+/// ([`ClientError::Unusable`] in [`CallError::Connection`]) instead of waiting for it.
 #[derive(Debug)]
 pub struct VarlinkClient {
-    stream: UnixStream,
-    codec: FrameCodec,
-    rbuf: BytesMut,
-    /// Bytes of calls made but not yet written (a write cut off by a dropped future).
-    pending: BytesMut,
-    /// Calls whose last reply has not been read.
-    owed: usize,
-    /// A streamed call was dropped before its end.
-    abandoned: bool,
-    /// Set by a reply the client could not read: the connection is out of step.
-    broken: Option<String>,
+    channel: Channel,
     timeout: Option<Duration>,
 }
 
+/// Why a connection is refused after a dropped streamed call.
+const DROPPED_STREAM: &str =
+    "a streamed call on this connection was dropped before its end; its replies would follow";
+
 impl VarlinkClient {
     /// Connects to the service at `path` (a socket file, or `@name` in the abstract
-    /// namespace), with no time limit on calls and replies of up to
+    /// namespace), with no time limit on calls and messages of up to
     /// [`DEFAULT_MAX_MESSAGE`] bytes.
     ///
     /// # Errors
@@ -85,7 +76,7 @@ impl VarlinkClient {
     }
 
     /// Connects with a time limit (for connecting, and then for each call) and a maximum
-    /// reply size.
+    /// message size (for calls sent and replies taken).
     ///
     /// # Errors
     ///
@@ -97,13 +88,7 @@ impl VarlinkClient {
     ) -> Result<Self, CallError> {
         let stream = connect_socket(path.as_ref(), timeout).await?;
         Ok(Self {
-            stream,
-            codec: FrameCodec::new(Framing::Nul, max_message),
-            rbuf: BytesMut::new(),
-            pending: BytesMut::new(),
-            owed: 0,
-            abandoned: false,
-            broken: None,
+            channel: Channel::new(stream, Framing::Nul, max_message),
             timeout,
         })
     }
@@ -120,8 +105,8 @@ impl VarlinkClient {
     /// # Errors
     ///
     /// [`CallError::Reply`] for an error reply (the connection goes on);
-    /// [`CallError::Timeout`], [`CallError::Connection`], [`CallError::Json`],
-    /// [`CallError::Protocol`] or [`CallError::Unusable`] otherwise.
+    /// [`CallError::Timeout`], [`CallError::Connection`], [`CallError::Json`] or
+    /// [`CallError::Protocol`] otherwise.
     ///
     /// # Cancel safety
     ///
@@ -132,10 +117,9 @@ impl VarlinkClient {
         parameters: &P,
     ) -> Result<R, CallError> {
         within(self.timeout, async {
-            self.prepare()?;
-            self.resync().await?;
+            self.catch_up().await?;
             self.queue(method, parameters, false, false)?;
-            let (reply, _) = self.reply::<R>().await?;
+            let (reply, _) = self.reply::<R>(method).await?;
             reply.map_err(CallError::Reply)
         })
         .await
@@ -156,10 +140,9 @@ impl VarlinkClient {
         parameters: &P,
     ) -> Result<(), CallError> {
         within(self.timeout, async {
-            self.prepare()?;
-            self.resync().await?;
+            self.catch_up().await?;
             self.queue(method, parameters, true, false)?;
-            self.flush().await
+            Ok(self.channel.flush().await?)
         })
         .await
     }
@@ -175,37 +158,37 @@ impl VarlinkClient {
     /// # Cancel safety
     ///
     /// Dropping the stream before its end makes the client refuse further calls
-    /// ([`CallError::Unusable`]): connect again.
+    /// ([`ClientError::Unusable`]): connect again.
     pub async fn call_more<P: Serialize, R: DeserializeOwned>(
         &mut self,
         method: &str,
         parameters: &P,
     ) -> Result<impl Stream<Item = Result<R, CallError>> + '_, CallError> {
         within(self.timeout, async {
-            self.prepare()?;
-            self.resync().await?;
+            self.catch_up().await?;
             self.queue(method, parameters, false, true)?;
             // Until the last reply is read, a dropped stream leaves its replies behind.
-            self.abandoned = true;
-            self.flush().await
+            self.channel.open_call(DROPPED_STREAM);
+            Ok(self.channel.flush().await?)
         })
         .await?;
+        let method = method.to_owned();
         Ok(futures::stream::unfold(
-            (self, false),
-            |(client, done)| async move {
+            (self, method, false),
+            |(client, method, done)| async move {
                 if done {
                     return None;
                 }
-                let item = within(client.timeout, client.reply::<R>()).await;
+                let item = within(client.timeout, client.reply::<R>(&method)).await;
                 let (item, done) = match item {
                     Ok((Ok(reply), continues)) => (Ok(reply), !continues),
                     Ok((Err(error), _)) => (Err(CallError::Reply(error)), true),
                     Err(e) => (Err(e), true),
                 };
-                if done && client.owed == 0 {
-                    client.abandoned = false;
+                if done {
+                    client.channel.close_call();
                 }
-                Some((item, (client, done)))
+                Some((item, (client, method, done)))
             },
         ))
     }
@@ -225,16 +208,15 @@ impl VarlinkClient {
         calls: impl IntoIterator<Item = (&'m str, P)>,
     ) -> Result<Vec<Result<R, VarlinkError>>, CallError> {
         within(self.timeout, async {
-            self.prepare()?;
-            self.resync().await?;
-            let mut count = 0;
+            self.catch_up().await?;
+            let mut methods = Vec::new();
             for (method, parameters) in calls {
                 self.queue(method, &parameters, false, false)?;
-                count += 1;
+                methods.push(method);
             }
-            let mut replies = Vec::with_capacity(count);
-            for _ in 0..count {
-                replies.push(self.reply::<R>().await?.0);
+            let mut replies = Vec::with_capacity(methods.len());
+            for method in methods {
+                replies.push(self.reply::<R>(method).await?.0);
             }
             Ok(replies)
         })
@@ -275,25 +257,30 @@ impl VarlinkClient {
         Ok(reply.description)
     }
 
-    fn prepare(&self) -> Result<(), CallError> {
-        if let Some(why) = &self.broken {
-            return Err(CallError::Protocol(why.clone()));
+    /// Finishes what earlier, abandoned calls left: their unwritten bytes, their replies (a
+    /// call's last reply is the one that does not continue).
+    async fn catch_up(&mut self) -> Result<(), CallError> {
+        let mut not_varlink = None;
+        let caught_up = self
+            .channel
+            .catch_up(
+                |channel, frame| match serde_json::from_slice::<IncomingReply<'_>>(frame) {
+                    Ok(reply) => Ok(!reply.continues || reply.error.is_some()),
+                    Err(e) => {
+                        let why = e.to_string();
+                        not_varlink = Some(why.clone());
+                        Err(channel.break_off(why))
+                    }
+                },
+            )
+            .await;
+        match (caught_up, not_varlink) {
+            (Err(_), Some(why)) => Err(CallError::Protocol(why)),
+            (result, _) => Ok(result?),
         }
-        if self.abandoned {
-            return Err(CallError::Unusable);
-        }
-        Ok(())
     }
 
-    /// Finishes what earlier, cancelled calls left: their unwritten bytes, their replies.
-    async fn resync(&mut self) -> Result<(), CallError> {
-        while self.owed > 0 {
-            // A late reply of a cancelled call: not ours to return.
-            let _late = self.reply::<serde::de::IgnoredAny>().await?;
-        }
-        self.flush().await
-    }
-
+    /// Queues a call to `method`.
     fn queue<P: Serialize>(
         &mut self,
         method: &str,
@@ -307,86 +294,45 @@ impl VarlinkClient {
             oneway,
             more,
         };
-        let mut bytes = serde_json::to_vec(&call)?;
-        bytes.push(0);
-        self.pending.extend_from_slice(&bytes);
-        if !oneway {
-            self.owed += 1;
-        }
+        let bytes = serde_json::to_vec(&call).map_err(|e| CallError::json(method, e))?;
+        self.channel.queue([bytes], !oneway)?;
         Ok(())
     }
 
-    async fn flush(&mut self) -> Result<(), CallError> {
-        while !self.pending.is_empty() {
-            self.stream
-                .write_buf(&mut self.pending)
-                .await
-                .map_err(io_error)?;
-        }
-        Ok(())
-    }
-
-    /// The next reply, as `R` or an error reply, with whether more replies of its call follow.
+    /// The next reply, to a call of `method`, as `R` or an error reply, with whether more
+    /// replies of its call follow.
     async fn reply<R: DeserializeOwned>(
         &mut self,
+        method: &str,
     ) -> Result<(Result<R, VarlinkError>, bool), CallError> {
-        let frame = self.frame().await?;
+        let frame = self.channel.next_frame().await?;
         let reply: IncomingReply<'_> = match serde_json::from_slice(&frame) {
             Ok(reply) => reply,
-            Err(e) => return Err(self.break_off(format!("{e}"))),
+            Err(e) => {
+                let why = e.to_string();
+                self.channel.break_off(why.clone());
+                return Err(CallError::Protocol(why));
+            }
         };
         let continues = reply.continues && reply.error.is_none();
         if !continues {
-            self.owed = self.owed.saturating_sub(1);
+            self.channel.settle();
         }
-        Ok((reply.into_result()?, continues))
-    }
-
-    /// The next message, writing what is pending meanwhile: a long pipeline cannot deadlock
-    /// against replies the service cannot write.
-    async fn frame(&mut self) -> Result<Bytes, CallError> {
-        loop {
-            match self.codec.decode(&mut self.rbuf) {
-                Ok(Some(frame)) => return Ok(frame),
-                Ok(None) => {}
-                Err(e) => return Err(self.break_off(e.to_string())),
-            }
-            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
-                self.rbuf.reserve(4096);
-            }
-            let (mut reader, mut writer) = self.stream.split();
-            let read = if self.pending.is_empty() {
-                reader.read_buf(&mut self.rbuf).await
-            } else {
-                tokio::select! {
-                    read = reader.read_buf(&mut self.rbuf) => read,
-                    written = writer.write_buf(&mut self.pending) => {
-                        written.map_err(io_error)?;
-                        continue;
-                    }
-                }
-            };
-            if read.map_err(io_error)? == 0 {
-                return Err(ClientError::Closed.into());
-            }
-        }
-    }
-
-    fn break_off(&mut self, why: String) -> CallError {
-        self.broken = Some(why.clone());
-        CallError::Protocol(why)
+        let reply = reply
+            .into_result()
+            .map_err(|e| CallError::json(method, e))?;
+        Ok((reply, continues))
     }
 }
 
-/// `f`, within `limit` if one is given.
+/// `f`, within `limit` if one is given (see [`ipc_client::within`]).
 async fn within<T>(
     limit: Option<Duration>,
     f: impl Future<Output = Result<T, CallError>>,
 ) -> Result<T, CallError> {
-    match limit {
-        Some(limit) => tokio::time::timeout(limit, f)
-            .await
-            .map_err(|_| CallError::Timeout(limit))?,
-        None => f.await,
+    match ipc_client::within(limit, f).await {
+        Ok(result) => result,
+        Err(ClientError::Timeout(limit)) => Err(CallError::Timeout(limit)),
+        Err(e) => Err(e.into()),
     }
 }

@@ -125,30 +125,42 @@ pub enum CallError {
     /// The server answered with an error reply. The connection is still usable.
     #[error("{0}")]
     Reply(VarlinkError),
-    /// Connecting failed, or the connection failed or closed (see [`ipc_client::ClientError`]).
+    /// Connecting failed, or the connection failed, closed, or cannot be used any more
+    /// ([`ipc_client::ClientError::Unusable`]: a reply broke it, or a streamed call was dropped
+    /// before its end); see [`ipc_client::ClientError`].
     #[error(transparent)]
     Connection(#[from] ipc_client::ClientError),
     /// No reply within the time limit. The connection stays usable: the late reply is dropped
     /// by the next call.
     #[error("no reply within {0:?}")]
     Timeout(Duration),
-    /// The parameters could not be sent as JSON, or a reply did not fit the type asked for.
-    #[error("JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    /// The server sent something that is not a Varlink reply, or a reply larger than the
-    /// client's maximum message size. The connection is closed.
+    /// The parameters of a call to `method` could not be sent as JSON, or its reply did not
+    /// fit the type asked for. The connection stays usable.
+    #[error("{method}: {source}")]
+    Json {
+        /// The method called.
+        method: String,
+        /// What did not fit.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The server sent something that is not a Varlink reply. The connection cannot be used
+    /// any more (later calls fail with [`ipc_client::ClientError::Unusable`]); a reply larger
+    /// than the client's maximum message size is [`CallError::Connection`] with
+    /// [`ipc_client::ClientError::Protocol`].
     #[error("not a Varlink reply: {0}")]
     Protocol(String),
-    /// An earlier streamed call was dropped before its last reply, so the connection still
-    /// carries replies that belong to it: connect again.
-    #[error(
-        "a streamed call on this connection was dropped before its end; its replies would \
-         follow: connect again"
-    )]
-    Unusable,
 }
 
 impl CallError {
+    /// A [`CallError::Json`] for a call to `method`.
+    pub(crate) fn json(method: &str, source: serde_json::Error) -> Self {
+        CallError::Json {
+            method: method.to_owned(),
+            source,
+        }
+    }
+
     /// The error reply, if the server sent one.
     pub fn reply(&self) -> Option<&VarlinkError> {
         match self {

@@ -278,7 +278,15 @@ async fn a_cancelled_call_never_hands_its_reply_to_the_next() {
         let e = c
             .call::<_, Value>("io.ipc.Messages.Echo", &json!({"message": "x"}))
             .await;
-        assert!(matches!(e, Err(CallError::Unusable)), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Err(CallError::Connection(
+                    ipc_client::ClientError::Unusable { .. }
+                ))
+            ),
+            "{e:?}"
+        );
     })
     .await;
 }
@@ -381,4 +389,28 @@ fn a_method_the_description_does_not_have_is_refused_at_build() {
         });
     let e = Service::builder().interface(interface).build().unwrap_err();
     assert!(e.to_string().contains("no method B"), "{e}");
+}
+
+#[tokio::test]
+async fn a_reply_that_does_not_fit_its_type_names_the_method_and_the_connection_goes_on() {
+    let s = start();
+    within(async {
+        let mut c = VarlinkClient::connect(&s.path).await.unwrap();
+        // Echo answers `message`, not `ms`.
+        let e = c
+            .call::<_, Slept>("io.ipc.Messages.Echo", &json!({"message": "x"}))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, CallError::Json { method, .. } if method == "io.ipc.Messages.Echo"),
+            "{e:?}"
+        );
+        assert!(e.to_string().starts_with("io.ipc.Messages.Echo: "), "{e}");
+        let reply: Value = c
+            .call("io.ipc.Messages.Echo", &json!({"message": "still"}))
+            .await
+            .unwrap();
+        assert_eq!(reply, json!({"message": "still"}));
+    })
+    .await;
 }

@@ -18,9 +18,16 @@ pub use nix::sys::signal::Signal;
 /// How long any single wait in these tests may take before the test fails instead of hanging.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The `ipc-server` binary cargo built for these tests.
+/// The `ipc-server` binary cargo built for these tests, or the one `IPC_TEST_SERVER` names:
+/// pointing the tests at an older build shows which of them guard against its bugs.
 pub fn server_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_ipc-server"))
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var_os("IPC_TEST_SERVER").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_ipc-server")),
+            PathBuf::from,
+        )
+    })
 }
 
 /// The `ipc-client` binary cargo built for these tests.
@@ -61,7 +68,7 @@ pub fn example_cmd(name: &str) -> Command {
 /// Path of an example of this package; `cargo test` builds them together with the tests, in
 /// the same run, beside the binaries.
 pub fn example(name: &str) -> PathBuf {
-    let path = server_bin()
+    let path = Path::new(env!("CARGO_BIN_EXE_ipc-server"))
         .parent()
         .expect("target directory")
         .join("examples")

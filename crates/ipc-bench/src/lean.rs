@@ -16,7 +16,7 @@ use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token};
 use tokio_util::codec::Decoder;
 
-use crate::load::{LoadConfig, Shared, Tally, check_reply, counter};
+use crate::measure::{LoadConfig, Shared, Tally, check_reply, counter};
 
 /// How long the event loop waits for any event before it calls the run stuck.
 const STUCK: Duration = Duration::from_secs(10);
@@ -41,7 +41,7 @@ struct Slot {
 pub(crate) fn run(config: &LoadConfig, shared: &Shared) -> io::Result<(Histogram<u64>, Tally)> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
-    let mut hist = crate::load::new_histogram();
+    let mut hist = crate::measure::new_histogram();
     let mut tally = Tally::default();
     let mut scratch = vec![0u8; 64 * 1024];
     let mut slots: Vec<Slot> = (0..config.conns)

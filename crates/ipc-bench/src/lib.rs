@@ -6,6 +6,7 @@
 
 mod lean;
 pub mod load;
+mod measure;
 pub mod procstat;
 pub mod stream;
 pub mod suite;

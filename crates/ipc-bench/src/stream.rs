@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use ipc_core::{FrameCodec, Framing};
 use tokio_util::codec::Decoder;
 
-use crate::load::{LoadReport, new_histogram};
+use crate::measure::{LoadReport, new_histogram};
 
 /// Replies per call.
 pub const REPLIES_PER_CALL: u64 = 10_000;

@@ -300,6 +300,7 @@ pub fn client_failure(e: ipc_client::ClientError) -> (u8, String) {
         ClientError::Timeout(_) => (exit::TIMEOUT, Some(FRAMING_HINT)),
         ClientError::Message(FrameError::Io(_)) => (exit::IO, None),
         ClientError::Message(_) => (exit::DATA, None),
+        ClientError::Runtime(_) => (exit::SOFTWARE, None),
         _ => (exit::IO, None),
     };
     match hint {
@@ -308,9 +309,34 @@ pub fn client_failure(e: ipc_client::ClientError) -> (u8, String) {
     }
 }
 
+/// Looks up the group `--socket-group` names, by number or by name.
+///
+/// # Errors
+///
+/// The line to print when no group has that name.
+pub fn resolve_group(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        _ => Err(format!("unknown group {group:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn groups_resolve_by_number_and_name() {
+        assert_eq!(resolve_group("1234").unwrap(), 1234);
+        assert_eq!(resolve_group("root").unwrap(), 0);
+        assert_eq!(
+            resolve_group("no-such-group-xyz").unwrap_err(),
+            "unknown group \"no-such-group-xyz\""
+        );
+    }
 
     #[test]
     fn verbosity_moves_the_level_and_stays_in_range() {

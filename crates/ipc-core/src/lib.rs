@@ -39,7 +39,8 @@ pub use framing::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing, RAW_READ};
 pub use handler::{BoxHandler, Context, Handler, HandlerFn, PeerCredentials, handler_fn};
 pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};
 pub use path::{
-    FileKind, PathState, SOCKET_ENV, abstract_name, default_socket_dir, default_socket_path, probe,
+    FileKind, MAX_PATH_LEN, PathState, SOCKET_ENV, abstract_name, default_socket_dir,
+    default_socket_path, probe,
 };
 pub use response::{ReplyStream, Response};
 pub use trigger::{Fired, Trigger};

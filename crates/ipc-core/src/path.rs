@@ -9,6 +9,10 @@ pub const SOCKET_ENV: &str = "IPC_SOCKET";
 /// The file name of the socket inside [`default_socket_dir`].
 pub const DEFAULT_SOCKET_NAME: &str = "ipc.sock";
 
+/// Longest socket path the kernel accepts (`sun_path` is 108 bytes with the final NUL); also
+/// the longest abstract name, with its `@`.
+pub const MAX_PATH_LEN: usize = 107;
+
 /// The socket path to use when none is given: `$IPC_SOCKET` if set and not empty, else
 /// `ipc.sock` inside [`default_socket_dir`].
 pub fn default_socket_path() -> PathBuf {

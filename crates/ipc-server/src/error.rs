@@ -53,9 +53,6 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
-    /// The socket group names no group on this system.
-    #[error("unknown group {0:?}")]
-    UnknownGroup(String),
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(String),

@@ -56,7 +56,7 @@ mod listener;
 pub mod server;
 mod session;
 pub mod signal;
-pub mod socket_file;
+mod socket_file;
 mod transport;
 
 pub use access::AccessPolicy;

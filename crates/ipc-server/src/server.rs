@@ -41,7 +41,7 @@ pub struct Server<H> {
 
 /// Stops a running server from anywhere, and waits for it to finish: clone it, keep it, call it
 /// later.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     shutdown: Trigger,
     force: Trigger,
@@ -49,6 +49,15 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
+    /// A handle for a server not yet serving.
+    fn new() -> Self {
+        Self {
+            shutdown: Trigger::default(),
+            force: Trigger::default(),
+            stopped: CancellationToken::new(),
+        }
+    }
+
     /// Begins a graceful shutdown: stop accepting, answer the requests already read, close.
     pub fn shutdown(&self) {
         self.shutdown.fire();
@@ -109,7 +118,7 @@ impl<H: Handler> Server<H> {
             socket_file: Some(file),
             handler: Arc::new(handler),
             config: Arc::new(config),
-            handle: ShutdownHandle::default(),
+            handle: ShutdownHandle::new(),
             inherited: false,
         })
     }
@@ -138,7 +147,7 @@ impl<H: Handler> Server<H> {
             socket_file: None,
             handler: Arc::new(handler),
             config: Arc::new(config),
-            handle: ShutdownHandle::default(),
+            handle: ShutdownHandle::new(),
             inherited: false,
         })
     }
@@ -160,7 +169,7 @@ impl<H: Handler> Server<H> {
             socket_file: None,
             handler: Arc::new(handler),
             config: Arc::new(config),
-            handle: ShutdownHandle::default(),
+            handle: ShutdownHandle::new(),
             inherited: true,
         })
     }

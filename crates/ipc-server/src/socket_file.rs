@@ -18,8 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::ServerError;
 
-/// Longest socket path the kernel accepts (`sun_path` is 108 bytes with the final NUL).
-pub const MAX_PATH_LEN: usize = 107;
+use ipc_core::MAX_PATH_LEN;
 
 /// The socket file a server created, and the lock that makes the path this server's. Dropping
 /// it removes the file, but only if the path still holds the very socket we bound (same device
@@ -34,11 +33,6 @@ pub struct SocketFile {
 }
 
 impl SocketFile {
-    /// The socket path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn is_still_ours(&self) -> bool {
         fs::symlink_metadata(&self.path)
             .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino)
@@ -386,21 +380,6 @@ fn link_into_place(staged: &Path, path: &Path) -> Result<(), ServerError> {
     })
 }
 
-/// Looks up a group given by name or number.
-///
-/// # Errors
-///
-/// [`ServerError::UnknownGroup`] when no group has that name.
-pub fn resolve_group(group: &str) -> Result<u32, ServerError> {
-    if let Ok(gid) = group.parse::<u32>() {
-        return Ok(gid);
-    }
-    match nix::unistd::Group::from_name(group) {
-        Ok(Some(g)) => Ok(g.gid.as_raw()),
-        _ => Err(ServerError::UnknownGroup(group.to_owned())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,16 +556,6 @@ mod tests {
         assert!(matches!(
             bind(&long, OPTS),
             Err(ServerError::PathTooLong { .. })
-        ));
-    }
-
-    #[test]
-    fn groups_resolve_by_number_and_name() {
-        assert_eq!(resolve_group("1234").unwrap(), 1234);
-        assert_eq!(resolve_group("root").unwrap(), 0);
-        assert!(matches!(
-            resolve_group("no-such-group-xyz"),
-            Err(ServerError::UnknownGroup(_))
         ));
     }
 }

@@ -18,6 +18,7 @@
 mod client;
 mod error;
 mod idl;
+mod interface;
 mod messages;
 mod method;
 mod observe;
@@ -28,10 +29,11 @@ mod wire;
 pub use client::{DEFAULT_MAX_MESSAGE, Info, VarlinkClient};
 pub use error::{BuildError, CallError, SERVICE_INTERFACE, VarlinkError};
 pub use idl::Description;
+pub use interface::Interface;
 pub use messages::{MESSAGES_IDL, messages_interface};
 pub use method::More;
 pub use observe::DEFAULT_MONITOR_BACKLOG;
-pub use service::{Interface, Service, ServiceBuilder};
+pub use service::{Service, ServiceBuilder};
 pub use standard::{SERVER_IDL, SHUTTING_DOWN, STREAM_ENDED};
 
 use serde::{Deserialize, Serialize};

@@ -6,8 +6,8 @@ use ipc_core::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::error::VarlinkError;
+use crate::interface::Interface;
 use crate::method::More;
-use crate::service::Interface;
 
 /// The description of `io.ipc.Messages`.
 pub const MESSAGES_IDL: &str = "\

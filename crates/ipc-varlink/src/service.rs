@@ -8,122 +8,21 @@
 //! error reply and the connection goes on.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use ipc_core::{BoxError, Context, Handler, ReplyStream, Response};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use tracing::debug;
 
 use crate::error::{BuildError, VarlinkError};
 use crate::idl::Description;
-use crate::method::{Failure, Many, Method, More, Once, Started, Typed};
+use crate::interface::Interface;
+use crate::method::{Failure, Method, Started};
 use crate::observe::Observer;
 use crate::standard;
 use crate::wire::{self, IncomingCall};
-
-/// One interface: its description (Varlink IDL) and the implementations of its methods.
-///
-/// ```
-/// use ipc_varlink::{Interface, More, VarlinkError};
-/// use serde::{Deserialize, Serialize};
-///
-/// #[derive(Deserialize)]
-/// struct Greet { name: String }
-/// #[derive(Serialize)]
-/// struct Greeting { text: String }
-///
-/// let interface = Interface::new("interface org.example.hello\n\
-///                                 method Greet(name: string) -> (text: string)\n")?
-///     .method("Greet", |p: Greet, _ctx| async move {
-///         Ok::<_, VarlinkError>(Greeting { text: format!("hello {}", p.name) })
-///     });
-/// # Ok::<(), ipc_varlink::BuildError>(())
-/// ```
-pub struct Interface {
-    description: Description,
-    methods: HashMap<String, Arc<dyn Method>>,
-}
-
-impl std::fmt::Debug for Interface {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Interface")
-            .field("name", &self.description.name())
-            .field("implemented", &self.methods.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl Interface {
-    /// An interface described by `idl`, with no method implemented yet. A method described but
-    /// never implemented is answered with `MethodNotImplemented`.
-    ///
-    /// # Errors
-    ///
-    /// [`BuildError::Idl`] if `idl` is not a valid interface description.
-    pub fn new(idl: impl Into<String>) -> Result<Self, BuildError> {
-        Ok(Self {
-            description: Description::parse(idl)?,
-            methods: HashMap::new(),
-        })
-    }
-
-    /// The interface's name.
-    pub fn name(&self) -> &str {
-        self.description.name()
-    }
-
-    /// Implements the method `name` (unqualified, as the description spells it) with an async
-    /// function from its parameters to its reply. Calls with `more` get the one reply too, as
-    /// the specification allows; one-way calls run it and get no reply.
-    ///
-    /// Parameters are decoded into `P` (a struct with one field per input parameter; omitted,
-    /// `null` and `{}` parameters all decode as `{}`); the reply `R` is encoded as the reply's
-    /// parameters, so it must serialize to an object. `E` is any error that converts into a
-    /// [`VarlinkError`], sent as an error reply.
-    pub fn method<P, R, E, F, Fut>(mut self, name: &str, f: F) -> Self
-    where
-        F: Fn(P, Context) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R, E>> + Send + 'static,
-        P: DeserializeOwned + 'static,
-        R: Serialize + 'static,
-        E: Into<VarlinkError> + 'static,
-    {
-        self.methods.insert(
-            name.to_owned(),
-            Arc::new(Typed::<F, Once<P, R, E, Fut>>::new(f)),
-        );
-        self
-    }
-
-    /// Implements the method `name` with a function that returns a stream of replies: the
-    /// method must be called with `more` (else the caller gets `ExpectedMore`). Each item is
-    /// a [`More`]: `More::next` for every reply but the last, `More::last` for the last; an
-    /// `Err` item is sent as an error reply and ends the call. A stream that ends without a
-    /// last reply is ended with the error `io.ipc.Server.StreamEnded`; one still open at
-    /// shutdown, with `io.ipc.Server.ShuttingDown`.
-    ///
-    /// Server push is such a method: subscribers call it with `more`, and the stream yields
-    /// what the application publishes (from a `tokio::sync::broadcast` channel, say).
-    pub fn streaming<P, R, E, F, S>(mut self, name: &str, f: F) -> Self
-    where
-        F: Fn(P, Context) -> S + Send + Sync + 'static,
-        S: Stream<Item = Result<More<R>, E>> + Send + 'static,
-        P: DeserializeOwned + 'static,
-        R: Serialize + 'static,
-        E: Into<VarlinkError> + 'static,
-    {
-        self.methods.insert(
-            name.to_owned(),
-            Arc::new(Typed::<F, Many<P, R, E, S>>::new(f)),
-        );
-        self
-    }
-}
 
 /// What `GetInfo` says of the service.
 #[derive(Debug, Clone)]

@@ -10,9 +10,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::Empty;
 use crate::error::VarlinkError;
+use crate::interface::Interface;
 use crate::method::More;
 use crate::observe::{Event, Observer, Subscription};
-use crate::service::Interface;
 
 /// `org.varlink.service`, as the specification gives it.
 pub(crate) const SERVICE_IDL: &str = "\

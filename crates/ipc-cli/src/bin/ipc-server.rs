@@ -9,7 +9,6 @@ use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Framing, Han
 use ipc_server::activation;
 use ipc_server::config::{DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS};
 use ipc_server::signal::{self, ShutdownSignals};
-use ipc_server::socket_file::resolve_group;
 use ipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
 use tracing::{info, warn};
 
@@ -326,9 +325,9 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     config.socket_group = cli
         .socket_group
         .as_deref()
-        .map(resolve_group)
+        .map(ipc_cli::resolve_group)
         .transpose()
-        .map_err(failure)?;
+        .map_err(|e| (exit::USAGE, e))?;
     config.access = AccessPolicy::new(cli.allow_uids.clone(), cli.allow_gids.clone());
     Ok(config)
 }
@@ -381,9 +380,7 @@ fn failure(e: ServerError) -> Failure {
         ServerError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
             exit::NO_PERMISSION
         }
-        ServerError::PathTooLong { .. }
-        | ServerError::UnknownGroup(_)
-        | ServerError::InvalidConfig(_) => exit::USAGE,
+        ServerError::PathTooLong { .. } | ServerError::InvalidConfig(_) => exit::USAGE,
         _ => exit::IO,
     };
     (code, e.to_string())

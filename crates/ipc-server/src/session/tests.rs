@@ -65,6 +65,22 @@ fn config(framing: Framing, concurrency: usize) -> Arc<ServerConfig> {
     })
 }
 
+/// Runs `session`, writes `requests`, and reads exactly `expected` with the connection kept
+/// open (a half-close would hide a session that waits for more bytes); then hangs up and
+/// returns how the session ended.
+async fn answered_while_open<H: Handler>(
+    session: Session<H, MemoryTransport>,
+    mut client: Peer,
+    requests: &[u8],
+    expected: &[u8],
+) -> Outcome {
+    let running = tokio::spawn(session.run());
+    client.write_all(requests).await.unwrap();
+    expect_replies(&mut client, expected).await;
+    drop(client);
+    within(running).await.unwrap()
+}
+
 async fn read_all(client: &mut Peer) -> Vec<u8> {
     let mut out = Vec::new();
     within(client.read_to_end(&mut out)).await.unwrap();
@@ -74,29 +90,24 @@ async fn read_all(client: &mut Peer) -> Vec<u8> {
 #[tokio::test]
 async fn replies_come_in_request_order_with_pipelining() {
     for concurrency in [1, 4] {
-        let (session, mut client, _) = session(moody(), Framing::Line, concurrency, 1 << 16);
+        let (session, client, _) = session(moody(), Framing::Line, concurrency, 1 << 16);
         // The first request is the slowest: with concurrency the others finish first, and
         // still their replies wait for it.
-        client.write_all(b"s40\ns10\na\ns20\nb\n").await.unwrap();
-        client.shutdown().await.unwrap();
-        let outcome = within(session.run()).await;
+        let batch = b"s40\ns10\na\ns20\nb\n";
+        let outcome = answered_while_open(session, client, batch, batch).await;
         assert!(outcome.result.is_ok(), "{:?}", outcome.result);
         assert_eq!(outcome.answered, 5);
-        assert_eq!(read_all(&mut client).await, b"s40\ns10\na\ns20\nb\n");
     }
 }
 
 #[tokio::test]
 async fn the_replies_of_buffered_requests_go_out_in_one_write() {
-    let (mut session, mut client, _) = session(moody(), Framing::Line, 1, 1 << 16);
+    let (mut session, client, _) = session(moody(), Framing::Line, 1, 1 << 16);
     let batch: String = (0..50).map(|i| format!("m{i}\n")).collect();
-    client.write_all(batch.as_bytes()).await.unwrap();
-    client.shutdown().await.unwrap();
     let counters = session.conn.counters();
     Arc::make_mut(&mut session.config).idle_timeout = None;
-    let outcome = within(session.run()).await;
+    let outcome = answered_while_open(session, client, batch.as_bytes(), batch.as_bytes()).await;
     assert_eq!(outcome.answered, 50);
-    assert_eq!(read_all(&mut client).await, batch.as_bytes());
     assert_eq!(
         counters.writes.load(Ordering::SeqCst),
         1,
@@ -223,13 +234,10 @@ async fn concurrency_overlaps_the_calls_of_one_connection() {
             Ok::<_, BoxError>(req)
         }
     });
-    let (session, mut client, _) = session(handler, Framing::Line, 3, 1 << 16);
+    let (session, client, _) = session(handler, Framing::Line, 3, 1 << 16);
     let batch: String = (0..12).map(|i| format!("{i}\n")).collect();
-    client.write_all(batch.as_bytes()).await.unwrap();
-    client.shutdown().await.unwrap();
-    let outcome = within(session.run()).await;
+    let outcome = answered_while_open(session, client, batch.as_bytes(), batch.as_bytes()).await;
     assert_eq!(outcome.answered, 12);
-    assert_eq!(read_all(&mut client).await, batch.as_bytes());
     assert_eq!(
         most.load(Ordering::SeqCst),
         3,
@@ -264,24 +272,16 @@ impl Handler for Streaming {
 #[tokio::test]
 async fn a_streams_replies_come_before_the_next_requests_and_silent_calls_get_none() {
     for concurrency in [1, 4] {
-        let (session, mut client, _) = session(Streaming, Framing::Line, concurrency, 1 << 16);
+        let (session, client, _) = session(Streaming, Framing::Line, concurrency, 1 << 16);
         let counters = session.conn.counters();
-        client
-            .write_all(b"a\ncount 3\nquiet\nb\ncount 2000\nc\n")
-            .await
-            .unwrap();
-        client.shutdown().await.unwrap();
-        let outcome = within(session.run()).await;
-        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
         let mut expected = String::from("a\n0\n1\n2\nb\n");
         for i in 0..2000 {
             expected.push_str(&format!("{i}\n"));
         }
         expected.push_str("c\n");
-        assert_eq!(
-            String::from_utf8(read_all(&mut client).await).unwrap(),
-            expected
-        );
+        let requests = b"a\ncount 3\nquiet\nb\ncount 2000\nc\n";
+        let outcome = answered_while_open(session, client, requests, expected.as_bytes()).await;
+        assert!(outcome.result.is_ok(), "{:?}", outcome.result);
         assert_eq!(outcome.answered, 2006);
         // Replies that are ready together leave together.
         let writes = counters.writes.load(Ordering::SeqCst);

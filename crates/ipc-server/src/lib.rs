@@ -33,7 +33,7 @@
 //! # }
 //! ```
 //!
-//! Modules: [`config`] (settings and their defaults), [`socket_file`] (the path on disk),
+//! Modules: [`config`] (settings and their defaults), `socket_file` (the path on disk),
 //! `listener` (accept loop and limits), `conn` (an accepted socket's registration and I/O),
 //! `transport` (the seam a session runs over), `session` (one connection: its read side, its
 //! write side, handler calls, streams), [`server`] (the public entry

@@ -506,3 +506,123 @@ os.execv(binary, [binary, "--protocol", "varlink", "--socket", "/nonexistent/ign
     assert!(wait_within(&mut child).success());
     assert!(path.exists(), "the activated socket was unlinked");
 }
+
+/// Sends one call on `s` and reads its reply, as JSON.
+fn call_on(s: &mut std::os::unix::net::UnixStream, call: &[u8]) -> Value {
+    s.write_all(call).unwrap();
+    s.write_all(b"\0").unwrap();
+    serde_json::from_slice(&read_nul(s).unwrap()).unwrap()
+}
+
+/// The server's resident memory, in KiB.
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn parameters_that_do_not_fit_get_an_error_naming_the_parameter() {
+    let server = varlink_server();
+    let mut s = server.connect();
+    let invalid = |parameter: &str| json!({"error": "org.varlink.service.InvalidParameter", "parameters": {"parameter": parameter}});
+    // Parameters are an object, not the fields in order.
+    assert_eq!(
+        call_on(
+            &mut s,
+            br#"{"method":"io.ipc.Messages.Echo","parameters":["hi"]}"#
+        ),
+        invalid("parameters")
+    );
+    // An IDL int is a signed 64-bit integer: one past it names the parameter, not the value.
+    assert_eq!(
+        call_on(
+            &mut s,
+            br#"{"method":"io.ipc.Messages.Count","parameters":{"count":9223372036854775808},"more":true}"#
+        ),
+        invalid("count")
+    );
+    // The connection goes on.
+    assert_eq!(
+        call_on(
+            &mut s,
+            br#"{"method":"io.ipc.Messages.Echo","parameters":{"message":"on"}}"#
+        ),
+        json!({"parameters": {"message": "on"}})
+    );
+}
+
+#[test]
+fn a_call_to_a_huge_unknown_name_gets_an_error_reply_that_fits() {
+    let server = varlink_server();
+    let mut s = server.connect();
+    // Just under the default --max-frame of 1 MiB.
+    let name = format!("io.ipc.Messages.{}", "X".repeat(1_048_500));
+    let reply = call_on(&mut s, format!(r#"{{"method":"{name}"}}"#).as_bytes());
+    assert_eq!(
+        reply["error"],
+        json!("org.varlink.service.MethodNotFound"),
+        "{}",
+        &reply.to_string()[..200]
+    );
+    let repeated = reply["parameters"]["method"].as_str().unwrap();
+    assert!(repeated.len() <= 512, "{} bytes repeated", repeated.len());
+    assert!(
+        repeated.starts_with("io.ipc.Messages.XXX") && repeated.ends_with('…'),
+        "{repeated}"
+    );
+    let name = format!("{}.Method", "x".repeat(1_048_500));
+    let reply = call_on(&mut s, format!(r#"{{"method":"{name}"}}"#).as_bytes());
+    assert_eq!(
+        reply["error"],
+        json!("org.varlink.service.InterfaceNotFound")
+    );
+    assert!(reply["parameters"]["interface"].as_str().unwrap().len() <= 512);
+    assert_eq!(
+        call_on(
+            &mut s,
+            br#"{"method":"io.ipc.Messages.Echo","parameters":{"message":"on"}}"#
+        ),
+        json!({"parameters": {"message": "on"}})
+    );
+}
+
+#[test]
+fn huge_method_names_reach_monitor_subscribers_cut_and_pin_no_memory() {
+    let server = varlink_server();
+    let mut watcher = server.connect();
+    watcher
+        .write_all(b"{\"method\":\"io.ipc.Server.Monitor\",\"more\":true}\0")
+        .unwrap();
+    // Its own call is its first event.
+    let first: Value = serde_json::from_slice(&read_nul(&mut watcher).unwrap()).unwrap();
+    assert_eq!(
+        first["parameters"]["event"]["method"],
+        json!("io.ipc.Server.Monitor")
+    );
+    let mut caller = server.connect();
+    let name = format!("io.ipc.Messages.{}", "Y".repeat(1_048_500));
+    let call = format!("{{\"method\":\"{name}\"}}\0");
+    // 64 MiB of names while the subscriber reads nothing: the events must not hold them.
+    let before = rss_kib(server.pid());
+    for _ in 0..64 {
+        caller.write_all(call.as_bytes()).unwrap();
+        read_nul(&mut caller).unwrap();
+    }
+    let after = rss_kib(server.pid());
+    assert!(
+        after < before + 16 * 1024,
+        "the server grew from {before} KiB to {after} KiB holding events for a silent subscriber"
+    );
+    // The subscriber is still connected, and sees each call with its name cut.
+    for _ in 0..64 {
+        let event: Value = serde_json::from_slice(&read_nul(&mut watcher).unwrap()).unwrap();
+        let event = &event["parameters"]["event"];
+        if event["kind"] != json!("call") {
+            continue;
+        }
+        let method = event["method"].as_str().unwrap();
+        assert!(method.len() <= 512 && method.ends_with('…'), "{method}");
+        assert_eq!(event["error"], json!("org.varlink.service.MethodNotFound"));
+    }
+}

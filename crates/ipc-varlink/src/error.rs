@@ -63,7 +63,11 @@ impl VarlinkError {
         T::deserialize(&self.parameters)
     }
 
-    /// `org.varlink.service.InterfaceNotFound`: no such interface here.
+    // The standard errors below repeat a name the caller sent: it is cut to 512 bytes (ending
+    // in `…`), so that the error reply always fits.
+
+    /// `org.varlink.service.InterfaceNotFound`: no such interface here (the name is cut to 512
+    /// bytes, ending in `…`, so the reply always fits).
     pub fn interface_not_found(interface: &str) -> Self {
         Self::standard("InterfaceNotFound", "interface", interface)
     }
@@ -98,7 +102,10 @@ impl VarlinkError {
 
     fn standard(error: &str, key: &str, value: &str) -> Self {
         let mut map = serde_json::Map::new();
-        map.insert(key.to_owned(), Value::String(value.to_owned()));
+        map.insert(
+            key.to_owned(),
+            Value::String(crate::wire::bounded_name(value).into_owned()),
+        );
         Self {
             name: format!("{SERVICE_INTERFACE}.{error}"),
             parameters: Value::Object(map),

@@ -122,7 +122,8 @@ impl Description {
             (Ty::Optional(_), Value::Null) => true,
             (Ty::Optional(inner), v) => self.fits(inner, v, depth + 1),
             (Ty::Bool, Value::Bool(_)) => true,
-            (Ty::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
+            // An IDL `int` is a 64-bit signed integer.
+            (Ty::Int, Value::Number(n)) => n.is_i64(),
             (Ty::Float, Value::Number(_)) => true,
             (Ty::String, Value::String(_)) => true,
             (Ty::Object, Value::Object(_)) | (Ty::Any, _) => true,

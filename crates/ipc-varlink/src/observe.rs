@@ -3,7 +3,9 @@
 //!
 //! Events go through a bounded broadcast channel, and only while someone subscribes. A
 //! subscriber that falls behind loses the oldest events (and is told how many), so one that
-//! never reads costs the server a bounded amount of memory.
+//! never reads costs the server a bounded amount of memory: the names an event carries are cut
+//! to 512 bytes, so an event takes at most about 1.2 KiB, and the backlog (1,024 events by
+//! default) at most about 1.2 MiB, whatever the callers send.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -189,9 +191,12 @@ impl Observer {
     /// A call of `method` was answered, with the error `error` if it failed.
     pub(crate) fn answered(&self, ctx: &Context, method: &str, error: Option<&str>) {
         if self.watched() {
+            // Names are cut (see `wire::bounded_name`), so every event is small: it fits any
+            // reasonable maximum message, and the backlog is bounded in bytes as well as in
+            // events.
             let _ = self.events.send(Event {
-                method: Some(method.to_owned()),
-                error: error.map(str::to_owned),
+                method: Some(crate::wire::bounded_name(method).into_owned()),
+                error: error.map(|e| crate::wire::bounded_name(e).into_owned()),
                 ..Event::new(EventKind::Call, ctx.connection_id())
             });
         }

@@ -269,6 +269,11 @@ impl Service {
         let Some(implementation) = self.0.methods.get(method) else {
             return Err(self.missing(method));
         };
+        // Parameters are an object (the decoder alone would also fill a struct from an array,
+        // by position).
+        if !parameters.get().starts_with('{') {
+            return Err(VarlinkError::invalid_parameter("parameters"));
+        }
         implementation
             .start(parameters, ctx.clone())
             .map_err(|e| self.invalid(method, parameters, &e))
@@ -297,9 +302,16 @@ impl Service {
                 .invalid_parameter(name, &value)
         });
         let parameter = by_description.unwrap_or_else(|| {
-            // serde names a missing or unknown field between backquotes.
+            // serde names a missing or unknown field between backquotes (other messages quote
+            // the value, which is not a parameter's name).
             let text = e.to_string();
-            text.split('`').nth(1).unwrap_or("parameters").to_owned()
+            ["missing field `", "unknown field `"]
+                .iter()
+                .find_map(|start| {
+                    let rest = &text[text.find(start)? + start.len()..];
+                    rest.split('`').next().map(str::to_owned)
+                })
+                .unwrap_or_else(|| "parameters".to_owned())
         });
         debug!(method, parameter, error = %e, "invalid parameters");
         VarlinkError::invalid_parameter(&parameter)

@@ -64,6 +64,25 @@ impl IncomingReply<'_> {
     }
 }
 
+/// The most bytes of a name (of a method, an interface, a parameter or an error) that an error
+/// reply or a `Monitor` event repeats: a name the peer made up may be as large as a message,
+/// and repeated whole it would make a reply larger than the peer may receive.
+pub(crate) const MAX_REPEATED_NAME: usize = 512;
+
+/// `name`, cut to at most [`MAX_REPEATED_NAME`] bytes (on a character boundary) and ending in
+/// `…` if it was cut.
+pub(crate) fn bounded_name(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.len() <= MAX_REPEATED_NAME {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    const MARK: &str = "…";
+    let mut end = MAX_REPEATED_NAME - MARK.len();
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}{MARK}", &name[..end]))
+}
+
 /// `{}`, for calls and replies with no parameters.
 pub(crate) fn empty() -> &'static RawValue {
     // A constant that is valid JSON.

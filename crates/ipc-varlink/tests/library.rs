@@ -414,3 +414,56 @@ async fn a_reply_that_does_not_fit_its_type_names_the_method_and_the_connection_
     })
     .await;
 }
+
+#[tokio::test]
+async fn floats_keep_every_bit_through_a_service() {
+    #[derive(Serialize, Deserialize)]
+    struct Float {
+        x: f64,
+    }
+    let same = Interface::new("interface org.example.float\nmethod Same(x: float) -> (x: float)\n")
+        .unwrap()
+        .method(
+            "Same",
+            |p: Float, _ctx| async move { Ok::<_, VarlinkError>(p) },
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.sock");
+    let server = Server::builder(Service::builder().interface(same).build().unwrap())
+        .socket(&path)
+        .framing(Framing::Nul)
+        .bind()
+        .unwrap();
+    let handle = server.handle();
+    tokio::spawn(server.serve(std::future::pending()));
+    within(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // The default parser reads this one unit in the last place off.
+        let text = "18807550956297025341211";
+        let exact: f64 = text.parse().unwrap();
+        let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let call = format!(r#"{{"method":"org.example.float.Same","parameters":{{"x":{text}}}}}"#);
+        s.write_all(call.as_bytes()).await.unwrap();
+        s.write_all(b"\0").await.unwrap();
+        let mut reply = Vec::new();
+        while !reply.ends_with(b"\0") {
+            assert!(s.read_buf(&mut reply).await.unwrap() > 0);
+        }
+        let reply: Value = serde_json::from_slice(&reply[..reply.len() - 1]).unwrap();
+        let x = reply["parameters"]["x"].to_string();
+        assert_eq!(
+            x.parse::<f64>().unwrap().to_bits(),
+            exact.to_bits(),
+            "{text} came back as {x}"
+        );
+        // And through the client, both ways.
+        let mut c = VarlinkClient::connect(&path).await.unwrap();
+        let back: Float = c
+            .call("org.example.float.Same", &Float { x: exact })
+            .await
+            .unwrap();
+        assert_eq!(back.x.to_bits(), exact.to_bits());
+    })
+    .await;
+    handle.shutdown();
+}

@@ -208,3 +208,73 @@ fn running_out_of_file_descriptors_is_survived() {
     child.kill().unwrap();
     wait_within(&mut child);
 }
+
+#[test]
+fn one_user_cannot_take_every_connection_slot() {
+    // Two real users: the test runs as root and starts the other one with setpriv.
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: running as two users needs root (CI runs it as root)");
+        return;
+    }
+    let server = TestServer::start(&["--max-connections", "8", "--socket-mode", "0666"]);
+    // The user nobody may reach the socket.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(server.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // nobody opens 10 silent connections, with socat: each socat ends when the server closes
+    // its connection.
+    let mut hogs: Vec<Reaped> = (0..10)
+        .map(|_| {
+            let mut cmd = std::process::Command::new("setpriv");
+            clean_env(&mut cmd);
+            Reaped(
+                cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                    .arg("socat")
+                    .arg("-")
+                    .arg(format!("UNIX-CONNECT:{}", server.path().display()))
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    wait_until("four of nobody's connections are closed", || {
+        hogs.iter_mut()
+            .map(|h| h.try_wait().unwrap().is_some())
+            .filter(|&ended| ended)
+            .count()
+            >= 4
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let held = hogs
+        .iter_mut()
+        .map(|h| h.try_wait().unwrap().is_none())
+        .filter(|&running| running)
+        .count();
+    // Its share: three quarters of the 8 slots.
+    assert_eq!(held, 6, "nobody kept {held} connections");
+    // Root is served, within a second, again and again.
+    for round in 0..5 {
+        let started = std::time::Instant::now();
+        let mut s = server.connect();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        s.write_all(b"root\n").unwrap();
+        assert_eq!(read_line(&mut s).unwrap(), b"root", "round {round}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+    wait_until("the refusal is logged with the uid", || {
+        server.log().contains("uid=65534")
+            && server
+                .log()
+                .contains("this uid has its share of connections open")
+    });
+    // When nobody lets go, that is logged too, with how many were refused.
+    drop(hogs);
+    wait_until("leaving the share is logged", || {
+        server
+            .log()
+            .contains("this uid is below its share of connections again")
+    });
+    assert!(server.log().contains("refused=4"), "{}", server.log());
+}

@@ -129,7 +129,8 @@ async fn run_load_unbounded(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_connections_a_hundred_exchanges_each() {
     raise_fd_limit();
-    let server = TestServer::start(&[]);
+    // All from one user: its share is the whole cap.
+    let server = TestServer::start(&["--max-connections-per-uid", "1024"]);
     let done = run_load(server.path().to_owned(), 1000, 100, false, None).await;
     assert!(done.iter().all(|&n| n == 100));
 }
@@ -137,7 +138,14 @@ async fn a_thousand_connections_a_hundred_exchanges_each() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_everything_it_read() {
     raise_fd_limit();
-    let mut server = TestServer::start(&["--shutdown-timeout", "10", "--log-format", "json"]);
+    let mut server = TestServer::start(&[
+        "--shutdown-timeout",
+        "10",
+        "--log-format",
+        "json",
+        "--max-connections-per-uid",
+        "1024",
+    ]);
     let (tx, mut rx) = tokio::sync::mpsc::channel(1000);
     let load = tokio::spawn(run_load(
         server.path().to_owned(),

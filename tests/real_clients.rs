@@ -128,7 +128,14 @@ fn socat_gets_every_reply_while_its_input_stays_open() {
 
 #[test]
 fn subscribers_that_walk_away_free_their_connection_slots_at_once() {
-    let server = TestServer::start(&["--protocol", "varlink", "--max-connections", "4"]);
+    let server = TestServer::start(&[
+        "--protocol",
+        "varlink",
+        "--max-connections",
+        "4",
+        "--max-connections-per-uid",
+        "4",
+    ]);
     for round in 0..2 {
         let mut subscribers = Vec::new();
         for _ in 0..4 {

@@ -235,6 +235,9 @@ fn a_length_prefix_alone_commits_no_memory() {
                 "4294967295",
                 "--workers",
                 "1",
+                // The crowd is one user: its share is the whole cap.
+                "--max-connections-per-uid",
+                "1024",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -373,6 +373,8 @@ fn start_server(
                 .arg(&socket)
                 .args(["--protocol", protocol])
                 .args(["--framing", framing.as_str(), "--max-connections", "20000"])
+                // Every load comes from one user: its share is the whole cap.
+                .args(["--max-connections-per-uid", "20000"])
                 .args(["--idle-timeout", "0", "-q"])
                 .args(&config.server_args);
         }

@@ -119,6 +119,12 @@ impl<H: Handler> Builder<H> {
         self
     }
 
+    /// Sets [`ServerConfig::max_connections_per_uid`].
+    pub fn max_connections_per_uid(mut self, n: usize) -> Self {
+        self.config.max_connections_per_uid = Some(n);
+        self
+    }
+
     /// Sets [`ServerConfig::idle_timeout`].
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.config.idle_timeout = timeout;

@@ -11,6 +11,9 @@ use crate::error::ServerError;
 
 /// Default cap on open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default cap on open connections of one peer uid, when it is below three quarters of the
+/// global cap (see [`ServerConfig::connections_per_uid`]).
+pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 128;
 /// Default time a connection may go without sending a complete frame.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default longest time one handler call may take before its connection is closed.
@@ -38,6 +41,12 @@ pub struct ServerConfig {
     /// Most connections open at once; at the limit the server stops accepting (the kernel's
     /// backlog queues the rest) until one closes.
     pub max_connections: usize,
+    /// Most connections open at once from one peer uid (its `SO_PEERCRED` uid); one more is
+    /// closed as soon as it is accepted, with a log line naming the uid. `None` takes
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_UID`], or three quarters of `max_connections` if that is
+    /// less, so that no one uid can hold every slot (see
+    /// [`connections_per_uid`](Self::connections_per_uid)).
+    pub max_connections_per_uid: Option<usize>,
     /// A connection that sends no complete frame for this long, or does not take its replies for
     /// this long, is closed. `None` never closes idle connections.
     pub idle_timeout: Option<Duration>,
@@ -69,6 +78,7 @@ impl ServerConfig {
             framing: Framing::default(),
             max_frame: DEFAULT_MAX_FRAME,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_uid: None,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             concurrency: DEFAULT_CONCURRENCY,
@@ -81,6 +91,17 @@ impl ServerConfig {
 }
 
 impl ServerConfig {
+    /// The per-uid cap in force: [`max_connections_per_uid`](Self::max_connections_per_uid)
+    /// if set, else [`DEFAULT_MAX_CONNECTIONS_PER_UID`] or three quarters of
+    /// [`max_connections`](Self::max_connections), whichever is less (at least 1).
+    pub fn connections_per_uid(&self) -> usize {
+        self.max_connections_per_uid.unwrap_or_else(|| {
+            DEFAULT_MAX_CONNECTIONS_PER_UID
+                .min(self.max_connections - self.max_connections / 4)
+                .max(1)
+        })
+    }
+
     /// Checks every setting; the server calls this before it binds.
     ///
     /// # Errors
@@ -101,6 +122,15 @@ impl ServerConfig {
                 "max connections is {}; it must be between 1 and {max_connections}",
                 self.max_connections
             ));
+        }
+        if let Some(per_uid) = self.max_connections_per_uid {
+            if per_uid == 0 || per_uid > self.max_connections {
+                return bad(format!(
+                    "max connections per uid is {per_uid}; it must be between 1 and the max \
+                     connections ({})",
+                    self.max_connections
+                ));
+            }
         }
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
             return bad(format!(
@@ -131,6 +161,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_automatic_per_uid_cap_stays_below_the_global_one() {
+        let mut c = ServerConfig::new("/tmp/x.sock");
+        assert_eq!(c.connections_per_uid(), 128);
+        c.max_connections = 64;
+        assert_eq!(c.connections_per_uid(), 48);
+        c.max_connections = 1;
+        assert_eq!(c.connections_per_uid(), 1);
+        c.max_connections_per_uid = Some(1);
+        c.max_connections = 1024;
+        assert_eq!(c.connections_per_uid(), 1);
+    }
+
+    #[test]
     fn validation_names_the_setting_and_its_range() {
         let ok = ServerConfig::new("/tmp/x.sock");
         ok.validate().unwrap();
@@ -144,6 +187,12 @@ mod tests {
         let huge = err(|c| c.max_connections = usize::MAX);
         assert!(huge.contains("must be between 1 and"), "{huge}");
         assert!(err(|c| c.socket_mode = 0o4755).contains("at most 0777"));
+        assert!(err(|c| c.max_connections_per_uid = Some(0)).contains("per uid is 0"));
+        let over = err(|c| c.max_connections_per_uid = Some(2000));
+        assert!(
+            over.contains("between 1 and the max connections (1024)"),
+            "{over}"
+        );
         assert!(err(|c| c.concurrency = 0).contains("between 1 and 1024"));
         assert!(err(|c| c.idle_timeout = Some(Duration::ZERO)).contains("idle timeout"));
         assert!(err(|c| c.request_timeout = Some(Duration::ZERO)).contains("request timeout"));

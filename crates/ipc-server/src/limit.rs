@@ -1,13 +1,19 @@
-//! The connection cap: how many connections may be open at once.
+//! The connection caps: how many connections may be open at once, in all and per peer uid.
 //!
-//! A counter and a notification, rather than a semaphore: taking and returning a slot is one
-//! atomic operation each, with no lock, which matters because it happens for every
-//! connection. The accept loop is the only one that waits for a slot.
+//! The global cap is a counter and a notification, rather than a semaphore: taking and
+//! returning a slot is one atomic operation each, with no lock, which matters because it
+//! happens for every connection. The accept loop is the only one that waits for a slot.
+//!
+//! The per-uid cap is checked after `accept` (only then is the peer known): a connection over
+//! its uid's share is closed at once, so no uid can hold every slot and lock the others out.
+//! Reaching and leaving a uid's cap is logged once each, with the number refused meanwhile.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
+use tracing::{info, warn};
 
 /// The largest cap a server accepts (far above any process's descriptor limit; the counter
 /// has room above it).
@@ -53,7 +59,8 @@ impl ConnectionLimit {
         }
     }
 
-    fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
+    /// Takes a slot if one is free.
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<Slot> {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < self.max).then_some(open + 1)
@@ -72,10 +79,110 @@ impl Drop for Slot {
     }
 }
 
+/// At most `max` connections open at once for any one peer uid.
+#[derive(Debug)]
+pub(crate) struct UidLimit {
+    max: usize,
+    /// Open connections and connections refused since the cap was reached, per uid with any
+    /// open.
+    uids: Mutex<HashMap<u32, UidCount>>,
+}
+
+#[derive(Debug, Default)]
+struct UidCount {
+    open: usize,
+    refused: u64,
+}
+
+/// One open connection's place under its uid's cap, returned when dropped.
+#[derive(Debug)]
+pub(crate) struct UidSlot {
+    limit: Arc<UidLimit>,
+    uid: u32,
+}
+
+impl UidLimit {
+    /// A cap of `max` connections per uid (at least one).
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max: max.max(1),
+            uids: Mutex::default(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u32, UidCount>> {
+        // The map is left consistent at every point a panic could occur.
+        self.uids
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes a slot for a connection of `uid`, or `None` if the uid has its share open.
+    pub(crate) fn try_acquire(self: &Arc<Self>, uid: u32) -> Option<UidSlot> {
+        let mut uids = self.lock();
+        let count = uids.entry(uid).or_default();
+        if count.open >= self.max {
+            count.refused += 1;
+            if count.refused == 1 {
+                drop(uids);
+                warn!(
+                    uid,
+                    max = self.max,
+                    "this uid has its share of connections open; closing its new ones until one \
+                     of them closes (logged again then)"
+                );
+            }
+            return None;
+        }
+        count.open += 1;
+        Some(UidSlot {
+            limit: Arc::clone(self),
+            uid,
+        })
+    }
+}
+
+impl Drop for UidSlot {
+    fn drop(&mut self) {
+        let mut uids = self.limit.lock();
+        let Some(count) = uids.get_mut(&self.uid) else {
+            return;
+        };
+        count.open -= 1;
+        let refused = std::mem::take(&mut count.refused);
+        if count.open == 0 {
+            uids.remove(&self.uid);
+        }
+        drop(uids);
+        if refused > 0 {
+            info!(
+                uid = self.uid,
+                refused, "this uid is below its share of connections again"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn each_uid_gets_its_share_and_no_more() {
+        let limit = UidLimit::new(2);
+        let a1 = limit.try_acquire(1).unwrap();
+        let _a2 = limit.try_acquire(1).unwrap();
+        assert!(limit.try_acquire(1).is_none(), "a third for uid 1");
+        let b = limit.try_acquire(2).expect("another uid is not held back");
+        drop(a1);
+        let _a3 = limit.try_acquire(1).expect("a returned slot is free again");
+        drop(b);
+        assert!(
+            !limit.lock().contains_key(&2),
+            "a uid with none open is forgotten"
+        );
+    }
 
     #[tokio::test]
     async fn waits_while_all_slots_are_taken() {

@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
 use crate::conn::Connection;
-use crate::limit::{ConnectionLimit, Slot};
+use crate::limit::{ConnectionLimit, Slot, UidLimit};
 use crate::session::Session;
 use ipc_core::Trigger;
 
@@ -28,6 +28,8 @@ pub(crate) struct Listener<H> {
     pub(crate) config: Arc<ServerConfig>,
     /// One slot per open connection, taken before `accept`.
     pub(crate) limit: Arc<ConnectionLimit>,
+    /// One slot per open connection of a uid, taken once the peer is known.
+    pub(crate) uids: Arc<UidLimit>,
     /// Graceful shutdown: sessions finish the requests already read, then close.
     pub(crate) shutdown: Trigger,
     /// Forced shutdown: sessions are dropped where they stand.
@@ -41,10 +43,26 @@ impl<H: Handler> Listener<H> {
     /// and survived.
     pub(crate) async fn run(&mut self) {
         loop {
-            let slot = self.limit.acquire().await;
+            let slot = match self.limit.try_acquire() {
+                Some(slot) => slot,
+                None => self.wait_for_a_slot().await,
+            };
             let stream = self.accept().await;
             self.admit(slot, stream);
         }
+    }
+
+    /// Waits for a connection to close while every slot is taken, and logs the start and the
+    /// end of the wait (once each: new connections wait in the backlog meanwhile).
+    async fn wait_for_a_slot(&self) -> Slot {
+        let since = std::time::Instant::now();
+        warn!(
+            max_connections = self.config.max_connections,
+            "every connection slot is taken; new connections wait until one closes"
+        );
+        let slot = self.limit.acquire().await;
+        info!(waited = ?since.elapsed(), "a connection slot is free again");
+        slot
     }
 
     /// At a graceful stop of a server that owns its listening socket: accepts the connections
@@ -108,6 +126,14 @@ impl<H: Handler> Listener<H> {
             );
             return;
         }
+        let Some(uid_slot) = self.uids.try_acquire(peer.uid) else {
+            debug!(
+                conn = id,
+                uid = peer.uid,
+                "this uid has its share open; closing"
+            );
+            return;
+        };
         debug!(
             conn = id,
             uid = peer.uid,
@@ -127,7 +153,9 @@ impl<H: Handler> Listener<H> {
         // being copied at each layer of the spawn.
         let session = Box::pin(session.run());
         let task = async move {
-            let _slot = slot;
+            // The uid's slot goes back first: the global one wakes the accept loop, whose next
+            // connection may be of the same uid.
+            let _slots = (uid_slot, slot);
             // The session logs how it ended, also when a forced shutdown drops it.
             session.await;
         };

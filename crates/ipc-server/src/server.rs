@@ -13,7 +13,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::limit::ConnectionLimit;
+use crate::limit::{ConnectionLimit, UidLimit};
 use ipc_core::Handler;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -224,6 +224,7 @@ impl<H: Handler> Server<H> {
             framing = %config.framing,
             max_frame = config.max_frame,
             max_connections = config.max_connections,
+            max_connections_per_uid = config.connections_per_uid(),
             request_timeout = ?config.request_timeout,
             "listening"
         );
@@ -232,6 +233,7 @@ impl<H: Handler> Server<H> {
             listener,
             handler,
             limit: ConnectionLimit::new(config.max_connections),
+            uids: UidLimit::new(config.connections_per_uid()),
             config: Arc::clone(&config),
             shutdown: handle.shutdown.clone(),
             force: handle.force.clone(),

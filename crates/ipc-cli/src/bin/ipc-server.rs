@@ -55,6 +55,12 @@ struct Cli {
     )]
     max_connections: usize,
 
+    /// Most connections open at once from one user (peer uid); a further one from that user is
+    /// closed at once, so no user can take every slot. Default: 128, or three quarters of
+    /// --max-connections if that is less.
+    #[arg(long, value_name = "N", env = "IPC_MAX_CONNECTIONS_PER_UID")]
+    max_connections_per_uid: Option<usize>,
+
     /// Close a connection that sends no complete message, or takes no reply, for this many
     /// seconds (0 = never).
     #[arg(
@@ -317,6 +323,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     config.framing = framing;
     config.max_frame = cli.socket.max_frame;
     config.max_connections = cli.max_connections;
+    config.max_connections_per_uid = cli.max_connections_per_uid;
     config.idle_timeout = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
     config.request_timeout = (!cli.request_timeout.is_zero()).then_some(cli.request_timeout);
     config.concurrency = cli.concurrency;

@@ -63,6 +63,17 @@ fn connection_cap_queues_the_rest_until_one_closes() {
     drop(a);
     c.set_read_timeout(Some(PATIENCE)).unwrap();
     assert_eq!(read_line(&mut c).unwrap(), b"queued");
+    // Reaching the cap and leaving it are logged once each (not once per waiting client).
+    wait_until("the cap is logged", || {
+        server.log().contains("a connection slot is free again")
+    });
+    let log = server.log();
+    let until_free = &log[..log.find("a connection slot is free again").unwrap()];
+    assert_eq!(
+        until_free.matches("every connection slot is taken").count(),
+        1,
+        "{log}"
+    );
 }
 
 #[test]

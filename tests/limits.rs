@@ -289,3 +289,30 @@ fn one_user_cannot_take_every_connection_slot() {
     });
     assert!(server.log().contains("refused=4"), "{}", server.log());
 }
+
+#[test]
+fn a_member_of_an_allowed_group_through_a_supplementary_group_is_admitted() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: running as another user needs root (CI runs it as root)");
+        return;
+    }
+    let server = TestServer::start(&["--allow-gid", "4242", "--socket-mode", "0666"]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(server.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // nobody, whose primary group is nogroup: only its supplementary groups differ.
+    let as_nobody = |groups: &str| {
+        let mut cmd = std::process::Command::new("setpriv");
+        clean_env(&mut cmd);
+        cmd.args(["--reuid=65534", "--regid=65534", groups, "--"])
+            .args(["socat", "-t", "5", "-"])
+            .arg(format!("UNIX-CONNECT:{}", server.path().display()))
+            .output_fed_within(b"member\n")
+    };
+    let member = as_nobody("--groups=4242");
+    assert_eq!(member.stdout, b"member\n", "{member:?}");
+    let outsider = as_nobody("--clear-groups");
+    assert_eq!(outsider.stdout, b"", "{outsider:?}");
+    wait_until("the refusal is logged", || {
+        server.log().contains("peer not on the allow-list")
+    });
+}

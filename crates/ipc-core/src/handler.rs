@@ -167,8 +167,8 @@ impl Handler for BoxHandler {
 }
 
 /// The credentials of the process at the other end of a connection, as the kernel reported them
-/// when it connected (`SO_PEERCRED`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// when it connected (`SO_PEERCRED`, and `SO_PEERGROUPS` for its supplementary groups).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct PeerCredentials {
     /// The peer's effective user id.
@@ -177,12 +177,32 @@ pub struct PeerCredentials {
     pub gid: u32,
     /// The peer's process id, where the platform reports it.
     pub pid: Option<i32>,
+    /// The peer's supplementary groups (Linux 4.13 and later report them; empty where the
+    /// kernel does not).
+    pub groups: Arc<[u32]>,
 }
 
 impl PeerCredentials {
-    /// Credentials with the given user, group and process ids.
+    /// Credentials with the given user, group and process ids, and no supplementary groups.
     pub fn new(uid: u32, gid: u32, pid: Option<i32>) -> Self {
-        Self { uid, gid, pid }
+        Self {
+            uid,
+            gid,
+            pid,
+            groups: Arc::from([]),
+        }
+    }
+
+    /// These credentials with `groups` as the supplementary groups.
+    pub fn with_groups(mut self, groups: impl Into<Arc<[u32]>>) -> Self {
+        self.groups = groups.into();
+        self
+    }
+
+    /// Whether the peer is a member of `gid`: its primary group, or one of its supplementary
+    /// groups, as the kernel counts membership.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.groups.contains(&gid)
     }
 }
 
@@ -252,8 +272,8 @@ impl Context {
     }
 
     /// The credentials of the connected process.
-    pub fn peer(&self) -> PeerCredentials {
-        self.peer
+    pub fn peer(&self) -> &PeerCredentials {
+        &self.peer
     }
 }
 

@@ -1,10 +1,12 @@
 //! Who may talk to the server: allow-lists checked against the peer credentials the kernel
-//! reports for each connection (`SO_PEERCRED`), on top of the socket file's mode and group.
+//! reports for each connection (`SO_PEERCRED`, and `SO_PEERGROUPS` for its supplementary
+//! groups), on top of the socket file's mode and group.
 
 use ipc_core::PeerCredentials;
 
 /// Allow-lists of user and group ids. A peer is admitted when both lists are empty, or when its
-/// uid is in the uid list, or its gid is in the gid list.
+/// uid is in the uid list, or it is a member (primary or supplementary) of a group in the gid
+/// list.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccessPolicy {
     uids: Vec<u32>,
@@ -23,9 +25,13 @@ impl AccessPolicy {
         !self.uids.is_empty() || !self.gids.is_empty()
     }
 
-    /// Whether `peer` may talk to the server.
+    /// Whether `peer` may talk to the server: its uid is on the uid list, or it is a member of
+    /// a group on the gid list (its primary group or a supplementary one, as the kernel counts
+    /// membership).
     pub fn admits(&self, peer: &PeerCredentials) -> bool {
-        !self.is_restricted() || self.uids.contains(&peer.uid) || self.gids.contains(&peer.gid)
+        !self.is_restricted()
+            || self.uids.contains(&peer.uid)
+            || self.gids.iter().any(|&gid| peer.in_group(gid))
     }
 }
 
@@ -44,5 +50,8 @@ mod tests {
         assert!(p.admits(&PeerCredentials::new(1000, 1, None)));
         assert!(p.admits(&PeerCredentials::new(7, 50, None)));
         assert!(!p.admits(&PeerCredentials::new(0, 0, Some(1))));
+        let member = PeerCredentials::new(7, 7, None).with_groups([3, 50]);
+        assert!(p.admits(&member), "a supplementary group counts");
+        assert!(!p.admits(&PeerCredentials::new(7, 7, None).with_groups([3])));
     }
 }

@@ -63,8 +63,10 @@ impl Connection {
 
     /// The peer's user, group and process ids (`SO_PEERCRED`).
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        let c = getsockopt(self.fd()?.get_ref(), sockopt::PeerCredentials)?;
-        Ok(PeerCredentials::new(c.uid(), c.gid(), Some(c.pid())))
+        let stream = self.fd()?.get_ref();
+        let c = getsockopt(stream, sockopt::PeerCredentials)?;
+        let peer = PeerCredentials::new(c.uid(), c.gid(), Some(c.pid()));
+        Ok(peer.with_groups(peer_groups(stream)?))
     }
 
     /// One send of what `buf` holds (vectored when it holds several chunks), without waiting;
@@ -304,6 +306,43 @@ fn recv_uninit<'b>(
     Ok(filled)
 }
 
+/// The supplementary groups of the process at the other end of `stream` (`SO_PEERGROUPS`,
+/// which neither nix nor rustix wraps); empty on a kernel older than 4.13, which has no such
+/// option.
+fn peer_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
+    // Most processes have a few groups; a larger list is asked for again at its size.
+    let mut groups: Vec<nix::libc::gid_t> = vec![0; 32];
+    loop {
+        let mut len =
+            (groups.len() * std::mem::size_of::<nix::libc::gid_t>()) as nix::libc::socklen_t;
+        // SAFETY: `groups` is valid for writes of `len` bytes, which the kernel writes at most;
+        // it sets `len` to the bytes written (or, with ERANGE, to the bytes needed).
+        let rc = unsafe {
+            nix::libc::getsockopt(
+                stream.as_raw_fd(),
+                nix::libc::SOL_SOCKET,
+                nix::libc::SO_PEERGROUPS,
+                groups.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let count = len as usize / std::mem::size_of::<nix::libc::gid_t>();
+        if rc == 0 {
+            groups.truncate(count.min(groups.len()));
+            return Ok(groups);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // The kernel counts at most NGROUPS_MAX (65,536) groups.
+            Some(nix::libc::ERANGE) if count > groups.len() && count <= 65_536 => {
+                groups.resize(count, 0);
+            }
+            Some(nix::libc::ENOPROTOOPT) => return Ok(Vec::new()),
+            _ => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +462,18 @@ mod tests {
         let (conn, _peer) = pair();
         let peer = conn.peer_credentials().unwrap();
         assert_eq!(peer.uid, nix::unistd::getuid().as_raw());
+        let mut mine: Vec<u32> = nix::unistd::getgroups()
+            .unwrap()
+            .into_iter()
+            .map(|g| g.as_raw())
+            .collect();
+        let mut theirs = peer.groups.to_vec();
+        mine.sort_unstable();
+        theirs.sort_unstable();
+        assert_eq!(
+            theirs, mine,
+            "the supplementary groups, as getgroups(2) says"
+        );
         assert_eq!(peer.pid, Some(std::process::id() as i32));
     }
 }

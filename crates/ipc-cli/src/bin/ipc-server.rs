@@ -127,8 +127,8 @@ struct Cli {
     )]
     allow_uids: Vec<u32>,
 
-    /// Admit only peers with this group id (repeatable; a peer matching either list is
-    /// admitted).
+    /// Admit only peers in this group, as their primary or a supplementary group (repeatable;
+    /// a peer matching either list is admitted).
     #[arg(
         long = "allow-gid",
         value_name = "GID",

@@ -310,6 +310,10 @@ fn a_member_of_an_allowed_group_through_a_supplementary_group_is_admitted() {
     };
     let member = as_nobody("--groups=4242");
     assert_eq!(member.stdout, b"member\n", "{member:?}");
+    // Also when the group is the last of more than fit the first look (32).
+    let many: Vec<String> = (4200..=4242).map(|g| g.to_string()).collect();
+    let member = as_nobody(&format!("--groups={}", many.join(",")));
+    assert_eq!(member.stdout, b"member\n", "{member:?}");
     let outsider = as_nobody("--clear-groups");
     assert_eq!(outsider.stdout, b"", "{outsider:?}");
     wait_until("the refusal is logged", || {

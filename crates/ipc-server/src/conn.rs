@@ -309,38 +309,44 @@ fn recv_uninit<'b>(
 /// The supplementary groups of the process at the other end of `stream` (`SO_PEERGROUPS`,
 /// which neither nix nor rustix wraps); empty on a kernel older than 4.13, which has no such
 /// option.
-fn peer_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
-    // Most processes have a few groups; a larger list is asked for again at its size.
-    let mut groups: Vec<nix::libc::gid_t> = vec![0; 32];
-    loop {
-        let mut len =
-            (groups.len() * std::mem::size_of::<nix::libc::gid_t>()) as nix::libc::socklen_t;
-        // SAFETY: `groups` is valid for writes of `len` bytes, which the kernel writes at most;
+fn peer_groups(stream: &UnixStream) -> io::Result<std::sync::Arc<[u32]>> {
+    use nix::libc::{ENOPROTOOPT, ERANGE, SO_PEERGROUPS, SOL_SOCKET, gid_t, socklen_t};
+    const GID: usize = std::mem::size_of::<gid_t>();
+    let get = |buf: &mut [gid_t]| -> Result<usize, (io::Error, usize)> {
+        let mut len = std::mem::size_of_val(buf) as socklen_t;
+        // SAFETY: `buf` is valid for writes of `len` bytes, which the kernel writes at most;
         // it sets `len` to the bytes written (or, with ERANGE, to the bytes needed).
         let rc = unsafe {
             nix::libc::getsockopt(
                 stream.as_raw_fd(),
-                nix::libc::SOL_SOCKET,
-                nix::libc::SO_PEERGROUPS,
-                groups.as_mut_ptr().cast(),
+                SOL_SOCKET,
+                SO_PEERGROUPS,
+                buf.as_mut_ptr().cast(),
                 &mut len,
             )
         };
-        let count = len as usize / std::mem::size_of::<nix::libc::gid_t>();
+        let count = len as usize / GID;
         if rc == 0 {
-            groups.truncate(count.min(groups.len()));
-            return Ok(groups);
+            Ok(count.min(buf.len()))
+        } else {
+            Err((io::Error::last_os_error(), count))
         }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            // The kernel counts at most NGROUPS_MAX (65,536) groups.
-            Some(nix::libc::ERANGE) if count > groups.len() && count <= 65_536 => {
-                groups.resize(count, 0);
-            }
-            Some(nix::libc::ENOPROTOOPT) => return Ok(Vec::new()),
-            _ => return Err(e),
+    };
+    // Most processes have a few groups: they are read on the stack, and only a longer list is
+    // asked for again, at its size (at most NGROUPS_MAX, 65,536).
+    let mut few = [0 as gid_t; 32];
+    let needed = match get(&mut few) {
+        Ok(count) => return Ok(std::sync::Arc::from(&few[..count])),
+        Err((e, _)) if e.raw_os_error() == Some(ENOPROTOOPT) => {
+            return Ok(std::sync::Arc::from([]));
         }
-    }
+        Err((e, needed)) if e.raw_os_error() == Some(ERANGE) && needed <= 65_536 => needed,
+        Err((e, _)) => return Err(e),
+    };
+    let mut many = vec![0 as gid_t; needed];
+    let count = get(&mut many).map_err(|(e, _)| e)?;
+    many.truncate(count);
+    Ok(std::sync::Arc::from(many))
 }
 
 #[cfg(test)]

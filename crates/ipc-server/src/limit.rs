@@ -85,7 +85,30 @@ pub(crate) struct UidLimit {
     max: usize,
     /// Open connections and connections refused since the cap was reached, per uid with any
     /// open.
-    uids: Mutex<HashMap<u32, UidCount>>,
+    uids: Mutex<HashMap<u32, UidCount, UidHash>>,
+}
+
+/// Hashes a uid with one multiplication (Fibonacci hashing), instead of the default SipHash:
+/// the map is looked up twice per connection, and uids are not chosen by the peer.
+type UidHash = std::hash::BuildHasherDefault<UidHasher>;
+
+#[derive(Debug, Default)]
+struct UidHasher(u64);
+
+impl std::hash::Hasher for UidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -102,15 +125,18 @@ pub(crate) struct UidSlot {
 }
 
 impl UidLimit {
-    /// A cap of `max` connections per uid (at least one).
-    pub(crate) fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self {
-            max: max.max(1),
-            uids: Mutex::default(),
+    /// A cap of `max` connections per uid (at least one), under a global cap of `global`; none
+    /// at all if it is no lower than the global cap, which then bounds every uid alone.
+    pub(crate) fn new(max: usize, global: usize) -> Option<Arc<Self>> {
+        (max < global).then(|| {
+            Arc::new(Self {
+                max: max.max(1),
+                uids: Mutex::default(),
+            })
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u32, UidCount>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u32, UidCount, UidHash>> {
         // The map is left consistent at every point a panic could occur.
         self.uids
             .lock()
@@ -170,7 +196,11 @@ mod tests {
 
     #[test]
     fn each_uid_gets_its_share_and_no_more() {
-        let limit = UidLimit::new(2);
+        assert!(
+            UidLimit::new(8, 8).is_none(),
+            "no per-uid cap at the global one"
+        );
+        let limit = UidLimit::new(2, 8).unwrap();
         let a1 = limit.try_acquire(1).unwrap();
         let _a2 = limit.try_acquire(1).unwrap();
         assert!(limit.try_acquire(1).is_none(), "a third for uid 1");

@@ -28,8 +28,9 @@ pub(crate) struct Listener<H> {
     pub(crate) config: Arc<ServerConfig>,
     /// One slot per open connection, taken before `accept`.
     pub(crate) limit: Arc<ConnectionLimit>,
-    /// One slot per open connection of a uid, taken once the peer is known.
-    pub(crate) uids: Arc<UidLimit>,
+    /// One slot per open connection of a uid, taken once the peer is known (none when the
+    /// per-uid cap is no lower than the global one).
+    pub(crate) uids: Option<Arc<UidLimit>>,
     /// Graceful shutdown: sessions finish the requests already read, then close.
     pub(crate) shutdown: Trigger,
     /// Forced shutdown: sessions are dropped where they stand.
@@ -126,13 +127,19 @@ impl<H: Handler> Listener<H> {
             );
             return;
         }
-        let Some(uid_slot) = self.uids.try_acquire(peer.uid) else {
-            debug!(
-                conn = id,
-                uid = peer.uid,
-                "this uid has its share open; closing"
-            );
-            return;
+        let uid_slot = match &self.uids {
+            Some(uids) => match uids.try_acquire(peer.uid) {
+                Some(slot) => Some(slot),
+                None => {
+                    debug!(
+                        conn = id,
+                        uid = peer.uid,
+                        "this uid has its share open; closing"
+                    );
+                    return;
+                }
+            },
+            None => None,
         };
         debug!(
             conn = id,

@@ -233,7 +233,7 @@ impl<H: Handler> Server<H> {
             listener,
             handler,
             limit: ConnectionLimit::new(config.max_connections),
-            uids: UidLimit::new(config.connections_per_uid()),
+            uids: UidLimit::new(config.connections_per_uid(), config.max_connections),
             config: Arc::clone(&config),
             shutdown: handle.shutdown.clone(),
             force: handle.force.clone(),

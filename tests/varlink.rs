@@ -627,3 +627,84 @@ fn huge_method_names_reach_monitor_subscribers_cut_and_pin_no_memory() {
         assert_eq!(event["error"], json!("org.varlink.service.MethodNotFound"));
     }
 }
+
+#[test]
+fn stats_counts_the_connections_the_caps_turned_away_or_made_wait() {
+    let server = TestServer::start(&[
+        "--protocol",
+        "varlink",
+        "--max-connections",
+        "3",
+        "--max-connections-per-uid",
+        "2",
+    ]);
+    let echo = |s: &mut std::os::unix::net::UnixStream| {
+        call_on(
+            s,
+            br#"{"method":"io.ipc.Messages.Echo","parameters":{"message":"x"}}"#,
+        )
+    };
+    // The harness's probe connection must be gone before the share is counted.
+    wait_until("the probe connection is closed", || {
+        server.log().contains("closed answered=0")
+    });
+    // This uid's share is 2: a third connection is closed at once, twice.
+    let mut a = server.connect();
+    let mut b = server.connect();
+    echo(&mut a);
+    echo(&mut b);
+    for _ in 0..2 {
+        let mut refused = server.connect();
+        let _ = refused.write_all(b"{\"method\":\"io.ipc.Server.Stats\"}\0");
+        assert_eq!(read_to_close(&mut refused).unwrap_or_default(), b"");
+    }
+    drop(b);
+    // The reference client reads the counters.
+    let stats: Value = serde_json::from_str(&run_python(
+        "import json, sys, varlink\n\
+         with varlink.Client(address='unix:' + sys.argv[1]) as c:\n\
+         \x20   with c.open('io.ipc.Server') as s:\n\
+         \x20       print(json.dumps(s.Stats()))\n",
+        server.path(),
+    ))
+    .unwrap();
+    assert_eq!(stats["refused_uid_share"], json!(2), "{stats}");
+    assert_eq!(stats["refused_allow_list"], json!(0), "{stats}");
+    assert_eq!(stats["connection_cap_reached"], json!(0), "{stats}");
+    drop(a);
+
+    // Every slot taken: counted each time it happens (the harness's probe and `a`, then `a`
+    // and `b`, then `b` and the waiting client), not once per waiting client.
+    let server = TestServer::start(&["--protocol", "varlink", "--max-connections", "2"]);
+    let mut a = server.connect();
+    let mut b = server.connect();
+    echo(&mut a);
+    echo(&mut b);
+    let mut waiting = server.connect();
+    waiting
+        .write_all(b"{\"method\":\"io.ipc.Server.Stats\"}\0")
+        .unwrap();
+    drop(a);
+    let stats: Value = serde_json::from_slice(&read_nul(&mut waiting).unwrap()).unwrap();
+    let reached = stats["parameters"]["connection_cap_reached"]
+        .as_u64()
+        .unwrap();
+    assert!((1..=3).contains(&reached), "{stats}");
+    drop(b);
+}
+
+/// Runs a Python script with the reference `varlink` package, with `path` as its argument, and
+/// returns what it printed.
+fn run_python(script: &str, path: &std::path::Path) -> String {
+    let out = Command::new(varlink_python())
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output_within();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}

@@ -119,6 +119,13 @@ impl<H: Handler> Builder<H> {
         self
     }
 
+    /// Sets [`ServerConfig::counters`]: where the server counts the connections its caps and
+    /// allow-lists turned away or made wait.
+    pub fn counters(mut self, counters: std::sync::Arc<ipc_core::ServerCounters>) -> Self {
+        self.config.counters = counters;
+        self
+    }
+
     /// Sets [`ServerConfig::max_connections_per_uid`].
     pub fn max_connections_per_uid(mut self, n: usize) -> Self {
         self.config.max_connections_per_uid = Some(n);

@@ -2,9 +2,10 @@
 //! binary and a line in the README.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use ipc_core::{DEFAULT_MAX_FRAME, Framing};
+use ipc_core::{DEFAULT_MAX_FRAME, Framing, ServerCounters};
 
 use crate::access::AccessPolicy;
 use crate::error::ServerError;
@@ -68,6 +69,9 @@ pub struct ServerConfig {
     pub socket_group: Option<u32>,
     /// Which peers may talk to the server.
     pub access: AccessPolicy,
+    /// Where the server counts the connections its caps and allow-lists turned away or made
+    /// wait; share it with a service that reports them (the Varlink `io.ipc.Server.Stats`).
+    pub counters: Arc<ServerCounters>,
 }
 
 impl ServerConfig {
@@ -86,6 +90,7 @@ impl ServerConfig {
             socket_mode: DEFAULT_SOCKET_MODE,
             socket_group: None,
             access: AccessPolicy::default(),
+            counters: Arc::default(),
         }
     }
 }

@@ -69,6 +69,6 @@ pub use error::ServerError;
 pub use ipc_core::tower;
 pub use ipc_core::{
     Ack, BoxError, BoxHandler, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials,
-    ReplyStream, Response, default_socket_path, handler_fn,
+    ReplyStream, Response, ServerCounters, default_socket_path, handler_fn,
 };
 pub use server::{Server, ShutdownHandle};

@@ -57,6 +57,7 @@ impl<H: Handler> Listener<H> {
     /// end of the wait (once each: new connections wait in the backlog meanwhile).
     async fn wait_for_a_slot(&self) -> Slot {
         let since = std::time::Instant::now();
+        self.config.counters.count_connection_cap_reached();
         warn!(
             max_connections = self.config.max_connections,
             "every connection slot is taken; new connections wait until one closes"
@@ -125,6 +126,7 @@ impl<H: Handler> Listener<H> {
                 pid = peer.pid,
                 "peer not on the allow-list; closing"
             );
+            self.config.counters.count_refused_allow_list();
             return;
         }
         let uid_slot = match &self.uids {
@@ -136,6 +138,7 @@ impl<H: Handler> Listener<H> {
                         uid = peer.uid,
                         "this uid has its share open; closing"
                     );
+                    self.config.counters.count_refused_uid_share();
                     return;
                 }
             },

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use ipc_core::Context;
+use ipc_core::{Context, ServerCounters};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -37,10 +37,14 @@ pub(crate) struct Counters {
     errors: u64,
     bytes_received: u64,
     bytes_sent: u64,
+    connection_cap_reached: u64,
+    refused_uid_share: u64,
+    refused_allow_list: u64,
 }
 
 impl Stats {
-    pub(crate) fn snapshot(&self) -> Counters {
+    /// The counters, with those of the server the service runs in.
+    pub(crate) fn snapshot(&self, server: &ServerCounters) -> Counters {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Counters {
             connections_open: load(&self.connections_open),
@@ -49,6 +53,9 @@ impl Stats {
             errors: load(&self.errors),
             bytes_received: load(&self.bytes_received),
             bytes_sent: load(&self.bytes_sent),
+            connection_cap_reached: server.connection_cap_reached(),
+            refused_uid_share: server.refused_uid_share(),
+            refused_allow_list: server.refused_allow_list(),
         }
     }
 
@@ -123,6 +130,8 @@ impl Event {
 #[derive(Debug)]
 pub(crate) struct Observer {
     pub(crate) stats: Stats,
+    /// The server's own counters (all 0 unless the service was given them).
+    pub(crate) server: Arc<ServerCounters>,
     events: broadcast::Sender<Event>,
     /// Open subscriptions: one atomic load tells every call whether to make events at all
     /// (the channel's own count takes its lock).
@@ -143,10 +152,12 @@ impl Drop for Subscription {
 }
 
 impl Observer {
-    /// An observer that keeps up to `backlog` events (at least 1) for a subscriber.
-    pub(crate) fn new(backlog: usize) -> Self {
+    /// An observer that keeps up to `backlog` events (at least 1) for a subscriber, and
+    /// reports `server`'s counters beside its own.
+    pub(crate) fn new(backlog: usize, server: Arc<ServerCounters>) -> Self {
         Self {
             stats: Stats::default(),
+            server,
             events: broadcast::channel(backlog.max(1)).0,
             subscribers: Arc::default(),
         }

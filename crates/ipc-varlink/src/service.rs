@@ -40,6 +40,7 @@ pub struct ServiceBuilder {
     interfaces: Vec<Interface>,
     server_interface: bool,
     monitor_backlog: usize,
+    server_counters: Option<Arc<ipc_core::ServerCounters>>,
 }
 
 impl ServiceBuilder {
@@ -89,6 +90,14 @@ impl ServiceBuilder {
         self
     }
 
+    /// The counters of the server this service runs in (give the server the same ones, with
+    /// `ipc_server::Builder::counters`): `io.ipc.Server.Stats` then reports how often its
+    /// connection caps and allow-lists came into play. Without them those fields are 0.
+    pub fn server_counters(mut self, counters: Arc<ipc_core::ServerCounters>) -> Self {
+        self.server_counters = Some(counters);
+        self
+    }
+
     /// Builds the service.
     ///
     /// # Errors
@@ -96,7 +105,10 @@ impl ServiceBuilder {
     /// [`BuildError::UnknownMethod`] if a method was implemented that its interface does not
     /// describe; [`BuildError::DuplicateInterface`] if two interfaces share a name.
     pub fn build(self) -> Result<Service, BuildError> {
-        let observer = Arc::new(Observer::new(self.monitor_backlog));
+        let observer = Arc::new(Observer::new(
+            self.monitor_backlog,
+            self.server_counters.unwrap_or_default(),
+        ));
         let mut interfaces = Vec::new();
         if self.server_interface {
             interfaces.push(standard::server_interface(Arc::clone(&observer)));
@@ -250,6 +262,7 @@ impl Service {
             interfaces: Vec::new(),
             server_interface: false,
             monitor_backlog: crate::DEFAULT_MONITOR_BACKLOG,
+            server_counters: None,
         }
     }
 

@@ -71,14 +71,20 @@ type Event (
 )
 
 # The counters since the server started. Bytes count whole messages on the
-# wire, NUL included.
+# wire, NUL included. connection_cap_reached: times every connection slot was
+# taken (new connections waited); refused_uid_share: connections closed because
+# their uid had its share open; refused_allow_list: connections closed because
+# their peer was on no allow-list.
 method Stats() -> (
   connections_open: int,
   connections_served: int,
   calls: int,
   errors: int,
   bytes_received: int,
-  bytes_sent: int
+  bytes_sent: int,
+  connection_cap_reached: int,
+  refused_uid_share: int,
+  refused_allow_list: int
 )
 
 # Call with more: a reply for every connection opened or closed and every
@@ -167,7 +173,7 @@ pub(crate) fn server_interface(observer: Arc<Observer>) -> Interface {
     let stats = Arc::clone(&observer);
     parse(SERVER_IDL)
         .method("Stats", move |_: Empty, _ctx: Context| {
-            let counters = stats.stats.snapshot();
+            let counters = stats.stats.snapshot(&stats.server);
             async move { Ok::<_, VarlinkError>(counters) }
         })
         .streaming("Monitor", move |_: Empty, _ctx: Context| {

@@ -255,7 +255,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     runtime.block_on(async {
         match (cli.protocol, cli.mode) {
             (Protocol::Varlink, _) => {
-                let service = varlink(&cli.ack_text, cli.monitor_backlog)?;
+                // Stats reports the server's own counters too.
+                let counters = std::sync::Arc::clone(&config.counters);
+                let service = varlink(&cli.ack_text, cli.monitor_backlog, counters)?;
                 serve(config, inherited, service).await
             }
             (Protocol::Plain, Mode::Echo) => serve(config, inherited, Echo).await,
@@ -265,8 +267,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// The built-in Varlink service: io.ipc.Messages, io.ipc.Server and org.varlink.service.
-fn varlink(ack_text: &str, monitor_backlog: usize) -> Result<ipc_varlink::Service, Failure> {
+fn varlink(
+    ack_text: &str,
+    monitor_backlog: usize,
+    counters: std::sync::Arc<ipc_server::ServerCounters>,
+) -> Result<ipc_varlink::Service, Failure> {
     ipc_varlink::Service::builder()
+        .server_counters(counters)
         .vendor("ipc")
         .product("ipc-server")
         .version(env!("CARGO_PKG_VERSION"))

@@ -320,3 +320,81 @@ fn a_member_of_an_allowed_group_through_a_supplementary_group_is_admitted() {
         server.log().contains("peer not on the allow-list")
     });
 }
+
+#[test]
+fn unfinished_messages_cannot_exhaust_the_servers_memory() {
+    // Under a 256 MiB address-space limit, 500 connections each send 128 KB of a Varlink call
+    // that never ends: the server must not abort, and must answer other clients throughout.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("budget.sock");
+    let log = dir.path().join("log");
+    let mut cmd = std::process::Command::new("prlimit");
+    clean_env(&mut cmd);
+    let mut server = Reaped(
+        cmd.arg("--as=268435456")
+            .arg("--")
+            .arg(server_bin())
+            .arg("--socket")
+            .arg(&path)
+            .args(["--protocol", "varlink"])
+            .args(["--max-connections-per-uid", "1024"])
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("prlimit (util-linux)"),
+    );
+    wait_until("the server listens", || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
+    let echo = || {
+        let mut s = connect(&path);
+        s.write_all(b"{\"method\":\"io.ipc.Messages.Echo\",\"parameters\":{\"message\":\"ok\"}}\0")
+            .unwrap();
+        assert_eq!(
+            read_nul(&mut s).unwrap(),
+            br#"{"parameters":{"message":"ok"}}"#,
+            "another client was not answered"
+        );
+    };
+    let mut head = b"{\"method\":\"io.ipc.Messages.Echo\",\"parameters\":{\"message\":\"".to_vec();
+    head.resize(128 * 1024, b'a');
+    let mut crowd = Vec::new();
+    for i in 0..500 {
+        let mut s = connect(&path);
+        // A connection the server already closed may refuse the bytes.
+        let _ = s.write_all(&head);
+        crowd.push(s);
+        if i % 50 == 49 {
+            echo();
+        }
+    }
+    assert!(server.try_wait().unwrap().is_none(), "the server died");
+    echo();
+    // Some connections were closed for the budget, and said so in the log.
+    let closed = crowd
+        .iter_mut()
+        .map(|s| {
+            s.set_nonblocking(true).unwrap();
+            match s.read(&mut [0u8; 1]) {
+                Ok(0) => true,
+                Err(e) => e.kind() != ErrorKind::WouldBlock,
+                Ok(_) => false,
+            }
+        })
+        .filter(|&closed| closed)
+        .count();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        closed > 0,
+        "no connection was closed for the budget; log:\n{text}"
+    );
+    assert!(
+        text.contains("budget of 67108864 bytes for unfinished messages is spent"),
+        "{text}"
+    );
+    drop(crowd);
+    signal(&server, Signal::SIGTERM);
+    assert!(wait_within(&mut server).success(), "{text}");
+}

@@ -126,6 +126,12 @@ impl<H: Handler> Builder<H> {
         self
     }
 
+    /// Sets [`ServerConfig::unfinished_budget`].
+    pub fn unfinished_budget(mut self, bytes: usize) -> Self {
+        self.config.unfinished_budget = bytes;
+        self
+    }
+
     /// Sets [`ServerConfig::max_connections_per_uid`].
     pub fn max_connections_per_uid(mut self, n: usize) -> Self {
         self.config.max_connections_per_uid = Some(n);

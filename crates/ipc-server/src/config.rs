@@ -15,6 +15,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default cap on open connections of one peer uid, when it is below three quarters of the
 /// global cap (see [`ServerConfig::connections_per_uid`]).
 pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 128;
+/// Default budget for bytes held in unfinished messages across all connections: 64 MiB, well
+/// below the default connection cap times the default maximum message (1 GiB).
+pub const DEFAULT_UNFINISHED_BUDGET: usize = 64 * 1024 * 1024;
 /// Default time a connection may go without sending a complete frame.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default longest time one handler call may take before its connection is closed.
@@ -48,6 +51,12 @@ pub struct ServerConfig {
     /// less, so that no one uid can hold every slot (see
     /// [`connections_per_uid`](Self::connections_per_uid)).
     pub max_connections_per_uid: Option<usize>,
+    /// Most bytes the server holds, across all connections, for messages that have not
+    /// arrived whole (each connection's first 16 KiB are not counted). A connection whose
+    /// unfinished message would take the total past it is closed (after the replies already
+    /// made), so peers sending large messages slowly cannot exhaust the server's memory; a
+    /// message larger than this can never be received.
+    pub unfinished_budget: usize,
     /// A connection that sends no complete frame for this long, or does not take its replies for
     /// this long, is closed. `None` never closes idle connections.
     pub idle_timeout: Option<Duration>,
@@ -83,6 +92,7 @@ impl ServerConfig {
             max_frame: DEFAULT_MAX_FRAME,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_uid: None,
+            unfinished_budget: DEFAULT_UNFINISHED_BUDGET,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             concurrency: DEFAULT_CONCURRENCY,
@@ -136,6 +146,9 @@ impl ServerConfig {
                     self.max_connections
                 ));
             }
+        }
+        if self.unfinished_budget == 0 {
+            return bad("the budget for unfinished messages must be above zero".to_owned());
         }
         if self.concurrency == 0 || self.concurrency > MAX_CONCURRENCY {
             return bad(format!(

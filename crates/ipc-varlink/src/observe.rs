@@ -40,6 +40,8 @@ pub(crate) struct Counters {
     connection_cap_reached: u64,
     refused_uid_share: u64,
     refused_allow_list: u64,
+    unfinished_bytes: u64,
+    refused_unfinished_budget: u64,
 }
 
 impl Stats {
@@ -56,6 +58,8 @@ impl Stats {
             connection_cap_reached: server.connection_cap_reached(),
             refused_uid_share: server.refused_uid_share(),
             refused_allow_list: server.refused_allow_list(),
+            unfinished_bytes: server.unfinished_bytes() as u64,
+            refused_unfinished_budget: server.refused_unfinished_budget(),
         }
     }
 

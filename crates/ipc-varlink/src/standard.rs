@@ -74,7 +74,9 @@ type Event (
 # wire, NUL included. connection_cap_reached: times every connection slot was
 # taken (new connections waited); refused_uid_share: connections closed because
 # their uid had its share open; refused_allow_list: connections closed because
-# their peer was on no allow-list.
+# their peer was on no allow-list; unfinished_bytes: bytes held now for
+# messages not yet complete; refused_unfinished_budget: connections closed
+# because their message would have taken that past the server's budget.
 method Stats() -> (
   connections_open: int,
   connections_served: int,
@@ -84,7 +86,9 @@ method Stats() -> (
   bytes_sent: int,
   connection_cap_reached: int,
   refused_uid_share: int,
-  refused_allow_list: int
+  refused_allow_list: int,
+  unfinished_bytes: int,
+  refused_unfinished_budget: int
 )
 
 # Call with more: a reply for every connection opened or closed and every

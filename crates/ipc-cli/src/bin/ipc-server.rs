@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ipc_cli::{self as cli, LogArgs, SocketArgs, exit, parse_mode};
 use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Framing, Handler};
 use ipc_server::activation;
-use ipc_server::config::{DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS};
+use ipc_server::config::{DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS, DEFAULT_UNFINISHED_BUDGET};
 use ipc_server::signal::{self, ShutdownSignals};
 use ipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
 use tracing::{info, warn};
@@ -60,6 +60,17 @@ struct Cli {
     /// --max-connections if that is less.
     #[arg(long, value_name = "N", env = "IPC_MAX_CONNECTIONS_PER_UID")]
     max_connections_per_uid: Option<usize>,
+
+    /// Most bytes held, across all connections, for messages not yet complete (past each
+    /// connection's first 16 KiB); a connection whose message would take the total past it is
+    /// closed, so slow large senders cannot exhaust the server's memory.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_UNFINISHED_BUDGET,
+        value_name = "BYTES",
+        env = "IPC_UNFINISHED_BUDGET"
+    )]
+    unfinished_budget: usize,
 
     /// Close a connection that sends no complete message, or takes no reply, for this many
     /// seconds (0 = never).
@@ -331,6 +342,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     config.max_frame = cli.socket.max_frame;
     config.max_connections = cli.max_connections;
     config.max_connections_per_uid = cli.max_connections_per_uid;
+    config.unfinished_budget = cli.unfinished_budget;
     config.idle_timeout = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
     config.request_timeout = (!cli.request_timeout.is_zero()).then_some(cli.request_timeout);
     config.concurrency = cli.concurrency;

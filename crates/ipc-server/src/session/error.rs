@@ -24,6 +24,11 @@ pub(crate) enum SessionError {
     HungUp,
     #[error("dropped by a forced shutdown")]
     Forced,
+    #[error(
+        "the server's budget of {budget} bytes for unfinished messages is spent; this \
+         connection held {held} bytes of one"
+    )]
+    Budget { budget: usize, held: usize },
     #[error(transparent)]
     Io(#[from] io::Error),
 }

@@ -14,8 +14,14 @@ use bytes::{Bytes, BytesMut};
 use ipc_core::{FrameCodec, FrameError};
 use tokio_util::codec::Decoder;
 
+use super::error::SessionError;
+use crate::config::ServerConfig;
 use crate::transport::Transport;
 
+/// Bytes of its read buffer a connection holds without counting them against the server's
+/// budget for unfinished messages (see [`ServerConfig::unfinished_budget`]): the usual small
+/// message costs no shared counter.
+const UNCOUNTED: usize = 16 * 1024;
 /// Buffers up to this size are not worth giving back while the connection waits.
 const SMALL_BUFFER: usize = 4096;
 /// Largest read buffer kept between two large messages (see [`Inbox::should_release`]).
@@ -44,6 +50,8 @@ pub(crate) struct Inbox {
     drain_budget: Option<u32>,
     /// Some byte has arrived on this connection.
     started: bool,
+    /// Bytes of the buffer counted against the server's budget for unfinished messages.
+    counted: u32,
 }
 
 /// What [`Inbox::try_fill`] found.
@@ -69,6 +77,7 @@ impl Inbox {
             last: 0,
             drain_budget: None,
             started: false,
+            counted: 0,
         }
     }
 
@@ -115,12 +124,19 @@ impl Inbox {
     ///
     /// # Errors
     ///
-    /// The transport's read error.
-    pub(crate) async fn fill(&mut self, conn: &mut impl Transport) -> io::Result<usize> {
+    /// The transport's read error; [`SessionError::Budget`] when the message being read
+    /// would take the server past its budget for unfinished messages.
+    pub(crate) async fn fill(
+        &mut self,
+        conn: &mut impl Transport,
+        config: &ServerConfig,
+    ) -> Result<usize, SessionError> {
         if self.should_release() {
             self.buf = BytesMut::new();
         }
+        self.count(config)?;
         let n = conn.read(&mut self.buf, self.expect as usize).await?;
+        self.count(config)?;
         #[cfg(test)]
         super::properties::peaks::read_buffer(self.buf.len());
         if n == 0 {
@@ -142,7 +158,11 @@ impl Inbox {
     /// # Errors
     ///
     /// The transport's read error.
-    pub(crate) fn try_fill(&mut self, conn: &mut impl Transport) -> io::Result<Filled> {
+    pub(crate) fn try_fill(
+        &mut self,
+        conn: &mut impl Transport,
+        config: &ServerConfig,
+    ) -> Result<Filled, SessionError> {
         if self.eof || self.drain_budget == Some(0) {
             return Ok(if self.eof {
                 Filled::End
@@ -153,6 +173,7 @@ impl Inbox {
         let read = conn.try_read(&mut self.buf, self.expect as usize);
         #[cfg(test)]
         super::properties::peaks::read_buffer(self.buf.len());
+        self.count(config)?;
         match read {
             Ok(0) => {
                 self.eof = true;
@@ -167,8 +188,41 @@ impl Inbox {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Filled::Nothing),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Filled::Some),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
+    }
+
+    /// Counts the buffer, while it holds an unfinished message, against the server's budget
+    /// (past the first [`UNCOUNTED`] bytes), or gives back what it no longer holds.
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Budget`] when the budget cannot take it.
+    fn count(&mut self, config: &ServerConfig) -> Result<(), SessionError> {
+        let held = if self.buf.is_empty() {
+            0
+        } else {
+            small(self.buf.capacity().saturating_sub(UNCOUNTED))
+        };
+        let counters = &config.counters;
+        if held > self.counted {
+            if !counters.hold_unfinished((held - self.counted) as usize, config.unfinished_budget) {
+                return Err(SessionError::Budget {
+                    budget: config.unfinished_budget,
+                    held: self.buf.capacity(),
+                });
+            }
+        } else if held < self.counted {
+            counters.release_unfinished((self.counted - held) as usize);
+        }
+        self.counted = held;
+        Ok(())
+    }
+
+    /// Gives back what the buffer counted against the budget (when the session ends).
+    pub(crate) fn uncount(&mut self, config: &ServerConfig) {
+        config.counters.release_unfinished(self.counted as usize);
+        self.counted = 0;
     }
 
     /// What a graceful stop reads: what has already arrived (see [`try_fill`](Self::try_fill)),
@@ -180,14 +234,18 @@ impl Inbox {
     /// # Errors
     ///
     /// The transport's read error.
-    pub(crate) async fn drain(&mut self, conn: &mut impl Transport) -> io::Result<Filled> {
-        let filled = self.try_fill(conn)?;
+    pub(crate) async fn drain(
+        &mut self,
+        conn: &mut impl Transport,
+        config: &ServerConfig,
+    ) -> Result<Filled, SessionError> {
+        let filled = self.try_fill(conn, config)?;
         if filled != Filled::Nothing || self.started || self.drain_budget == Some(0) {
             return Ok(filled);
         }
         // Boxed: rare, and its timer would enlarge every session's future.
         Box::pin(async {
-            match tokio::time::timeout(FIRST_BYTES_GRACE, self.fill(conn)).await {
+            match tokio::time::timeout(FIRST_BYTES_GRACE, self.fill(conn, config)).await {
                 Err(_) => Ok(Filled::Nothing),
                 Ok(read) => Ok(match read? {
                     0 => Filled::End,
@@ -266,19 +324,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unfinished_message_past_the_servers_budget_ends_the_session() {
+        use tokio::io::AsyncWriteExt;
+        let (mut conn, mut peer) = crate::transport::memory::pair(1 << 20);
+        let mut config = ServerConfig::new("unused");
+        config.unfinished_budget = 64 * 1024;
+        let mut inbox = Inbox::new(FrameCodec::new(Framing::Line, 1 << 20));
+        // Half a line within the budget: counted.
+        peer.write_all(&[b'x'; 40 * 1024]).await.unwrap();
+        inbox.fill(&mut conn, &config).await.unwrap();
+        let held = config.counters.unfinished_bytes();
+        assert!(held > 0 && held <= 64 * 1024, "{held}");
+        // More of it, past the budget: refused, and nothing more counted.
+        peer.write_all(&[b'x'; 200 * 1024]).await.unwrap();
+        let e = inbox.fill(&mut conn, &config).await.unwrap_err();
+        assert!(matches!(e, SessionError::Budget { .. }), "{e}");
+        assert_eq!(config.counters.unfinished_bytes(), held);
+        assert_eq!(config.counters.refused_unfinished_budget(), 1);
+        // The session's end gives back what it held.
+        inbox.uncount(&config);
+        assert_eq!(config.counters.unfinished_bytes(), 0);
+    }
+
+    #[tokio::test]
     async fn a_drain_reads_only_what_has_arrived_and_within_its_budget() {
         use tokio::io::AsyncWriteExt;
         let (mut conn, mut peer) = crate::transport::memory::pair(1 << 16);
         let mut inbox = Inbox::new(FrameCodec::new(Framing::Line, 1 << 20));
+        let config = ServerConfig::new("unused");
         inbox.start_draining(6);
-        assert_eq!(inbox.try_fill(&mut conn).unwrap(), Filled::Nothing);
+        assert_eq!(inbox.try_fill(&mut conn, &config).unwrap(), Filled::Nothing);
         peer.write_all(b"abcd\n").await.unwrap();
         peer.write_all(b"efgh\n").await.unwrap();
         peer.write_all(b"ijkl\n").await.unwrap();
-        assert_eq!(inbox.try_fill(&mut conn).unwrap(), Filled::Some);
-        assert_eq!(inbox.try_fill(&mut conn).unwrap(), Filled::Some);
+        assert_eq!(inbox.try_fill(&mut conn, &config).unwrap(), Filled::Some);
+        assert_eq!(inbox.try_fill(&mut conn, &config).unwrap(), Filled::Some);
         // 10 bytes read: the budget of 6 is spent.
-        assert_eq!(inbox.try_fill(&mut conn).unwrap(), Filled::Nothing);
+        assert_eq!(inbox.try_fill(&mut conn, &config).unwrap(), Filled::Nothing);
         assert_eq!(inbox.buffered(), 10);
     }
 }

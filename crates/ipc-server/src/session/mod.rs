@@ -133,6 +133,7 @@ fn codec(config: &ServerConfig) -> FrameCodec {
 /// drops it mid-way.
 impl<H: Handler, T> Drop for Session<H, T> {
     fn drop(&mut self) {
+        self.inbox.uncount(&self.config);
         self.handler.disconnected(&self.ctx);
     }
 }
@@ -239,7 +240,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 // Read what has already arrived, answer it, then close.
                 self.inbox
                     .start_draining(self.config.max_frame + DRAIN_EXTRA);
-                match self.inbox.drain(&mut self.conn).await? {
+                match self.inbox.drain(&mut self.conn, &self.config).await? {
                     Filled::Some | Filled::End => continue,
                     Filled::Nothing => return Ok(()),
                 }
@@ -247,7 +248,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             let read = tokio::select! {
                 biased;
                 () = stop_requested(&self.shutdown) => continue,
-                read = self.inbox.fill(&mut self.conn) => read,
+                read = self.inbox.fill(&mut self.conn, &self.config) => read,
                 limit = idle.expired() => return Err(SessionError::Idle(limit)),
             };
             read?;
@@ -282,7 +283,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                         // A bad frame after good ones: the calls already running finish and
                         // their replies go out first.
                         while let Some(response) = calls.next().await {
-                            deliver(conn, inbox, idle_timeout, outbox, response?, shutdown).await?;
+                            deliver(conn, inbox, config, outbox, response?, shutdown).await?;
                         }
                         return Err(e.into());
                     }
@@ -294,7 +295,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             // Queue the replies of the calls already done, in order, and write them.
             while let Poll::Ready(Some(response)) = futures::poll!(calls.next()) {
                 progress = true;
-                deliver(conn, inbox, idle_timeout, outbox, response?, shutdown).await?;
+                deliver(conn, inbox, config, outbox, response?, shutdown).await?;
             }
             write_out(conn, idle_timeout, outbox).await?;
             if progress {
@@ -305,7 +306,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             let stopping = shutdown.is_fired();
             if stopping && !inbox.at_eof() {
                 inbox.start_draining(config.max_frame + DRAIN_EXTRA);
-                if inbox.drain(conn).await? != Filled::Nothing {
+                if inbox.drain(conn, config).await? != Filled::Nothing {
                     continue;
                 }
             }
@@ -319,9 +320,9 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 biased;
                 () = stop_requested(shutdown), if !stopping => {}
                 Some(response) = calls.next() => {
-                    deliver(conn, inbox, idle_timeout, outbox, response?, shutdown).await?;
+                    deliver(conn, inbox, config, outbox, response?, shutdown).await?;
                 }
-                read = inbox.fill(conn), if reading && calls.len() < limit => {
+                read = inbox.fill(conn, config), if reading && calls.len() < limit => {
                     read?;
                 }
                 limit = idle.expired(), if reading && calls.is_empty() => {
@@ -370,7 +371,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 stream_out(
                     &mut self.conn,
                     &mut self.inbox,
-                    self.config.idle_timeout,
+                    &self.config,
                     outbox,
                     stream,
                     &self.shutdown,
@@ -406,13 +407,13 @@ async fn finish_call<F: Future>(
 async fn deliver(
     conn: &mut impl Transport,
     inbox: &mut Inbox,
-    idle_timeout: Option<Duration>,
+    config: &ServerConfig,
     outbox: &mut Outbox,
     response: Response,
     shutdown: &Trigger,
 ) -> Result<(), SessionError> {
     if let Some(stream) = queue(outbox, response)? {
-        stream_out(conn, inbox, idle_timeout, outbox, stream, shutdown).await?;
+        stream_out(conn, inbox, config, outbox, stream, shutdown).await?;
     }
     Ok(())
 }

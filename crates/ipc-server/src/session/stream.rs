@@ -11,7 +11,6 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use ipc_core::{ReplyStream, Trigger};
@@ -22,6 +21,7 @@ use super::inbox::Inbox;
 use super::outbox::Outbox;
 use super::write::write_out;
 use super::{WRITE_HIGH_WATER, stop_requested};
+use crate::config::ServerConfig;
 use crate::transport::Transport;
 
 /// Queues and writes the replies of one stream until it ends. Replies that are ready together
@@ -33,11 +33,12 @@ use crate::transport::Transport;
 pub(super) fn stream_out<'a>(
     conn: &'a mut impl Transport,
     inbox: &'a mut Inbox,
-    idle_timeout: Option<Duration>,
+    config: &'a ServerConfig,
     outbox: &'a mut Outbox,
     mut stream: ReplyStream,
     shutdown: &'a Trigger,
 ) -> Pin<Box<impl Future<Output = Result<(), SessionError>> + Send + 'a>> {
+    let idle_timeout = config.idle_timeout;
     Box::pin(async move {
         loop {
             if shutdown.is_fired() {
@@ -54,7 +55,7 @@ pub(super) fn stream_out<'a>(
                     // Nothing more is ready: send what is queued, then wait for the stream
                     // while watching the peer.
                     write_out(conn, idle_timeout, outbox).await?;
-                    match wait_for_item(conn, inbox, next, shutdown).await? {
+                    match wait_for_item(conn, inbox, config, next, shutdown).await? {
                         Some(item) => item,
                         None => continue,
                     }
@@ -79,6 +80,7 @@ pub(super) fn stream_out<'a>(
 async fn wait_for_item<F: Future + Unpin>(
     conn: &mut impl Transport,
     inbox: &mut Inbox,
+    config: &ServerConfig,
     mut next: F,
     shutdown: &Trigger,
 ) -> Result<Option<F::Output>, SessionError> {
@@ -87,9 +89,9 @@ async fn wait_for_item<F: Future + Unpin>(
         // ended its side), waits for the hang-up alone.
         let watch = async {
             if inbox.reads_ahead() {
-                inbox.fill(conn).await.map(|_| false)
+                inbox.fill(conn, config).await.map(|_| false)
             } else {
-                conn.hung_up().await.map(|()| true)
+                Ok(conn.hung_up().await.map(|()| true)?)
             }
         };
         tokio::select! {

@@ -456,6 +456,16 @@ fn varlink_takes_nul_framing_only() {
         .output_within();
     assert_eq!(code(out.status), 64);
     assert!(String::from_utf8_lossy(&out.stderr).contains("NUL framing"));
+    // Error replies and Monitor events must always fit a message.
+    let out = server_cmd()
+        .args(["--protocol", "varlink", "--max-frame", "4096"])
+        .args(["--socket", "/tmp/unused.sock"])
+        .output_within();
+    assert_eq!(code(out.status), 64);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--max-frame of at least 8192"),
+        "{out:?}"
+    );
 }
 
 /// Socket activation as systemd does it (a listening socket on fd 3, LISTEN_FDS and LISTEN_PID;

@@ -35,6 +35,7 @@ pub use method::More;
 pub use observe::DEFAULT_MONITOR_BACKLOG;
 pub use service::{Service, ServiceBuilder};
 pub use standard::{SERVER_IDL, SHUTTING_DOWN, STREAM_ENDED};
+pub use wire::MIN_MAX_MESSAGE;
 
 use serde::{Deserialize, Serialize};
 

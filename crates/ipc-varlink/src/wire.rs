@@ -69,6 +69,11 @@ impl IncomingReply<'_> {
 /// and repeated whole it would make a reply larger than the peer may receive.
 pub(crate) const MAX_REPEATED_NAME: usize = 512;
 
+/// The smallest maximum message size a Varlink service needs: its error replies and `Monitor`
+/// events repeat names of up to 512 bytes (six times that, escaped in JSON,
+/// at worst), so with messages of at least this size they always fit.
+pub const MIN_MAX_MESSAGE: usize = 8192;
+
 /// `name`, cut to at most [`MAX_REPEATED_NAME`] bytes (on a character boundary) and ending in
 /// `…` if it was cut.
 pub(crate) fn bounded_name(name: &str) -> std::borrow::Cow<'_, str> {

@@ -314,6 +314,16 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
             ));
         }
     };
+    if cli.protocol == Protocol::Varlink && cli.socket.max_frame < ipc_varlink::MIN_MAX_MESSAGE {
+        return Err((
+            exit::USAGE,
+            format!(
+                "--protocol varlink needs --max-frame of at least {} bytes (its error replies \
+                 and Monitor events repeat names of up to 512 bytes)",
+                ipc_varlink::MIN_MAX_MESSAGE
+            ),
+        ));
+    }
     if cli.protocol == Protocol::Plain && matches!(cli.mode, Mode::Ack) {
         // The reply must be sendable, or every connection would close without one.
         let codec = FrameCodec::new(cli.socket.framing, cli.socket.max_frame);

@@ -101,12 +101,6 @@ fn idle_and_stalled_clients_are_closed() {
     );
 }
 
-fn rss_kib(pid: i32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 #[test]
 fn a_client_that_never_reads_does_not_grow_the_server() {
     let server = TestServer::start(&["--idle-timeout", "0"]);

@@ -415,6 +415,13 @@ pub fn varlink_python() -> PathBuf {
     python
 }
 
+/// The resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// Reads one NUL-terminated message (without the NUL), byte by byte.
 pub fn read_nul(s: &mut UnixStream) -> io::Result<Vec<u8>> {
     read_until(s, 0)

@@ -342,6 +342,20 @@ fn unfinished_messages_cannot_exhaust_the_servers_memory() {
     wait_until("the server listens", || {
         std::os::unix::net::UnixStream::connect(&path).is_ok()
     });
+    // A failing run shows what the server logged.
+    struct ShowLog(std::path::PathBuf);
+    impl Drop for ShowLog {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                let text = std::fs::read_to_string(&self.0).unwrap_or_default();
+                eprintln!(
+                    "--- server log (last 2,000 bytes) ---\n{}",
+                    &text[text.len().saturating_sub(2000)..]
+                );
+            }
+        }
+    }
+    let _show = ShowLog(log.clone());
     let echo = || {
         let mut s = connect(&path);
         s.write_all(b"{\"method\":\"io.ipc.Messages.Echo\",\"parameters\":{\"message\":\"ok\"}}\0")
@@ -385,7 +399,7 @@ fn unfinished_messages_cannot_exhaust_the_servers_memory() {
         "no connection was closed for the budget; log:\n{text}"
     );
     assert!(
-        text.contains("budget of 67108864 bytes for unfinished messages is spent"),
+        text.contains("budget of 33554432 bytes for unfinished messages is spent"),
         "{text}"
     );
     drop(crowd);

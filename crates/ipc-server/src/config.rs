@@ -15,9 +15,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default cap on open connections of one peer uid, when it is below three quarters of the
 /// global cap (see [`ServerConfig::connections_per_uid`]).
 pub const DEFAULT_MAX_CONNECTIONS_PER_UID: usize = 128;
-/// Default budget for bytes held in unfinished messages across all connections: 64 MiB, well
-/// below the default connection cap times the default maximum message (1 GiB).
-pub const DEFAULT_UNFINISHED_BUDGET: usize = 64 * 1024 * 1024;
+/// Default budget for bytes held in unfinished messages across all connections: 32 MiB, well
+/// below the default connection cap times the default maximum message (1 GiB), and low enough
+/// that a server under a 256 MiB address-space limit keeps room for everything else (each
+/// runtime thread's C allocator arena alone reserves 64 MiB of address space).
+pub const DEFAULT_UNFINISHED_BUDGET: usize = 32 * 1024 * 1024;
 /// Default time a connection may go without sending a complete frame.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default longest time one handler call may take before its connection is closed.

@@ -206,19 +206,22 @@ impl Channel {
 
     /// Finishes what abandoned calls left: writes their unwritten bytes and reads and drops
     /// their replies, until no call is owed. `ends_call` says whether a reply is its call's
-    /// last (in the plain protocol every reply is).
+    /// last (in the plain protocol every reply is), or fails with the protocol's own error.
     ///
     /// # Errors
     ///
     /// As [`next_frame`](Self::next_frame); [`ClientError::Unusable`] if the channel already
-    /// is, or if the framing cannot tell an abandoned call's reply from the next one's (raw).
-    pub async fn catch_up(
+    /// is, or if the framing cannot tell an abandoned call's reply from the next one's (raw);
+    /// whatever `ends_call` fails with.
+    pub async fn catch_up<E: From<ClientError>>(
         &mut self,
-        mut ends_call: impl FnMut(&mut Self, &Bytes) -> Result<bool, ClientError>,
-    ) -> Result<(), ClientError> {
+        mut ends_call: impl FnMut(&mut Self, &Bytes) -> Result<bool, E>,
+    ) -> Result<(), E> {
         self.check()?;
         if self.owed > 0 && !self.framing().can_pipeline() {
-            return Err(self.break_off("an earlier call was abandoned before its raw reply ended"));
+            return Err(self
+                .break_off("an earlier call was abandoned before its raw reply ended")
+                .into());
         }
         while self.owed > 0 {
             // A late reply of an abandoned call: not ours to return.
@@ -227,7 +230,7 @@ impl Channel {
                 self.settle();
             }
         }
-        self.flush().await
+        Ok(self.flush().await?)
     }
 
     /// Marks the start of a call whose replies may never end (a subscription): until

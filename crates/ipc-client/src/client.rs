@@ -204,7 +204,9 @@ impl Client {
     {
         // Replies owed to abandoned calls come first: they are read and dropped (every
         // reply is its request's only one).
-        self.channel.catch_up(|_, _| Ok(true)).await?;
+        self.channel
+            .catch_up(|_, _| Ok::<_, ClientError>(true))
+            .await?;
         if !self.options.framing.can_pipeline() {
             for message in messages {
                 self.channel.queue([message], true)?;

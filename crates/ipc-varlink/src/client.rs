@@ -260,24 +260,9 @@ impl VarlinkClient {
     /// Finishes what earlier, abandoned calls left: their unwritten bytes, their replies (a
     /// call's last reply is the one that does not continue).
     async fn catch_up(&mut self) -> Result<(), CallError> {
-        let mut not_varlink = None;
-        let caught_up = self
-            .channel
-            .catch_up(
-                |channel, frame| match serde_json::from_slice::<IncomingReply<'_>>(frame) {
-                    Ok(reply) => Ok(!reply.continues || reply.error.is_some()),
-                    Err(e) => {
-                        let why = e.to_string();
-                        not_varlink = Some(why.clone());
-                        Err(channel.break_off(why))
-                    }
-                },
-            )
-            .await;
-        match (caught_up, not_varlink) {
-            (Err(_), Some(why)) => Err(CallError::Protocol(why)),
-            (result, _) => Ok(result?),
-        }
+        self.channel
+            .catch_up(|channel, frame| Ok(!parse_reply(channel, frame)?.continues()))
+            .await
     }
 
     /// Queues a call to `method`.
@@ -306,15 +291,8 @@ impl VarlinkClient {
         method: &str,
     ) -> Result<(Result<R, VarlinkError>, bool), CallError> {
         let frame = self.channel.next_frame().await?;
-        let reply: IncomingReply<'_> = match serde_json::from_slice(&frame) {
-            Ok(reply) => reply,
-            Err(e) => {
-                let why = e.to_string();
-                self.channel.break_off(why.clone());
-                return Err(CallError::Protocol(why));
-            }
-        };
-        let continues = reply.continues && reply.error.is_none();
+        let reply = parse_reply(&mut self.channel, &frame)?;
+        let continues = reply.continues();
         if !continues {
             self.channel.settle();
         }
@@ -323,6 +301,15 @@ impl VarlinkClient {
             .map_err(|e| CallError::json(method, e))?;
         Ok((reply, continues))
     }
+}
+
+/// `frame` as a Varlink reply; anything else leaves `channel` unusable, out of step.
+fn parse_reply<'f>(channel: &mut Channel, frame: &'f [u8]) -> Result<IncomingReply<'f>, CallError> {
+    serde_json::from_slice(frame).map_err(|e| {
+        let why = e.to_string();
+        channel.break_off(why.clone());
+        CallError::Protocol(why)
+    })
 }
 
 /// `f`, within `limit` if one is given (see [`ipc_client::within`]).

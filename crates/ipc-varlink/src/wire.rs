@@ -49,6 +49,11 @@ pub(crate) struct IncomingReply<'a> {
 }
 
 impl IncomingReply<'_> {
+    /// Whether more replies of its call follow (an error reply is always the last).
+    pub(crate) fn continues(&self) -> bool {
+        self.continues && self.error.is_none()
+    }
+
     /// The reply's parameters as `T` (none count as `{}`), or its error.
     pub(crate) fn into_result<T: serde::de::DeserializeOwned>(
         self,

@@ -58,9 +58,14 @@ struct Running {
 }
 
 fn start() -> Running {
+    start_with(service())
+}
+
+/// Serves `service` on a fresh socket.
+fn start_with(service: Service) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v.sock");
-    let server = Server::builder(service())
+    let server = Server::builder(service)
         .socket(&path)
         .framing(Framing::Nul)
         .bind()
@@ -427,21 +432,14 @@ async fn floats_keep_every_bit_through_a_service() {
             "Same",
             |p: Float, _ctx| async move { Ok::<_, VarlinkError>(p) },
         );
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f.sock");
-    let server = Server::builder(Service::builder().interface(same).build().unwrap())
-        .socket(&path)
-        .framing(Framing::Nul)
-        .bind()
-        .unwrap();
-    let handle = server.handle();
-    tokio::spawn(server.serve(std::future::pending()));
+    let s = start_with(Service::builder().interface(same).build().unwrap());
+    let path = &s.path;
     within(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         // The default parser reads this one unit in the last place off.
         let text = "18807550956297025341211";
         let exact: f64 = text.parse().unwrap();
-        let mut s = tokio::net::UnixStream::connect(&path).await.unwrap();
+        let mut s = tokio::net::UnixStream::connect(path).await.unwrap();
         let call = format!(r#"{{"method":"org.example.float.Same","parameters":{{"x":{text}}}}}"#);
         s.write_all(call.as_bytes()).await.unwrap();
         s.write_all(b"\0").await.unwrap();
@@ -457,7 +455,7 @@ async fn floats_keep_every_bit_through_a_service() {
             "{text} came back as {x}"
         );
         // And through the client, both ways.
-        let mut c = VarlinkClient::connect(&path).await.unwrap();
+        let mut c = VarlinkClient::connect(path).await.unwrap();
         let back: Float = c
             .call("org.example.float.Same", &Float { x: exact })
             .await
@@ -465,5 +463,5 @@ async fn floats_keep_every_bit_through_a_service() {
         assert_eq!(back.x.to_bits(), exact.to_bits());
     })
     .await;
-    handle.shutdown();
+    s.handle.shutdown();
 }

@@ -229,11 +229,8 @@ fn one_user_cannot_take_every_connection_slot() {
     // its connection.
     let mut hogs: Vec<Reaped> = (0..10)
         .map(|_| {
-            let mut cmd = std::process::Command::new("setpriv");
-            clean_env(&mut cmd);
             Reaped(
-                cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                    .arg("socat")
+                as_nobody("--clear-groups", "socat")
                     .arg("-")
                     .arg(format!("UNIX-CONNECT:{}", server.path().display()))
                     .stdin(std::process::Stdio::piped())
@@ -295,10 +292,8 @@ fn a_member_of_an_allowed_group_through_a_supplementary_group_is_admitted() {
     std::fs::set_permissions(server.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     // nobody, whose primary group is nogroup: only its supplementary groups differ.
     let as_nobody = |groups: &str| {
-        let mut cmd = std::process::Command::new("setpriv");
-        clean_env(&mut cmd);
-        cmd.args(["--reuid=65534", "--regid=65534", groups, "--"])
-            .args(["socat", "-t", "5", "-"])
+        as_nobody(groups, "socat")
+            .args(["-t", "5", "-"])
             .arg(format!("UNIX-CONNECT:{}", server.path().display()))
             .output_fed_within(b"member\n")
     };
@@ -322,26 +317,12 @@ fn unfinished_messages_cannot_exhaust_the_servers_memory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("budget.sock");
     let log = dir.path().join("log");
-    let mut cmd = std::process::Command::new("prlimit");
-    clean_env(&mut cmd);
-    let mut server = Reaped(
-        cmd.arg("--as=268435456")
-            .arg("--")
-            .arg(server_bin())
-            .arg("--socket")
-            .arg(&path)
-            .args(["--protocol", "varlink"])
-            .args(["--max-connections-per-uid", "1024"])
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("prlimit (util-linux)"),
+    let mut server = server_under_prlimit(
+        256 << 20,
+        &path,
+        &["--protocol", "varlink", "--max-connections-per-uid", "1024"],
+        &log,
     );
-    wait_until("the server listens", || {
-        std::os::unix::net::UnixStream::connect(&path).is_ok()
-    });
     // A failing run shows what the server logged.
     struct ShowLog(std::path::PathBuf);
     impl Drop for ShowLog {

@@ -415,6 +415,40 @@ pub fn varlink_python() -> PathBuf {
     python
 }
 
+/// A command that runs `program` as the user nobody (uid and gid 65534) through `setpriv`,
+/// with `groups` as its supplementary groups (`--clear-groups`, or `--groups=G,...`), and no
+/// `IPC_*` variable of the caller's. Only root can run it.
+pub fn as_nobody(groups: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("setpriv");
+    clean_env(&mut cmd);
+    cmd.args(["--reuid=65534", "--regid=65534", groups, "--"])
+        .arg(program);
+    cmd
+}
+
+/// Starts `ipc-server --socket PATH ARGS...` under an address-space limit of `limit` bytes
+/// (`prlimit --as`), logging at `info` to `log`, and waits until it accepts.
+pub fn server_under_prlimit(limit: u64, path: &Path, args: &[&str], log: &Path) -> Reaped {
+    let mut cmd = Command::new("prlimit");
+    clean_env(&mut cmd);
+    let server = Reaped(
+        cmd.arg(format!("--as={limit}"))
+            .arg("--")
+            .arg(server_bin())
+            .arg("--socket")
+            .arg(path)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("prlimit (util-linux)"),
+    );
+    wait_until("the server listens", || UnixStream::connect(path).is_ok());
+    server
+}
+
 /// The resident memory of process `pid`, in KiB.
 pub fn rss_kib(pid: i32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -219,33 +219,22 @@ fn a_length_prefix_alone_commits_no_memory() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("as.sock");
     let log = dir.path().join("log");
-    let mut child = std::process::Command::new("prlimit");
-    clean_env(&mut child);
-    let mut child = Reaped(
-        child
-            .arg("--as=536870912")
-            .arg("--")
-            .arg(server_bin())
-            .arg("--socket")
-            .arg(&path)
-            .args([
-                "--framing",
-                "length",
-                "--max-frame",
-                "4294967295",
-                "--workers",
-                "1",
-                // The crowd is one user: its share is the whole cap.
-                "--max-connections-per-uid",
-                "1024",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("prlimit (util-linux)"),
+    let mut child = server_under_prlimit(
+        512 << 20,
+        &path,
+        &[
+            "--framing",
+            "length",
+            "--max-frame",
+            "4294967295",
+            "--workers",
+            "1",
+            // The crowd is one user: its share is the whole cap.
+            "--max-connections-per-uid",
+            "1024",
+        ],
+        &log,
     );
-    wait_until("the server listens", || UnixStream::connect(&path).is_ok());
     let mut huge = connect(&path);
     huge.write_all(&[0xff; 4]).unwrap();
     let crowd: Vec<_> = (0..600)
@@ -390,11 +379,7 @@ fn an_unwritable_directory_is_named_in_the_error() {
     .unwrap();
     let path = dir.path().join("nope.sock");
     if nix::unistd::getuid().is_root() {
-        let mut cmd = std::process::Command::new("setpriv");
-        clean_env(&mut cmd);
-        let out = cmd
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(server_bin())
+        let out = as_nobody("--clear-groups", server_bin())
             .arg("--socket")
             .arg(&path)
             .output_within();

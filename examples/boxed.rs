@@ -1,12 +1,12 @@
 //! A handler chosen at run time: `BoxHandler` gives every choice one type, so one server serves
 //! whichever the command line asks for.
 //!
-//! Run it:    cargo run -p ipc-cli --example boxed -- /tmp/boxed.sock upper   (echo, ack or upper)
+//! Run it:    cargo run -p localipc-cli --example boxed -- /tmp/boxed.sock upper   (echo, ack or upper)
 //! Talk to it: cargo run --bin ipc-client -- --socket /tmp/boxed.sock send hello
 //! Stop it with Ctrl-C (or SIGTERM).
 
-use ipc_server::signal::ShutdownSignals;
-use ipc_server::{Ack, BoxError, BoxHandler, Bytes, Echo, Server, handler_fn};
+use localipc_server::signal::ShutdownSignals;
+use localipc_server::{Ack, BoxError, BoxHandler, Bytes, Echo, Server, handler_fn};
 
 fn choose(name: &str) -> Option<BoxHandler> {
     Some(match name {

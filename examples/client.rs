@@ -1,18 +1,18 @@
 //! The client library: a one-shot send, many requests on one connection, and a pipelined batch.
 //!
 //! Start a server:  cargo run --bin ipc-server -- --mode echo --socket /tmp/echo.sock
-//! Then run:        cargo run -p ipc-cli --example client -- /tmp/echo.sock
+//! Then run:        cargo run -p localipc-cli --example client -- /tmp/echo.sock
 
-use ipc_client::{Client, ClientError};
+use localipc_client::{Client, ClientError};
 
 #[tokio::main]
 async fn main() -> Result<(), ClientError> {
     let path = std::env::args()
         .nth(1)
-        .map_or_else(ipc_client::default_socket_path, Into::into);
+        .map_or_else(localipc_client::default_socket_path, Into::into);
 
     // One message, one reply, connection closed.
-    let reply = ipc_client::send(&path, "hello").await?;
+    let reply = localipc_client::send(&path, "hello").await?;
     println!("send: {}", String::from_utf8_lossy(&reply));
 
     // Many exchanges on one connection.

@@ -2,12 +2,12 @@
 //! pipelined requests of one connection in about 50 ms instead of 400, and the replies still
 //! come back in request order.
 //!
-//! Run it: cargo run -p ipc-cli --example concurrent
+//! Run it: cargo run -p localipc-cli --example concurrent
 //! It serves on a temporary socket, sends the batch, prints the replies and the time, and exits.
 
 use std::time::{Duration, Instant};
 
-use ipc_server::{BoxError, Bytes, Server, handler_fn};
+use localipc_server::{BoxError, Bytes, Server, handler_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let handle = server.handle();
     let serving = tokio::spawn(server.serve(std::future::pending()));
 
-    let mut client = ipc_client::Client::connect(&path).await?;
+    let mut client = localipc_client::Client::connect(&path).await?;
     let batch: Vec<String> = (1..=8).map(|i| format!("request {i}")).collect();
     let started = Instant::now();
     let replies = client.pipeline(&batch).await?;

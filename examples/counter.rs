@@ -1,15 +1,15 @@
 //! State shared across connections: every reply is the number of requests served so far, by
 //! all clients together. The handler is wrapped, untouched, to log each exchange.
 //!
-//! Run it:    cargo run -p ipc-cli --example counter -- /tmp/counter.sock
+//! Run it:    cargo run -p localipc-cli --example counter -- /tmp/counter.sock
 //! Talk to it: cargo run --bin ipc-client -- --socket /tmp/counter.sock send anything   (prints 1, 2, ...)
 //! Stop it with Ctrl-C (or SIGTERM).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use ipc_server::Server;
-use ipc_server::signal::ShutdownSignals;
-use ipc_server::{BoxError, Bytes, Context, Handler, HandlerExt, Response};
+use localipc_server::Server;
+use localipc_server::signal::ShutdownSignals;
+use localipc_server::{BoxError, Bytes, Context, Handler, HandlerExt, Response};
 
 /// One counter for the whole server: the server shares one handler between all connections.
 #[derive(Default)]
@@ -28,7 +28,7 @@ impl Handler for Counter {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
-        .map_or_else(ipc_server::default_socket_path, Into::into);
+        .map_or_else(localipc_server::default_socket_path, Into::into);
     let handler = Counter::default().inspect(|ctx, request, outcome| {
         eprintln!(
             "conn {} (uid {}): {:?} -> {:?}",

@@ -1,14 +1,14 @@
 //! A server inside an application that does other work, then stops it from the application and
 //! waits for the drain to finish.
 //!
-//! Run it: cargo run -p ipc-cli --example embedded
+//! Run it: cargo run -p localipc-cli --example embedded
 //! It serves on a temporary socket, talks to itself three times, shuts the server down, and
 //! exits.
 
 use std::time::Duration;
 
-use ipc_server::Server;
-use ipc_server::{BoxError, Bytes, handler_fn};
+use localipc_server::Server;
+use localipc_server::{BoxError, Bytes, handler_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The application's own work goes on meanwhile.
     for job in 1..=3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let reply = ipc_client::send(&path, job.to_string()).await?;
+        let reply = localipc_client::send(&path, job.to_string()).await?;
         println!("{}", String::from_utf8_lossy(&reply));
     }
 

@@ -2,7 +2,7 @@
 //! `connected` and `disconnected` hooks open and drop the connection's entry, so the map holds
 //! exactly the open connections, however they end.
 //!
-//! Run it:    cargo run -p ipc-cli --example sessions -- /tmp/sessions.sock
+//! Run it:    cargo run -p localipc-cli --example sessions -- /tmp/sessions.sock
 //! Talk to it: cargo run --bin ipc-client -- --socket /tmp/sessions.sock send 1 2 3   (1, 3, 6)
 //!             send `open` to ask how many sessions are open.
 //! Stop it with Ctrl-C (or SIGTERM).
@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use ipc_server::signal::ShutdownSignals;
-use ipc_server::{BoxError, Bytes, Context, Handler, Response, Server};
+use localipc_server::signal::ShutdownSignals;
+use localipc_server::{BoxError, Bytes, Context, Handler, Response, Server};
 
 #[derive(Default)]
 struct Totals {

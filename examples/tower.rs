@@ -1,7 +1,7 @@
 //! A `tower` stack in front of a handler: a time limit on every call and a cap on the calls in
 //! flight across all connections, from `tower`'s own layers (feature `tower` of ipc-server).
 //!
-//! Run it:    cargo run -p ipc-cli --example tower -- /tmp/tower.sock
+//! Run it:    cargo run -p localipc-cli --example tower -- /tmp/tower.sock
 //! Talk to it: cargo run --bin ipc-client -- --socket /tmp/tower.sock send 10 5000
 //!             (a number is how many milliseconds the handler takes: `10` is answered, `5000`
 //!             runs past the 1 s limit and the server closes that connection)
@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use ipc_server::signal::ShutdownSignals;
-use ipc_server::tower::ServiceHandler;
-use ipc_server::{BoxError, Bytes, HandlerExt, Server, handler_fn};
+use localipc_server::signal::ShutdownSignals;
+use localipc_server::tower::ServiceHandler;
+use localipc_server::{BoxError, Bytes, HandlerExt, Server, handler_fn};
 use tower::ServiceBuilder;
 
 #[tokio::main]

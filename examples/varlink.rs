@@ -2,7 +2,7 @@
 //! watch. `Add` is a typed call with a typed error; `Watch` streams the value and then every
 //! change (server push: it is fed from a broadcast channel).
 //!
-//! Run it:     cargo run -p ipc-cli --example varlink -- /tmp/counter.sock
+//! Run it:     cargo run -p localipc-cli --example varlink -- /tmp/counter.sock
 //! Call it:    cargo run --bin ipc-client -- --socket /tmp/counter.sock call org.example.counter.Add '{"by": 2}'
 //! Watch it:   cargo run --bin ipc-client -- --socket /tmp/counter.sock call org.example.counter.Watch --more
 //! Stop it with Ctrl-C (or SIGTERM): open `Watch` streams end with io.ipc.Server.ShuttingDown,
@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use futures::{Stream, StreamExt};
-use ipc_server::signal::ShutdownSignals;
-use ipc_server::{Framing, Server};
-use ipc_varlink::{Empty, Interface, More, Service, VarlinkError};
+use localipc_server::signal::ShutdownSignals;
+use localipc_server::{Framing, Server};
+use localipc_varlink::{Empty, Interface, More, Service, VarlinkError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -71,7 +71,7 @@ fn watch(
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
-        .map_or_else(ipc_server::default_socket_path, Into::into);
+        .map_or_else(localipc_server::default_socket_path, Into::into);
     let counter = Arc::new(Counter {
         value: AtomicI64::new(0),
         changes: broadcast::channel(64).0,

@@ -83,7 +83,7 @@ pub fn example(name: &str) -> PathBuf {
 
 /// Raises this process's open-file limit to its hard limit (children inherit it), so tests with
 /// a thousand connections do not trip over a low default.
-pub use ipc_cli::raise_fd_limit;
+pub use localipc_cli::raise_fd_limit;
 
 /// Sends `sig` to a child process.
 pub fn signal(child: &Child, sig: Signal) {

@@ -385,10 +385,10 @@ fn a_thousand_connections_of_a_hundred_calls_each_get_every_reply_right() {
             let limit = std::sync::Arc::clone(&limit);
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await.unwrap();
-                let mut c = ipc_varlink::VarlinkClient::connect_with(
+                let mut c = localipc_varlink::VarlinkClient::connect_with(
                     &path,
                     Some(PATIENCE),
-                    ipc_varlink::DEFAULT_MAX_MESSAGE,
+                    localipc_varlink::DEFAULT_MAX_MESSAGE,
                 )
                 .await
                 .unwrap();

@@ -7,8 +7,8 @@
 #![no_main]
 
 use bytes::{Bytes, BytesMut};
-use ipc_core::{FrameCodec, FrameError, Framing};
 use libfuzzer_sys::fuzz_target;
+use localipc_core::{FrameCodec, FrameError, Framing};
 use tokio_util::codec::Decoder;
 
 /// What a stream decodes to: its frames, and the error that stopped it, if any.

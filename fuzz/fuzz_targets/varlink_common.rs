@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
-use ipc_core::{Context, Handler, PeerCredentials, Response};
+use localipc_core::{Context, Handler, PeerCredentials, Response};
 use serde_json::Value;
 
 /// Most replies of one streamed call that a target reads.
@@ -11,10 +11,10 @@ const STREAM_ITEMS: usize = 64;
 
 /// The built-in service: `io.ipc.Messages`, `io.ipc.Server` and `org.varlink.service`, with a
 /// small monitor backlog.
-pub fn service() -> ipc_varlink::Service {
-    ipc_varlink::Service::builder()
+pub fn service() -> localipc_varlink::Service {
+    localipc_varlink::Service::builder()
         .vendor("fuzz")
-        .interface(ipc_varlink::messages_interface("ok"))
+        .interface(localipc_varlink::messages_interface("ok"))
         .server_interface()
         .monitor_backlog(4)
         .build()
@@ -41,7 +41,7 @@ pub enum Answer {
 
 /// Calls `service` with `message` and reads what it answers at once (at most
 /// [`STREAM_ITEMS`] replies of a stream).
-pub fn answer(service: &ipc_varlink::Service, ctx: &Context, message: &[u8]) -> Answer {
+pub fn answer(service: &localipc_varlink::Service, ctx: &Context, message: &[u8]) -> Answer {
     let Some(result) = service
         .handle(Bytes::copy_from_slice(message), ctx)
         .now_or_never()

@@ -5,8 +5,8 @@
 #![no_main]
 
 use futures::{FutureExt, StreamExt};
-use ipc_core::{Handler, Response};
 use libfuzzer_sys::fuzz_target;
+use localipc_core::{Handler, Response};
 
 #[path = "varlink_common.rs"]
 #[allow(dead_code)]

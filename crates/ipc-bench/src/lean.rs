@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use ipc_core::FrameCodec;
+use localipc_core::FrameCodec;
 use mio::net::UnixStream;
 use mio::{Events, Interest, Poll, Token};
 use tokio_util::codec::Decoder;

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use ipc_core::FrameCodec;
+use localipc_core::FrameCodec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::Decoder;

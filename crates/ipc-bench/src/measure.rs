@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
-use ipc_core::Framing;
+use localipc_core::Framing;
 
 /// When a run stops.
 #[derive(Debug, Clone, Copy)]
@@ -309,7 +309,7 @@ pub(crate) fn is_reply_to(reply: &[u8], counter: u64, size: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipc_core::FrameCodec;
+    use localipc_core::FrameCodec;
     use tokio_util::codec::Decoder;
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ipc_core::{FrameCodec, Framing};
+use localipc_core::{FrameCodec, Framing};
 use tokio_util::codec::Decoder;
 
 use crate::measure::{LoadReport, new_histogram};

@@ -77,18 +77,18 @@ pub struct SocketArgs {
     #[arg(
         long,
         global = true,
-        default_value_t = ipc_core::Framing::Line,
+        default_value_t = localipc_core::Framing::Line,
         value_parser = framing_parser(),
         env = "IPC_FRAMING"
     )]
-    pub framing: ipc_core::Framing,
+    pub framing: localipc_core::Framing,
 
     /// Largest message sent or received, in bytes; a bigger one is refused and, on the
     /// server, closes its connection.
     #[arg(
         long,
         global = true,
-        default_value_t = ipc_core::DEFAULT_MAX_FRAME,
+        default_value_t = localipc_core::DEFAULT_MAX_FRAME,
         value_name = "BYTES",
         env = "IPC_MAX_FRAME"
     )]
@@ -96,19 +96,19 @@ pub struct SocketArgs {
 }
 
 impl SocketArgs {
-    /// The socket path: `--socket` (or `$IPC_SOCKET`), else [`ipc_core::default_socket_path`].
+    /// The socket path: `--socket` (or `$IPC_SOCKET`), else [`localipc_core::default_socket_path`].
     pub fn path(&self) -> std::path::PathBuf {
         self.socket
             .clone()
-            .unwrap_or_else(ipc_core::default_socket_path)
+            .unwrap_or_else(localipc_core::default_socket_path)
     }
 }
 
-/// A clap parser for [`ipc_core::Framing`] that lists the possible values in `--help`.
-pub fn framing_parser() -> impl clap::builder::TypedValueParser<Value = ipc_core::Framing> {
+/// A clap parser for [`localipc_core::Framing`] that lists the possible values in `--help`.
+pub fn framing_parser() -> impl clap::builder::TypedValueParser<Value = localipc_core::Framing> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(ipc_core::Framing::ALL.map(|f| f.as_str()))
-        .try_map(|s| s.parse::<ipc_core::Framing>())
+    clap::builder::PossibleValuesParser::new(localipc_core::Framing::ALL.map(|f| f.as_str()))
+        .try_map(|s| s.parse::<localipc_core::Framing>())
 }
 
 /// Parses permission bits written in octal, such as `600` or `0660`.
@@ -284,9 +284,9 @@ pub fn stdout_failure(e: std::io::Error) -> (u8, String) {
 
 /// The exit code and message for a client error, with the flag to check where the library
 /// cannot say it.
-pub fn client_failure(e: ipc_client::ClientError) -> (u8, String) {
-    use ipc_client::ClientError;
-    use ipc_core::FrameError;
+pub fn client_failure(e: localipc_client::ClientError) -> (u8, String) {
+    use localipc_client::ClientError;
+    use localipc_core::FrameError;
     // What the library cannot say: the flag to check.
     const FRAMING_HINT: &str = "check that --framing matches the server's";
     let (code, hint) = match &e {

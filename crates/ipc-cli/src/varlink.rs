@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
-use ipc_varlink::{CallError, VarlinkClient};
+use localipc_varlink::{CallError, VarlinkClient};
 use serde_json::Value;
 
 use crate::exit;
@@ -138,7 +138,7 @@ fn print(out: &mut dyn Write, value: &Value) -> Result<(), Failure> {
 /// The exit code and message of a failed call. A silent or closing server is what a server
 /// that does not speak Varlink looks like, so those messages say what to check.
 pub fn failure(e: CallError) -> Failure {
-    use ipc_client::ClientError;
+    use localipc_client::ClientError;
     const HINT: &str = "check that the server speaks Varlink (ipc-server --protocol varlink)";
     match e {
         CallError::Reply(error) => (exit::ERROR_REPLY, format!("error reply: {error}")),

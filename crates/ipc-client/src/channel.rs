@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use bytes::{Bytes, BytesMut};
-use ipc_core::{FrameCodec, Framing};
+use localipc_core::{FrameCodec, Framing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::Decoder;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing, MAX_PATH_LEN};
+use localipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing, MAX_PATH_LEN};
 use tokio::net::UnixStream;
 
 use crate::channel::Channel;
@@ -98,7 +98,7 @@ impl Client {
     /// Connects with the default [`ClientOptions`].
     ///
     /// `path` is a socket file, or `@name` for a name in Linux's abstract namespace (see
-    /// [`ipc_core::abstract_name`]).
+    /// [`localipc_core::abstract_name`]).
     ///
     /// # Errors
     ///
@@ -320,7 +320,7 @@ pub async fn connect_socket(
             max: MAX_PATH_LEN,
         });
     }
-    let target = match ipc_core::abstract_name(path) {
+    let target = match localipc_core::abstract_name(path) {
         // tokio takes a leading NUL as the abstract namespace.
         Some(name) => {
             use std::os::unix::ffi::OsStrExt;
@@ -341,8 +341,8 @@ fn connect_error(path: &Path, e: io::Error) -> ClientError {
         io::ErrorKind::NotFound => ClientError::NoSocket { path },
         io::ErrorKind::ConnectionRefused => {
             // Linux also refuses a connect to a regular file: tell the two apart.
-            match ipc_core::probe(&path) {
-                Ok(ipc_core::PathState::NotASocket(_)) => ClientError::NotASocket { path },
+            match localipc_core::probe(&path) {
+                Ok(localipc_core::PathState::NotASocket(_)) => ClientError::NotASocket { path },
                 _ => ClientError::Refused { path },
             }
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ipc_core::FrameError;
+use localipc_core::FrameError;
 
 /// Why an exchange with the server failed.
 #[derive(Debug, thiserror::Error)]

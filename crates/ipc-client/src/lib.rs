@@ -6,16 +6,16 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! # let path = dir.path().join("demo.sock");
-//! # let server = ipc_server::Server::builder(ipc_core::Echo).socket(&path).bind()?;
+//! # let server = localipc_server::Server::builder(localipc_core::Echo).socket(&path).bind()?;
 //! # let handle = server.handle();
 //! # tokio::spawn(server.serve(std::future::pending()));
 //! // With an echo server at `path`:
 //! // one message, one reply, connection closed...
-//! let reply = ipc_client::send(&path, "hello").await?;
+//! let reply = localipc_client::send(&path, "hello").await?;
 //! assert_eq!(reply, "hello");
 //!
 //! // ...or many exchanges on one connection, one at a time or as a pipelined batch.
-//! let mut client = ipc_client::Client::connect(&path).await?;
+//! let mut client = localipc_client::Client::connect(&path).await?;
 //! assert_eq!(client.request("one").await?, "one");
 //! let replies = client.pipeline(["two", "three"]).await?;
 //! assert_eq!(replies, ["two", "three"]);
@@ -37,4 +37,4 @@ pub use client::{
     within,
 };
 pub use error::{ClientError, PipelineError};
-pub use ipc_core::{Framing, MAX_PATH_LEN, default_socket_path};
+pub use localipc_core::{Framing, MAX_PATH_LEN, default_socket_path};

@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ipc_client::{Bytes, Client, ClientError, ClientOptions, Framing, PipelineError};
-use ipc_server::{BoxError, Handler, Server, handler_fn};
+use localipc_client::{Bytes, Client, ClientError, ClientOptions, Framing, PipelineError};
+use localipc_server::{BoxError, Handler, Server, handler_fn};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -36,7 +36,7 @@ async fn start_with<H: Handler>(
 ) -> (
     tempfile::TempDir,
     std::path::PathBuf,
-    ipc_server::ShutdownHandle,
+    localipc_server::ShutdownHandle,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.sock");
@@ -56,9 +56,9 @@ async fn start(
 ) -> (
     tempfile::TempDir,
     std::path::PathBuf,
-    ipc_server::ShutdownHandle,
+    localipc_server::ShutdownHandle,
 ) {
-    start_with(ipc_server::Echo, framing).await
+    start_with(localipc_server::Echo, framing).await
 }
 
 #[tokio::test]
@@ -167,7 +167,7 @@ async fn messages_may_be_borrowed() {
     assert_eq!(within(client.pipeline(&words)).await.unwrap(), words);
     let line = String::from("borrowed");
     assert_eq!(
-        within(ipc_client::send(&path, &line)).await.unwrap(),
+        within(localipc_client::send(&path, &line)).await.unwrap(),
         "borrowed"
     );
     handle.shutdown();
@@ -178,7 +178,7 @@ async fn send_request_and_pipeline() {
     for framing in [Framing::Line, Framing::Length] {
         let (_dir, path, handle) = start(framing).await;
         let opts = ClientOptions::default().framing(framing);
-        let reply = within(ipc_client::send_with(&path, "one shot", opts))
+        let reply = within(localipc_client::send_with(&path, "one shot", opts))
             .await
             .unwrap();
         assert_eq!(reply, "one shot");
@@ -204,12 +204,12 @@ async fn errors_are_typed() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("none.sock");
     assert!(matches!(
-        within(ipc_client::send(&missing, "x")).await,
+        within(localipc_client::send(&missing, "x")).await,
         Err(ClientError::NoSocket { .. })
     ));
     let long = format!("/tmp/{}", "x".repeat(103));
     assert!(matches!(
-        within(ipc_client::send(&long, "x")).await,
+        within(localipc_client::send(&long, "x")).await,
         Err(ClientError::PathTooLong {
             len: 108,
             max: 107,
@@ -219,19 +219,19 @@ async fn errors_are_typed() {
     let stale = dir.path().join("stale.sock");
     drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
     assert!(matches!(
-        within(ipc_client::send(&stale, "x")).await,
+        within(localipc_client::send(&stale, "x")).await,
         Err(ClientError::Refused { .. })
     ));
     let mute = dir.path().join("mute.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&mute).unwrap();
     let opts = ClientOptions::default().timeout(Some(Duration::from_millis(100)));
     assert!(matches!(
-        within(ipc_client::send_with(&mute, "x", opts)).await,
+        within(localipc_client::send_with(&mute, "x", opts)).await,
         Err(ClientError::Timeout(_))
     ));
     let (_d, path, _h) = start(Framing::Line).await;
     assert!(matches!(
-        within(ipc_client::send(&path, "a\nb")).await,
+        within(localipc_client::send(&path, "a\nb")).await,
         Err(ClientError::Message(_))
     ));
 }

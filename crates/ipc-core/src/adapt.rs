@@ -17,7 +17,7 @@ pub trait HandlerExt: Handler + Sized {
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
     /// use std::sync::Arc;
-    /// use ipc_core::{Echo, HandlerExt};
+    /// use localipc_core::{Echo, HandlerExt};
     ///
     /// let served = Arc::new(AtomicU64::new(0));
     /// let counter = Arc::clone(&served);

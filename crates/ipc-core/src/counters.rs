@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// How often a server's connection caps and allow-lists came into play since it started. A
-/// server counts into it (see `ipc_server::Builder::counters`); a service reports it.
+/// server counts into it (see `localipc_server::Builder::counters`); a service reports it.
 #[derive(Debug, Default)]
 pub struct ServerCounters {
     connection_cap_reached: AtomicU64,

@@ -31,7 +31,7 @@ use crate::trigger::{Fired, Trigger};
 ///
 /// ```
 /// use bytes::Bytes;
-/// use ipc_core::{BoxError, Context, Handler, Response};
+/// use localipc_core::{BoxError, Context, Handler, Response};
 ///
 /// struct Hello;
 ///
@@ -128,7 +128,7 @@ impl<H: Handler> DynHandler for H {
 /// request).
 ///
 /// ```
-/// use ipc_core::{Ack, BoxHandler, Echo};
+/// use localipc_core::{Ack, BoxHandler, Echo};
 ///
 /// let mode = "ack";
 /// let handler = match mode {
@@ -247,7 +247,7 @@ impl Context {
     /// timeout:
     ///
     /// ```
-    /// # use ipc_core::{BoxError, Context};
+    /// # use localipc_core::{BoxError, Context};
     /// # use bytes::Bytes;
     /// async fn watch(ctx: &Context) -> Result<Bytes, BoxError> {
     ///     let work = std::future::pending::<Bytes>(); // a long wait for something
@@ -295,7 +295,7 @@ impl<F> std::fmt::Debug for HandlerFn<F> {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use ipc_core::{BoxError, handler_fn};
+/// use localipc_core::{BoxError, handler_fn};
 ///
 /// let reverse = handler_fn(|req: Bytes, _ctx| async move {
 ///     let mut v = req.to_vec();

@@ -6,7 +6,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use ipc_core::{BoxError, Context, Handler, Response};
+//! use localipc_core::{BoxError, Context, Handler, Response};
 //!
 //! /// Replies with the request in upper case.
 //! struct Upper;
@@ -16,7 +16,7 @@
 //!         Ok(request.to_ascii_uppercase().into())
 //!     }
 //! }
-//! # let ctx = Context::new(1, ipc_core::PeerCredentials::new(1000, 1000, None));
+//! # let ctx = Context::new(1, localipc_core::PeerCredentials::new(1000, 1000, None));
 //! # let reply = futures::executor::block_on(Upper.handle(Bytes::from_static(b"hi"), &ctx)).unwrap();
 //! # assert_eq!(reply.reply().unwrap(), "HI");
 //! ```

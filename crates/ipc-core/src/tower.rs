@@ -6,8 +6,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use ipc_core::tower::ServiceHandler;
-//! use ipc_core::{Echo, HandlerExt};
+//! use localipc_core::tower::ServiceHandler;
+//! use localipc_core::{Echo, HandlerExt};
 //! use tower::ServiceBuilder;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -2,7 +2,7 @@
 //! reports for each connection (`SO_PEERCRED`, and `SO_PEERGROUPS` for its supplementary
 //! groups), on top of the socket file's mode and group.
 
-use ipc_core::PeerCredentials;
+use localipc_core::PeerCredentials;
 
 /// Allow-lists of user and group ids. A peer is admitted when both lists are empty, or when its
 /// uid is in the uid list, or it is a member (primary or supplementary) of a group in the gid

@@ -6,7 +6,7 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ipc_core::{Framing, Handler};
+use localipc_core::{Framing, Handler};
 
 use crate::access::AccessPolicy;
 use crate::config::ServerConfig;
@@ -28,10 +28,10 @@ enum Source {
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use ipc_core::{Echo, Framing};
-/// use ipc_server::Server;
+/// use localipc_core::{Echo, Framing};
+/// use localipc_server::Server;
 ///
-/// # fn main() -> Result<(), ipc_server::ServerError> {
+/// # fn main() -> Result<(), localipc_server::ServerError> {
 /// let server = Server::builder(Echo)
 ///     .socket("/run/myapp/control.sock")
 ///     .framing(Framing::Length)
@@ -55,21 +55,21 @@ impl<H: Handler> Server<H> {
     pub fn builder(handler: H) -> Builder<H> {
         Builder {
             handler,
-            config: ServerConfig::new(ipc_core::default_socket_path()),
+            config: ServerConfig::new(localipc_core::default_socket_path()),
             source: Source::Path,
         }
     }
 }
 
 impl<H: Handler> Builder<H> {
-    /// Listens on a socket file at `path` [default: [`ipc_core::default_socket_path`]].
+    /// Listens on a socket file at `path` [default: [`localipc_core::default_socket_path`]].
     ///
     /// A path written `@name` is a name in Linux's abstract namespace instead (see
-    /// [`ipc_core::abstract_name`]): no file is created, and since no file permissions apply,
+    /// [`localipc_core::abstract_name`]): no file is created, and since no file permissions apply,
     /// any local process can connect unless [`access`](Self::access) allow-lists keep it out.
     pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.socket_path = path.into();
-        self.source = match ipc_core::abstract_name(&self.config.socket_path) {
+        self.source = match localipc_core::abstract_name(&self.config.socket_path) {
             Some(name) => Source::Abstract(name.to_owned()),
             None => Source::Path,
         };
@@ -121,7 +121,7 @@ impl<H: Handler> Builder<H> {
 
     /// Sets [`ServerConfig::counters`]: where the server counts the connections its caps and
     /// allow-lists turned away or made wait.
-    pub fn counters(mut self, counters: std::sync::Arc<ipc_core::ServerCounters>) -> Self {
+    pub fn counters(mut self, counters: std::sync::Arc<localipc_core::ServerCounters>) -> Self {
         self.config.counters = counters;
         self
     }

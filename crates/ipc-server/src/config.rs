@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc_core::{DEFAULT_MAX_FRAME, Framing, ServerCounters};
+use localipc_core::{DEFAULT_MAX_FRAME, Framing, ServerCounters};
 
 use crate::access::AccessPolicy;
 use crate::error::ServerError;

@@ -15,7 +15,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
-use ipc_core::PeerCredentials;
+use localipc_core::PeerCredentials;
 use nix::sys::socket::{MsgFlags, UnixAddr, getsockopt, send, sendmsg, sockopt};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;

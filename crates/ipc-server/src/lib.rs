@@ -5,8 +5,8 @@
 //! on frames, connections and idle time, checks peer credentials, and shuts down gracefully.
 //!
 //! ```
-//! use ipc_core::Echo;
-//! use ipc_server::Server;
+//! use localipc_core::Echo;
+//! use localipc_server::Server;
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -66,8 +66,8 @@ pub use bytes::Bytes;
 pub use config::ServerConfig;
 pub use error::ServerError;
 #[cfg(feature = "tower")]
-pub use ipc_core::tower;
-pub use ipc_core::{
+pub use localipc_core::tower;
+pub use localipc_core::{
     Ack, BoxError, BoxHandler, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials,
     ReplyStream, Response, ServerCounters, default_socket_path, handler_fn,
 };

@@ -5,7 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ipc_core::{Context, Handler};
+use localipc_core::{Context, Handler};
 use std::os::unix::net::{UnixListener, UnixStream};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -16,7 +16,7 @@ use crate::config::ServerConfig;
 use crate::conn::Connection;
 use crate::limit::{ConnectionLimit, Slot, UidLimit};
 use crate::session::Session;
-use ipc_core::Trigger;
+use localipc_core::Trigger;
 
 /// How long to pause accepting after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::limit::{ConnectionLimit, UidLimit};
-use ipc_core::Handler;
+use localipc_core::Handler;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -24,7 +24,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::listener::Listener;
 use crate::socket_file::{self, BindOptions, SocketFile};
-use ipc_core::Trigger;
+use localipc_core::Trigger;
 
 /// A bound server, ready to [`serve`](Server::serve).
 #[derive(Debug)]
@@ -90,7 +90,7 @@ impl<H: Handler> Server<H> {
     ///
     /// As [`Builder::bind`](crate::Builder::bind).
     pub fn bind(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
-        match ipc_core::abstract_name(&config.socket_path) {
+        match localipc_core::abstract_name(&config.socket_path) {
             Some(name) => {
                 let name = name.to_owned();
                 Self::bind_abstract(&name, config, handler)
@@ -101,11 +101,11 @@ impl<H: Handler> Server<H> {
 
     /// Creates the socket file described by `config` and binds it.
     ///
-    /// If the socket's directory is the default private one ([`ipc_core::default_socket_dir`]),
+    /// If the socket's directory is the default private one ([`localipc_core::default_socket_dir`]),
     /// it is created `0700` and checked (owner, mode, not a link) first.
     pub(crate) fn bind_path(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
         config.validate()?;
-        let private_dir = config.socket_path.parent() == Some(&ipc_core::default_socket_dir());
+        let private_dir = config.socket_path.parent() == Some(&localipc_core::default_socket_dir());
         let opts = BindOptions {
             mode: config.socket_mode,
             group: config.socket_group,
@@ -281,7 +281,7 @@ impl<H: Handler> Server<H> {
     }
 }
 
-/// `ipc_core::handlers::Echo` -> `Echo`, for the start-up log line.
+/// `localipc_core::handlers::Echo` -> `Echo`, for the start-up log line.
 fn short_type_name<T>() -> &'static str {
     let full = std::any::type_name::<T>();
     let base = full.split('<').next().unwrap_or(full);

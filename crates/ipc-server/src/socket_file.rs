@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixListener;
 
-use ipc_core::PathState;
+use localipc_core::PathState;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::error::ServerError;
 
-use ipc_core::MAX_PATH_LEN;
+use localipc_core::MAX_PATH_LEN;
 
 /// The socket file a server created, and the lock that makes the path this server's. Dropping
 /// it removes the file, but only if the path still holds the very socket we bound (same device
@@ -229,7 +229,7 @@ fn staging_dir(parent: &Path) -> PathBuf {
 /// [`ServerError::InUse`] when a server answers there, [`ServerError::NotASocket`] when the path
 /// is anything but a socket, [`ServerError::Io`] when it cannot be inspected or removed.
 pub fn reclaim(path: &Path) -> Result<(), ServerError> {
-    match ipc_core::probe(path) {
+    match localipc_core::probe(path) {
         Ok(PathState::Missing) => Ok(()),
         Ok(PathState::Live) => Err(ServerError::InUse {
             path: path.to_owned(),

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use ipc_server::{
+use localipc_server::{
     BoxError, Bytes, Context, Handler, ListenAddress, Response, Server, ShutdownHandle,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -152,7 +152,7 @@ async fn a_hung_handler_gives_its_permit_back_after_the_request_timeout() {
 async fn the_handle_stops_the_server_and_open_connections_close() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("h.sock");
-    let server = Server::builder(ipc_server::Echo)
+    let server = Server::builder(localipc_server::Echo)
         .socket(&path)
         .bind()
         .unwrap();
@@ -179,7 +179,7 @@ async fn a_server_reports_what_it_really_listens_on() {
     // An abstract listener bound by the application.
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let listener = std::os::unix::net::UnixListener::bind_addr(&addr).unwrap();
-    let server = Server::builder(ipc_server::Echo)
+    let server = Server::builder(localipc_server::Echo)
         .listener(listener)
         .bind()
         .unwrap();
@@ -192,7 +192,7 @@ async fn a_server_reports_what_it_really_listens_on() {
     drop(server);
 
     // The same through `socket("@name")`, served and reached by name.
-    let server = Server::builder(ipc_server::Echo)
+    let server = Server::builder(localipc_server::Echo)
         .socket(format!("@{name}"))
         .bind()
         .unwrap();
@@ -214,7 +214,7 @@ async fn a_server_reports_what_it_really_listens_on() {
     // A path-bound server reports its path.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("p.sock");
-    let server = Server::builder(ipc_server::Echo)
+    let server = Server::builder(localipc_server::Echo)
         .socket(&path)
         .bind()
         .unwrap();
@@ -289,7 +289,7 @@ async fn per_connection_state_goes_with_its_connection() {
 async fn a_long_call_learns_of_the_shutdown_and_ends_early() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long.sock");
-    let watcher = ipc_server::handler_fn(|_request: Bytes, ctx: Context| async move {
+    let watcher = localipc_server::handler_fn(|_request: Bytes, ctx: Context| async move {
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(60)) => Ok::<_, BoxError>(Bytes::from("late")),
             () = ctx.shutdown() => Ok(Bytes::from("shutting down")),
@@ -319,7 +319,7 @@ async fn a_long_call_learns_of_the_shutdown_and_ends_early() {
 async fn requests_of_one_connection_overlap_with_concurrency() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("conc.sock");
-    let waits = ipc_server::handler_fn(|request: Bytes, _ctx| async move {
+    let waits = localipc_server::handler_fn(|request: Bytes, _ctx| async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
         Ok::<_, BoxError>(request)
     });
@@ -348,8 +348,8 @@ async fn requests_of_one_connection_overlap_with_concurrency() {
 async fn server_bind_takes_an_at_name_as_an_abstract_name_and_creates_no_file() {
     use std::os::linux::net::SocketAddrExt;
     let name = format!("@ipc-lib-bind-{}", std::process::id());
-    let config = ipc_server::ServerConfig::new(&name);
-    let server = Server::bind(config, ipc_server::Echo).unwrap();
+    let config = localipc_server::ServerConfig::new(&name);
+    let server = Server::bind(config, localipc_server::Echo).unwrap();
     assert!(
         matches!(server.address(), ListenAddress::Abstract(_)),
         "{:?}",

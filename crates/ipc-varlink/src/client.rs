@@ -15,8 +15,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use futures::Stream;
-use ipc_client::{Channel, ClientError, connect_socket};
-use ipc_core::Framing;
+use localipc_client::{Channel, ClientError, connect_socket};
+use localipc_core::Framing;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +49,7 @@ pub struct Info {
 /// Dropping a call's future (a timeout, a `select!`) never makes a later call return a reply
 /// that belongs to another: the client counts the calls whose last reply it has not read, and
 /// the next call first finishes writing what was cut off and reads and drops those replies
-/// (the same [`Channel`] core as the plain [`ipc_client::Client`]). A
+/// (the same [`Channel`] core as the plain [`localipc_client::Client`]). A
 /// [`call_more`](Self::call_more) stream dropped before its last reply is the exception: its
 /// call may never end (a subscription), so the client refuses further calls
 /// ([`ClientError::Unusable`] in [`CallError::Connection`]) instead of waiting for it.
@@ -312,12 +312,12 @@ fn parse_reply<'f>(channel: &mut Channel, frame: &'f [u8]) -> Result<IncomingRep
     })
 }
 
-/// `f`, within `limit` if one is given (see [`ipc_client::within`]).
+/// `f`, within `limit` if one is given (see [`localipc_client::within`]).
 async fn within<T>(
     limit: Option<Duration>,
     f: impl Future<Output = Result<T, CallError>>,
 ) -> Result<T, CallError> {
-    match ipc_client::within(limit, f).await {
+    match localipc_client::within(limit, f).await {
         Ok(result) => result,
         Err(ClientError::Timeout(limit)) => Err(CallError::Timeout(limit)),
         Err(e) => Err(e.into()),

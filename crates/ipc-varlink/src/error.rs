@@ -133,10 +133,10 @@ pub enum CallError {
     #[error("{0}")]
     Reply(VarlinkError),
     /// Connecting failed, or the connection failed, closed, or cannot be used any more
-    /// ([`ipc_client::ClientError::Unusable`]: a reply broke it, or a streamed call was dropped
-    /// before its end); see [`ipc_client::ClientError`].
+    /// ([`localipc_client::ClientError::Unusable`]: a reply broke it, or a streamed call was dropped
+    /// before its end); see [`localipc_client::ClientError`].
     #[error(transparent)]
-    Connection(#[from] ipc_client::ClientError),
+    Connection(#[from] localipc_client::ClientError),
     /// No reply within the time limit. The connection stays usable: the late reply is dropped
     /// by the next call.
     #[error("no reply within {0:?}")]
@@ -152,9 +152,9 @@ pub enum CallError {
         source: serde_json::Error,
     },
     /// The server sent something that is not a Varlink reply. The connection cannot be used
-    /// any more (later calls fail with [`ipc_client::ClientError::Unusable`]); a reply larger
+    /// any more (later calls fail with [`localipc_client::ClientError::Unusable`]); a reply larger
     /// than the client's maximum message size is [`CallError::Connection`] with
-    /// [`ipc_client::ClientError::Protocol`].
+    /// [`localipc_client::ClientError::Protocol`].
     #[error("not a Varlink reply: {0}")]
     Protocol(String),
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::Stream;
-use ipc_core::Context;
+use localipc_core::Context;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -17,7 +17,7 @@ use crate::method::{Many, Method, More, Once, Typed};
 /// One interface: its description (Varlink IDL) and the implementations of its methods.
 ///
 /// ```
-/// use ipc_varlink::{Interface, More, VarlinkError};
+/// use localipc_varlink::{Interface, More, VarlinkError};
 /// use serde::{Deserialize, Serialize};
 ///
 /// #[derive(Deserialize)]
@@ -30,7 +30,7 @@ use crate::method::{Many, Method, More, Once, Typed};
 ///     .method("Greet", |p: Greet, _ctx| async move {
 ///         Ok::<_, VarlinkError>(Greeting { text: format!("hello {}", p.name) })
 ///     });
-/// # Ok::<(), ipc_varlink::BuildError>(())
+/// # Ok::<(), localipc_varlink::BuildError>(())
 /// ```
 pub struct Interface {
     pub(crate) description: Description,

@@ -4,7 +4,7 @@
 //!
 //! - Server: describe an [`Interface`] in the Varlink IDL, implement its methods as async
 //!   functions of typed parameters, put interfaces in a [`Service`] and give that to
-//!   `ipc_server::Server` with [`ipc_core::Framing::Nul`]. The service serves
+//!   `localipc_server::Server` with [`localipc_core::Framing::Nul`]. The service serves
 //!   `org.varlink.service` itself, and `io.ipc.Server` (`Stats`, `Monitor`) if asked to.
 //! - Client: [`VarlinkClient`] makes typed calls, streamed calls, one-way and pipelined calls,
 //!   and reads the service's descriptions.

@@ -2,7 +2,7 @@
 //! `echo` and `ack` handlers plus a streaming method.
 
 use futures::Stream;
-use ipc_core::Context;
+use localipc_core::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::error::VarlinkError;

@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use ipc_core::{BoxError, Context};
+use localipc_core::{BoxError, Context};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use ipc_core::{Context, ServerCounters};
+use localipc_core::{Context, ServerCounters};
 use serde::Serialize;
 use tokio::sync::broadcast;
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use ipc_core::{BoxError, Context, Handler, ReplyStream, Response};
+use localipc_core::{BoxError, Context, Handler, ReplyStream, Response};
 use serde_json::value::RawValue;
 use tracing::debug;
 
@@ -40,7 +40,7 @@ pub struct ServiceBuilder {
     interfaces: Vec<Interface>,
     server_interface: bool,
     monitor_backlog: usize,
-    server_counters: Option<Arc<ipc_core::ServerCounters>>,
+    server_counters: Option<Arc<localipc_core::ServerCounters>>,
 }
 
 impl ServiceBuilder {
@@ -91,9 +91,9 @@ impl ServiceBuilder {
     }
 
     /// The counters of the server this service runs in (give the server the same ones, with
-    /// `ipc_server::Builder::counters`): `io.ipc.Server.Stats` then reports how often its
+    /// `localipc_server::Builder::counters`): `io.ipc.Server.Stats` then reports how often its
     /// connection caps and allow-lists came into play. Without them those fields are 0.
-    pub fn server_counters(mut self, counters: Arc<ipc_core::ServerCounters>) -> Self {
+    pub fn server_counters(mut self, counters: Arc<localipc_core::ServerCounters>) -> Self {
         self.server_counters = Some(counters);
         self
     }
@@ -160,15 +160,15 @@ impl ServiceBuilder {
 }
 
 /// A Varlink service, ready to serve: give it to the server as its handler (with
-/// [`ipc_core::Framing::Nul`], the framing Varlink uses). Cheap to clone.
+/// [`localipc_core::Framing::Nul`], the framing Varlink uses). Cheap to clone.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// use ipc_server::{Framing, Server};
-/// use ipc_varlink::{Interface, Service, VarlinkError};
+/// use localipc_server::{Framing, Server};
+/// use localipc_varlink::{Interface, Service, VarlinkError};
 ///
 /// let interface = Interface::new("interface org.example.ping\nmethod Ping() -> ()\n")?
-///     .method("Ping", |_: ipc_varlink::Empty, _ctx| async { Ok::<_, VarlinkError>(ipc_varlink::Empty {}) });
+///     .method("Ping", |_: localipc_varlink::Empty, _ctx| async { Ok::<_, VarlinkError>(localipc_varlink::Empty {}) });
 /// let service = Service::builder().product("pinger").interface(interface).build()?;
 /// let server = Server::builder(service)
 ///     .socket("/run/user/1000/ping.sock")

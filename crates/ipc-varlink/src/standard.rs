@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use futures::Stream;
-use ipc_core::Context;
+use localipc_core::Context;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
 

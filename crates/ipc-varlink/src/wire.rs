@@ -1,6 +1,6 @@
 //! The Varlink messages as JSON: a call (`method`, `parameters`, `oneway`, `more`, `upgrade`)
 //! and a reply (`parameters`, `continues`, `error`). Each message is one JSON object; on the
-//! wire each is followed by a NUL byte ([`ipc_core::Framing::Nul`]).
+//! wire each is followed by a NUL byte ([`localipc_core::Framing::Nul`]).
 
 use std::borrow::Cow;
 

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures::StreamExt;
-use ipc_server::{Framing, Server};
-use ipc_varlink::{
+use localipc_server::{Framing, Server};
+use localipc_varlink::{
     CallError, Empty, Interface, More, Service, VarlinkClient, VarlinkError, messages_interface,
 };
 use serde::{Deserialize, Serialize};
@@ -54,7 +54,7 @@ fn service() -> Service {
 struct Running {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
-    handle: ipc_server::ShutdownHandle,
+    handle: localipc_server::ShutdownHandle,
 }
 
 fn start() -> Running {
@@ -287,7 +287,7 @@ async fn a_cancelled_call_never_hands_its_reply_to_the_next() {
             matches!(
                 e,
                 Err(CallError::Connection(
-                    ipc_client::ClientError::Unusable { .. }
+                    localipc_client::ClientError::Unusable { .. }
                 ))
             ),
             "{e:?}"
@@ -326,7 +326,7 @@ async fn monitor_streams_events_and_shutdown_ends_it_with_an_error_reply() {
         assert_eq!(seen, ["connected ", "call io.ipc.Messages.Echo"]);
         s.handle.shutdown();
         let last = events.next().await.unwrap().unwrap_err();
-        assert_eq!(reply_name(last), ipc_varlink::SHUTTING_DOWN);
+        assert_eq!(reply_name(last), localipc_varlink::SHUTTING_DOWN);
         assert!(events.next().await.is_none());
     })
     .await;
@@ -380,7 +380,7 @@ async fn streamed_methods_written_with_more() {
         assert_eq!(replies.len(), 2);
         assert!(replies[0].is_ok());
         let e = replies.into_iter().nth(1).unwrap().unwrap_err();
-        assert_eq!(reply_name(e), ipc_varlink::STREAM_ENDED);
+        assert_eq!(reply_name(e), localipc_varlink::STREAM_ENDED);
     })
     .await;
 }

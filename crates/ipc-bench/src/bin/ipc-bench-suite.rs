@@ -2,15 +2,15 @@
 //! in one run, prints a table of figures and ratios, and writes them as JSON.
 //!
 //! Build everything in release mode first:
-//! `cargo build --release -p ipc-cli -p ipc-bench`, then
+//! `cargo build --release -p localipc-cli -p localipc-bench`, then
 //! `target/release/ipc-bench-suite [--quick] [--rounds N] [--placement same|split|free]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ipc_bench::suite::{self, Placement, SuiteConfig};
-use ipc_cli::{self as cli, exit};
+use localipc_bench::suite::{self, Placement, SuiteConfig};
+use localipc_cli::{self as cli, exit};
 
 /// Benchmark ipc-server against the in-repo reference servers.
 #[derive(Debug, Parser)]

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ipc_bench::load::{self, LoadConfig, Protocol, Stop};
-use ipc_bench::procstat;
-use ipc_cli::{self as cli, exit};
-use ipc_core::Framing;
+use localipc_bench::load::{self, LoadConfig, Protocol, Stop};
+use localipc_bench::procstat;
+use localipc_cli::{self as cli, exit};
+use localipc_core::Framing;
 
 /// Load an ipc server and report msgs/s, MB/s, latency percentiles and server CPU per reply.
 ///

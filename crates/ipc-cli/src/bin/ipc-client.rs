@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use ipc_cli::varlink::{self, CallKind};
-use ipc_cli::{self as cli, LogArgs, SocketArgs, exit};
-use ipc_client::{Client, ClientError, ClientOptions, PipelineError};
-use ipc_core::{Framing, PathState};
+use localipc_cli::varlink::{self, CallKind};
+use localipc_cli::{self as cli, LogArgs, SocketArgs, exit};
+use localipc_client::{Client, ClientError, ClientOptions, PipelineError};
+use localipc_core::{Framing, PathState};
 
 /// Send messages to an ipc-server over its Unix domain socket.
 ///
@@ -190,7 +190,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             Ok(exit::OK)
         }
         Command::Ping => {
-            let (line, code) = match ipc_core::probe(&path) {
+            let (line, code) = match localipc_core::probe(&path) {
                 Ok(PathState::Live) => ("live", exit::OK),
                 Ok(PathState::Stale) => ("stale socket", exit::UNAVAILABLE),
                 Ok(PathState::NotASocket(_)) => ("not a socket", exit::NOT_A_SOCKET),
@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn timeout_default_matches_the_library_default() {
         let cli = Cli::try_parse_from(["ipc-client", "send", "x"]).unwrap();
-        assert_eq!(cli.timeout, ipc_client::DEFAULT_TIMEOUT);
+        assert_eq!(cli.timeout, localipc_client::DEFAULT_TIMEOUT);
     }
 
     #[test]

@@ -4,12 +4,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use ipc_cli::{self as cli, LogArgs, SocketArgs, exit, parse_mode};
-use ipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Framing, Handler};
-use ipc_server::activation;
-use ipc_server::config::{DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS, DEFAULT_UNFINISHED_BUDGET};
-use ipc_server::signal::{self, ShutdownSignals};
-use ipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
+use localipc_cli::{self as cli, LogArgs, SocketArgs, exit, parse_mode};
+use localipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Framing, Handler};
+use localipc_server::activation;
+use localipc_server::config::{
+    DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS, DEFAULT_UNFINISHED_BUDGET,
+};
+use localipc_server::signal::{self, ShutdownSignals};
+use localipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
 use tracing::{info, warn};
 
 /// Serve a Unix domain socket: every message gets a reply from the chosen handler.
@@ -152,7 +154,7 @@ struct Cli {
     /// not read them yet; one that falls further behind loses the oldest (and is told how many).
     #[arg(
         long,
-        default_value_t = ipc_varlink::DEFAULT_MONITOR_BACKLOG,
+        default_value_t = localipc_varlink::DEFAULT_MONITOR_BACKLOG,
         value_name = "EVENTS",
         env = "IPC_MONITOR_BACKLOG"
     )]
@@ -281,15 +283,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
 fn varlink(
     ack_text: &str,
     monitor_backlog: usize,
-    counters: std::sync::Arc<ipc_server::ServerCounters>,
-) -> Result<ipc_varlink::Service, Failure> {
-    ipc_varlink::Service::builder()
+    counters: std::sync::Arc<localipc_server::ServerCounters>,
+) -> Result<localipc_varlink::Service, Failure> {
+    localipc_varlink::Service::builder()
         .server_counters(counters)
         .vendor("ipc")
         .product("ipc-server")
         .version(env!("CARGO_PKG_VERSION"))
         .url(env!("CARGO_PKG_REPOSITORY"))
-        .interface(ipc_varlink::messages_interface(ack_text))
+        .interface(localipc_varlink::messages_interface(ack_text))
         .server_interface()
         .monitor_backlog(monitor_backlog)
         .build()
@@ -314,13 +316,14 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
             ));
         }
     };
-    if cli.protocol == Protocol::Varlink && cli.socket.max_frame < ipc_varlink::MIN_MAX_MESSAGE {
+    if cli.protocol == Protocol::Varlink && cli.socket.max_frame < localipc_varlink::MIN_MAX_MESSAGE
+    {
         return Err((
             exit::USAGE,
             format!(
                 "--protocol varlink needs --max-frame of at least {} bytes (its error replies \
                  and Monitor events repeat names of up to 512 bytes)",
-                ipc_varlink::MIN_MAX_MESSAGE
+                localipc_varlink::MIN_MAX_MESSAGE
             ),
         ));
     }
@@ -361,7 +364,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     config.socket_group = cli
         .socket_group
         .as_deref()
-        .map(ipc_cli::resolve_group)
+        .map(localipc_cli::resolve_group)
         .transpose()
         .map_err(|e| (exit::USAGE, e))?;
     config.access = AccessPolicy::new(cli.allow_uids.clone(), cli.allow_gids.clone());
@@ -426,7 +429,7 @@ fn failure(e: ServerError) -> Failure {
 mod tests {
     use super::*;
     use clap::CommandFactory;
-    use ipc_server::config::{
+    use localipc_server::config::{
         DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
     };
 
@@ -436,7 +439,10 @@ mod tests {
         assert_eq!(cli.idle_timeout, DEFAULT_IDLE_TIMEOUT);
         assert_eq!(cli.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
         assert_eq!(cli.request_timeout, DEFAULT_REQUEST_TIMEOUT);
-        assert_eq!(cli.socket_mode, ipc_server::config::DEFAULT_SOCKET_MODE);
+        assert_eq!(
+            cli.socket_mode,
+            localipc_server::config::DEFAULT_SOCKET_MODE
+        );
         assert_eq!(cli.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(cli.concurrency, DEFAULT_CONCURRENCY);
     }

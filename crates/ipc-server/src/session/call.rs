@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use ipc_core::{BoxError, Context, Handler, Response};
+use localipc_core::{BoxError, Context, Handler, Response};
 use tokio::time::Instant;
 
 use super::error::SessionError;

@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use ipc_core::{BoxError, FrameError};
+use localipc_core::{BoxError, FrameError};
 
 /// Why a session ended other than by a clean close.
 #[derive(Debug, thiserror::Error)]

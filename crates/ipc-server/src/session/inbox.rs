@@ -11,7 +11,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ipc_core::{FrameCodec, FrameError};
+use localipc_core::{FrameCodec, FrameError};
 use tokio_util::codec::Decoder;
 
 use super::error::SessionError;
@@ -282,7 +282,7 @@ fn small(n: usize) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipc_core::Framing;
+    use localipc_core::Framing;
 
     fn inbox(capacity: usize, last: u32, content: &[u8]) -> Inbox {
         let mut inbox = Inbox::new(FrameCodec::new(Framing::Line, 1 << 20));

@@ -60,7 +60,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use ipc_core::{Context, FrameCodec, FrameError, Handler, ReplyStream, Response, Trigger};
+use localipc_core::{Context, FrameCodec, FrameError, Handler, ReplyStream, Response, Trigger};
 use tracing::{debug, info, warn};
 
 use self::call::{Due, call, caught, settle};

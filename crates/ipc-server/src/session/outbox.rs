@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 
 use bytes::{Buf, Bytes, BytesMut};
-use ipc_core::{FrameCodec, FrameError, Framing};
+use localipc_core::{FrameCodec, FrameError, Framing};
 
 /// Replies at least this large are written from their own buffer instead of being copied.
 const COPY_BELOW: usize = 4096;
@@ -170,7 +170,7 @@ impl Buf for Outbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipc_core::Framing;
+    use localipc_core::Framing;
     use tokio_util::codec::Encoder;
 
     /// What the plain encoder would have written for these replies.

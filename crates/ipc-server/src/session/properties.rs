@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use ipc_core::{BoxError, Context, Framing, Handler, PeerCredentials, ReplyStream, Response};
-use ipc_core::{FrameCodec, Trigger};
+use localipc_core::{BoxError, Context, Framing, Handler, PeerCredentials, ReplyStream, Response};
+use localipc_core::{FrameCodec, Trigger};
 use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

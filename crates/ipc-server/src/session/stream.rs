@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use futures::{FutureExt, StreamExt};
-use ipc_core::{ReplyStream, Trigger};
+use localipc_core::{ReplyStream, Trigger};
 
 use super::call::{Caught, settle};
 use super::error::SessionError;

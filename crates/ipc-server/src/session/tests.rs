@@ -3,7 +3,7 @@
 use super::*;
 use crate::conn::Connection;
 use crate::transport::memory::{self, MemoryTransport, Peer};
-use ipc_core::{BoxError, Framing, PeerCredentials, handler_fn};
+use localipc_core::{BoxError, Framing, PeerCredentials, handler_fn};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
@@ -341,8 +341,8 @@ async fn the_session_future_fits_the_allocators_thread_cache() {
         std::mem::size_of_val(&session.run())
     }
     for (name, bytes) in [
-        ("echo", size(ipc_core::Echo)),
-        ("ack", size(ipc_core::Ack::default())),
+        ("echo", size(localipc_core::Echo)),
+        ("ack", size(localipc_core::Ack::default())),
     ] {
         assert!(
             bytes <= THREAD_CACHE_MAX,

@@ -1,29 +1,6 @@
-//! An async client for `ipc-server`: connect to a Unix domain socket, send messages, read the
-//! replies.
-//!
-//! ```
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let dir = tempfile::tempdir()?;
-//! # let path = dir.path().join("demo.sock");
-//! # let server = localipc_server::Server::builder(localipc_core::Echo).socket(&path).bind()?;
-//! # let handle = server.handle();
-//! # tokio::spawn(server.serve(std::future::pending()));
-//! // With an echo server at `path`:
-//! // one message, one reply, connection closed...
-//! let reply = localipc_client::send(&path, "hello").await?;
-//! assert_eq!(reply, "hello");
-//!
-//! // ...or many exchanges on one connection, one at a time or as a pipelined batch.
-//! let mut client = localipc_client::Client::connect(&path).await?;
-//! assert_eq!(client.request("one").await?, "one");
-//! let replies = client.pipeline(["two", "three"]).await?;
-//! assert_eq!(replies, ["two", "three"]);
-//! # handle.shutdown();
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod channel;
 pub mod client;

@@ -1,26 +1,6 @@
-//! Shared pieces of the workspace: the [`Handler`] trait, the built-in handlers, the wire framing
-//! and the default socket path.
-//!
-//! This crate has no sockets and no signals; `ipc-server` and `ipc-client` own those. Writing a
-//! handler takes a few lines:
-//!
-//! ```
-//! use bytes::Bytes;
-//! use localipc_core::{BoxError, Context, Handler, Response};
-//!
-//! /// Replies with the request in upper case.
-//! struct Upper;
-//!
-//! impl Handler for Upper {
-//!     async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
-//!         Ok(request.to_ascii_uppercase().into())
-//!     }
-//! }
-//! # let ctx = Context::new(1, localipc_core::PeerCredentials::new(1000, 1000, None));
-//! # let reply = futures::executor::block_on(Upper.handle(Bytes::from_static(b"hi"), &ctx)).unwrap();
-//! # assert_eq!(reply.reply().unwrap(), "HI");
-//! ```
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapt;
 pub mod boxed;

@@ -1,37 +1,4 @@
-//! A Unix domain socket server that answers every message with a [`Handler`].
-//!
-//! It owns the socket file's whole life (stale-socket reclaim, permissions set before anyone can
-//! connect, removal on exit), runs one task per connection with replies in order, enforces limits
-//! on frames, connections and idle time, checks peer credentials, and shuts down gracefully.
-//!
-//! ```
-//! use localipc_core::Echo;
-//! use localipc_server::Server;
-//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let dir = tempfile::tempdir()?;
-//! # let path = dir.path().join("demo.sock");
-//! let server = Server::builder(Echo).socket(&path).bind()?;
-//! let handle = server.handle();
-//! let serving = tokio::spawn(server.serve(async {
-//!     let _ = tokio::signal::ctrl_c().await;
-//! }));
-//!
-//! // Any client that writes lines gets them back.
-//! let mut conn = tokio::net::UnixStream::connect(&path).await?;
-//! conn.write_all(b"hello\n").await?;
-//! let mut reply = [0; 6];
-//! conn.read_exact(&mut reply).await?;
-//! assert_eq!(&reply, b"hello\n");
-//!
-//! handle.shutdown(); // or Ctrl-C
-//! serving.await??;
-//! assert!(!path.exists(), "the socket file is gone");
-//! # Ok(())
-//! # }
-//! ```
+#![doc = include_str!("../README.md")]
 //!
 //! Modules: [`config`] (settings and their defaults), `socket_file` (the path on disk),
 //! `listener` (accept loop and limits), `conn` (an accepted socket's registration and I/O),
@@ -39,6 +6,7 @@
 //! write side, handler calls, streams), [`server`] (the public entry
 //! point and shutdown), [`signal`] (SIGINT/SIGTERM for binaries), [`error`].
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod access;
 #[cfg(feature = "systemd")]

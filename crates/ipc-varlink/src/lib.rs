@@ -1,6 +1,4 @@
-//! Varlink (<https://varlink.org>) over this workspace's server and client: typed calls, error
-//! replies, streamed replies (`more`), one-way calls and introspection, interoperable with the
-//! reference implementations and systemd's `varlinkctl`.
+#![doc = include_str!("../README.md")]
 //!
 //! - Server: describe an [`Interface`] in the Varlink IDL, implement its methods as async
 //!   functions of typed parameters, put interfaces in a [`Service`] and give that to
@@ -14,6 +12,7 @@
 //! interfaces), `observe` (counters and events), `messages` (the built-in server's interface),
 //! `client`.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod client;
 mod error;

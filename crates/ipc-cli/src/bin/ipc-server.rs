@@ -287,10 +287,11 @@ fn varlink(
 ) -> Result<localipc_varlink::Service, Failure> {
     localipc_varlink::Service::builder()
         .server_counters(counters)
-        .vendor("ipc")
+        .vendor("localipc")
         .product("ipc-server")
         .version(env!("CARGO_PKG_VERSION"))
-        .url(env!("CARGO_PKG_REPOSITORY"))
+        // Where the program is published (`cargo install localipc-cli`).
+        .url(concat!("https://crates.io/crates/", env!("CARGO_PKG_NAME")))
         .interface(localipc_varlink::messages_interface(ack_text))
         .server_interface()
         .monitor_backlog(monitor_backlog)

@@ -201,3 +201,32 @@ fn unsafe_default_directory_is_refused_with_the_fix() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("symbolic link"));
     assert!(fs::symlink_metadata(&dir).unwrap().file_type().is_symlink());
 }
+
+#[test]
+fn the_socket_s_address_is_its_path() {
+    // What a client's getpeername(2) and `ss -xlp` show is the path the kernel recorded at
+    // bind: the socket's real path, so operators can find the socket's owner by it.
+    let server = TestServer::start(&["--socket-mode", "0660"]);
+    let conn = server.connect();
+    let addr = conn.peer_addr().unwrap();
+    assert_eq!(addr.as_pathname(), Some(server.path()), "{addr:?}");
+
+    // A relative --socket is recorded as the absolute path it names.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Reaped(
+        server_cmd()
+            .current_dir(dir.path())
+            .args(["--socket", "rel.sock"])
+            .spawn()
+            .unwrap(),
+    );
+    let path = dir.path().join("rel.sock");
+    wait_until("the server listens at rel.sock", || {
+        std::os::unix::net::UnixStream::connect(&path).is_ok()
+    });
+    let addr = connect(&path).peer_addr().unwrap();
+    assert_eq!(addr.as_pathname(), Some(path.as_path()), "{addr:?}");
+    signal(&child.0, nix::sys::signal::Signal::SIGTERM);
+    assert!(wait_within(&mut child.0).success());
+    assert!(!path.exists(), "the server removed its socket");
+}

@@ -113,8 +113,9 @@ impl<H: Handler> Server<H> {
         };
         let (listener, file) = socket_file::bind(&config.socket_path, opts)?;
         Ok(Self {
+            // As the kernel recorded it (an absolute path, even for a relative `socket_path`).
+            address: ListenAddress::of(&listener),
             listener,
-            address: ListenAddress::Path(config.socket_path.clone()),
             socket_file: Some(file),
             handler: Arc::new(handler),
             config: Arc::new(config),
@@ -225,7 +226,12 @@ impl<H: Handler> Server<H> {
             max_frame = config.max_frame,
             max_connections = config.max_connections,
             max_connections_per_uid = config.connections_per_uid(),
-            request_timeout = ?config.request_timeout,
+            unfinished_budget = config.unfinished_budget,
+            concurrency = config.concurrency,
+            // Seconds, as numbers; a timeout that is off is left out.
+            idle_timeout_secs = config.idle_timeout.map(|t| t.as_secs_f64()),
+            request_timeout_secs = config.request_timeout.map(|t| t.as_secs_f64()),
+            shutdown_timeout_secs = config.shutdown_timeout.as_secs_f64(),
             "listening"
         );
         let tracker = TaskTracker::new();

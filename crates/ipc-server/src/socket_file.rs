@@ -12,7 +12,6 @@ use std::os::unix::net::UnixListener;
 
 use localipc_core::PathState;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use tracing::{debug, info, warn};
 
@@ -212,16 +211,6 @@ pub fn bind(path: &Path, opts: BindOptions) -> Result<(UnixListener, SocketFile)
     ))
 }
 
-/// A fresh name for the private staging directory beside the socket.
-fn staging_dir(parent: &Path) -> PathBuf {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    parent.join(format!(
-        ".ipc{}.{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ))
-}
-
 /// Makes sure nothing but a stale socket is at `path`, removing a stale one.
 ///
 /// # Errors
@@ -307,77 +296,114 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), ServerError> {
 /// Binds so that the socket is never connectable with wider permissions than asked; returns
 /// the listener and the socket file's device and inode.
 ///
-/// `bind(2)` creates the file with the process umask, and the umask is process-wide (changing it
-/// would race with other threads). So we bind inside a fresh `0700` directory that only we can
-/// enter, set the mode and group there, then hard-link the socket to its final name. `link(2)`
-/// fails if the name exists, so a file that appeared at the path meanwhile is never replaced
-/// (`rename(2)` would silently replace it).
+/// `bind(2)` creates the file at once, with the process umask (which is process-wide: changing
+/// it would race with other threads), but a socket takes no connection before `listen(2)`: a
+/// `connect(2)` meanwhile is refused. So the socket is bound at its real path, its mode and
+/// group are set, and only then does it listen. Binding at the real path is what makes the
+/// kernel record it as the socket's address, which `ss -xlp` and a client's `getpeername(2)`
+/// show. `bind(2)` fails if the name exists, so a file that appeared at the path meanwhile is
+/// never replaced.
 ///
-/// The staging directory's name is longer than nothing, so binding at `STAGING/s` could exceed
-/// the kernel's 107 bytes for a path that fits on its own. The bind therefore goes through the
-/// directory's descriptor, `/proc/self/fd/N/s`, which is short whatever the path; only where
-/// `/proc` is missing does it fall back to the full staging path.
+/// The mode and group are set through a descriptor of the file just created, after checking
+/// that it is a socket owned by this user, so that a file swapped in at the path meanwhile is
+/// never changed.
 fn bind_private(path: &Path, opts: BindOptions) -> Result<(UnixListener, u64, u64), ServerError> {
-    let staging = staging_dir(parent_of(path));
-    DirBuilder::new()
-        .mode(0o700)
-        .create(&staging)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::PermissionDenied => not_writable(path, e),
-            _ => ServerError::io("create the socket", path, e),
-        })?;
-    let staged = staging.join("s");
-    let result = (|| {
-        let dir =
-            fs::File::open(&staging).map_err(|e| ServerError::io("create the socket", path, e))?;
-        let via_fd = PathBuf::from(format!("/proc/self/fd/{}/s", dir.as_raw_fd()));
-        let bind_at = if Path::new("/proc/self/fd").is_dir() {
-            via_fd
-        } else if staged.as_os_str().len() <= MAX_PATH_LEN {
-            staged.clone()
-        } else {
-            let len = path.as_os_str().len();
-            return Err(ServerError::PathTooLong {
-                path: path.to_owned(),
-                len,
-                max: MAX_PATH_LEN - (staged.as_os_str().len() - len),
-            });
-        };
-        let listener =
-            UnixListener::bind(&bind_at).map_err(|e| ServerError::io("bind", path, e))?;
-        fs::set_permissions(&staged, Permissions::from_mode(opts.mode))
-            .map_err(|e| ServerError::io("set the mode of", path, e))?;
-        if let Some(gid) = opts.group {
-            std::os::unix::fs::chown(&staged, None, Some(gid))
-                .map_err(|e| ServerError::io("set the group of", path, e))?;
-        }
-        link_into_place(&staged, path)?;
-        let meta = fs::symlink_metadata(path).map_err(|e| ServerError::io("inspect", path, e))?;
-        Ok((listener, meta.dev(), meta.ino()))
-    })();
-    let _ = fs::remove_file(&staged);
-    let _ = fs::remove_dir(&staging);
-    result
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+    let socket = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| ServerError::io("create the socket", path, e.into()))?;
+    let address = recorded_address(path);
+    let unix =
+        SocketAddrUnix::new(&address).map_err(|e| ServerError::io("bind", path, e.into()))?;
+    bind_in_place(&socket, &unix, path)?;
+    let (dev, ino) = set_mode_and_group(path, opts)?;
+    // -1: the kernel's largest backlog (`net.core.somaxconn`), as `UnixListener::bind` asks.
+    rustix::net::listen(&socket, -1).map_err(|e| ServerError::io("listen on", path, e.into()))?;
+    Ok((UnixListener::from(socket), dev, ino))
 }
 
-/// Hard-links the staged socket to `path`. We hold the path's lock, so a file found there now
-/// was put by something that does not take it: a stale socket is reclaimed and the link tried
-/// again, anything else is reported as at the start.
-fn link_into_place(staged: &Path, path: &Path) -> Result<(), ServerError> {
+/// The path the socket is bound with, which the kernel records as its address: absolute when
+/// it fits the kernel's limit, so that tools show where the socket is whatever directory the
+/// server started in.
+fn recorded_address(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    match std::env::current_dir() {
+        Ok(dir) if dir.join(path).as_os_str().len() <= MAX_PATH_LEN => dir.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+/// Binds `socket` at `path`. We hold the path's lock, so a file found there now was put by
+/// something that does not take it: a stale socket is reclaimed and the bind tried again,
+/// anything else is reported as at the start.
+fn bind_in_place(
+    socket: &std::os::fd::OwnedFd,
+    address: &rustix::net::SocketAddrUnix,
+    path: &Path,
+) -> Result<(), ServerError> {
     const TRIES: usize = 3;
     for _ in 0..TRIES {
-        match fs::hard_link(staged, path) {
+        match rustix::net::bind(socket, address) {
             Ok(()) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => reclaim(path)?,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                return Err(not_writable(path, e));
+            Err(rustix::io::Errno::ADDRINUSE) => reclaim(path)?,
+            Err(e) if io::Error::from(e).kind() == io::ErrorKind::PermissionDenied => {
+                return Err(not_writable(path, e.into()));
             }
-            Err(e) => return Err(ServerError::io("create", path, e)),
+            Err(e) => return Err(ServerError::io("bind", path, e.into())),
         }
     }
     Err(ServerError::InUse {
         path: path.to_owned(),
     })
+}
+
+/// Sets the mode and group of the socket file just bound at `path`, through an `O_PATH`
+/// descriptor of it, once that descriptor shows a socket owned by this user (what `bind(2)`
+/// made; nobody else can make one owned by us). Returns its device and inode.
+fn set_mode_and_group(path: &Path, opts: BindOptions) -> Result<(u64, u64), ServerError> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let file = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ServerError::io("inspect", path, e.into()))?;
+    let stat = rustix::fs::fstat(&file).map_err(|e| ServerError::io("inspect", path, e.into()))?;
+    let is_socket =
+        rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::Socket;
+    if !is_socket || stat.st_uid != nix::unistd::geteuid().as_raw() {
+        return Err(ServerError::NotASocket {
+            path: path.to_owned(),
+            kind: "replaced by another file while the server was binding",
+        });
+    }
+    // An `O_PATH` descriptor takes no fchmod(2); its /proc link names the very same file.
+    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+    let target = if by_fd.exists() {
+        by_fd.as_path()
+    } else {
+        path
+    };
+    fs::set_permissions(target, Permissions::from_mode(opts.mode))
+        .map_err(|e| ServerError::io("set the mode of", path, e))?;
+    if let Some(gid) = opts.group {
+        rustix::fs::chownat(
+            &file,
+            "",
+            None,
+            Some(rustix::fs::Gid::from_raw(gid)),
+            AtFlags::EMPTY_PATH,
+        )
+        .map_err(|e| ServerError::io("set the group of", path, e.into()))?;
+    }
+    #[allow(clippy::useless_conversion)]
+    Ok((u64::from(stat.st_dev), u64::from(stat.st_ino)))
 }
 
 #[cfg(test)]
@@ -519,23 +545,35 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_socket_found_at_link_time_is_reclaimed_not_reported() {
+    fn a_stale_socket_found_at_bind_time_is_reclaimed_not_reported() {
+        use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+        let fresh = || {
+            rustix::net::socket_with(
+                AddressFamily::UNIX,
+                SocketType::STREAM,
+                SocketFlags::CLOEXEC,
+                None,
+            )
+            .unwrap()
+        };
         let dir = tempfile::tempdir().unwrap();
-        let staged_dir = tempfile::tempdir().unwrap();
-        let staged = staged_dir.path().join("s");
-        let _mine = UnixListener::bind(&staged).unwrap();
         let path = dir.path().join("t.sock");
         drop(UnixListener::bind(&path).unwrap()); // stale
-        link_into_place(&staged, &path).unwrap();
-        let meta = fs::symlink_metadata(&path).unwrap();
-        assert_eq!(meta.ino(), fs::symlink_metadata(&staged).unwrap().ino());
-        // A live one is reported.
+        let mine = fresh();
+        bind_in_place(&mine, &SocketAddrUnix::new(&path).unwrap(), &path).unwrap();
+        let mine = UnixListener::from(mine);
+        assert_eq!(
+            mine.local_addr().unwrap().as_pathname(),
+            Some(path.as_path())
+        );
+        // A live one is reported, and left alone.
         let other = dir.path().join("u.sock");
         let _live = UnixListener::bind(&other).unwrap();
         assert!(matches!(
-            link_into_place(&staged, &other),
+            bind_in_place(&fresh(), &SocketAddrUnix::new(&other).unwrap(), &other),
             Err(ServerError::InUse { .. })
         ));
+        UnixStream::connect(&other).unwrap();
     }
 
     #[test]

@@ -148,10 +148,10 @@ fn twenty_servers_started_at_once_on_a_stale_path_leave_exactly_one() {
     while exited.len() < 19 {
         assert!(start.elapsed() < PATIENCE, "only {} exited", exited.len());
         for (i, child) in children.iter_mut().enumerate() {
-            if !exited.iter().any(|(j, _)| *j == i) {
-                if let Some(status) = child.try_wait().unwrap() {
-                    exited.push((i, code(status)));
-                }
+            if !exited.iter().any(|(j, _)| *j == i)
+                && let Some(status) = child.try_wait().unwrap()
+            {
+                exited.push((i, code(status)));
             }
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -140,14 +140,14 @@ impl ServerConfig {
                 self.max_connections
             ));
         }
-        if let Some(per_uid) = self.max_connections_per_uid {
-            if per_uid == 0 || per_uid > self.max_connections {
-                return bad(format!(
-                    "max connections per uid is {per_uid}; it must be between 1 and the max \
+        if let Some(per_uid) = self.max_connections_per_uid
+            && (per_uid == 0 || per_uid > self.max_connections)
+        {
+            return bad(format!(
+                "max connections per uid is {per_uid}; it must be between 1 and the max \
                      connections ({})",
-                    self.max_connections
-                ));
-            }
+                self.max_connections
+            ));
         }
         if self.unfinished_budget == 0 {
             return bad("the budget for unfinished messages must be above zero".to_owned());

@@ -198,10 +198,11 @@ impl<H: Handler, T: Transport> Session<H, T> {
             };
             if let Err(e) = &result {
                 // Whatever ended the exchange, the replies already made go out before the close.
-                if e.can_still_write() && !outbox.is_empty() {
-                    if let Err(w) = self.write_out(outbox).await {
-                        debug!(error = %w, "could not write the last replies");
-                    }
+                if e.can_still_write()
+                    && !outbox.is_empty()
+                    && let Err(w) = self.write_out(outbox).await
+                {
+                    debug!(error = %w, "could not write the last replies");
                 }
                 self.conn.discard_unread(DISCARD_LIMIT);
             }

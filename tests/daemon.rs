@@ -245,7 +245,59 @@ fn ping_tells_each_state_with_its_own_exit_code() {
     // The help lists every code ping can return.
     let help = client(dir.path(), &["ping", "--help"]);
     let help = String::from_utf8_lossy(&help.stdout);
-    for code in ["0", "69", "78", "66", "77"] {
+    for code in ["0", "75", "69", "78", "66", "77"] {
         assert!(help.contains(code), "{code} missing from: {help}");
     }
+}
+
+#[test]
+fn ping_calls_live_only_a_server_that_answers() {
+    // A stopped server still holds its socket, and the kernel still queues connections to it:
+    // ping must not call it live.
+    let server = TestServer::start(&[]);
+    server.signal(Signal::SIGSTOP);
+    let out = server.client(&["--timeout", "0.5", "ping"]);
+    server.signal(Signal::SIGCONT);
+    assert_eq!(code(out.status), 75, "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("not answering: {}\n", server.path().display())
+    );
+    // Running again, it answers; ping sent it no message.
+    let out = server.client(&["ping"]);
+    assert_eq!(code(out.status), 0, "{out:?}");
+    wait_until("the server logs both pings", || {
+        server.log().matches("answered=0").count() >= 2
+    });
+    assert!(!server.log().contains("answered=1"), "{}", server.log());
+}
+
+#[test]
+fn subcommands_refuse_flags_they_do_not_use() {
+    let server = TestServer::start(&[]);
+    for args in [
+        &["ping", "--framing", "length"][..],
+        &["ping", "--max-frame", "10"],
+        &["--raw-quiet", "1", "ping"],
+        &["call", "io.ipc.Messages.Echo", "--framing", "nul"],
+        &["introspect", "--raw-quiet", "1"],
+    ] {
+        let out = server.client(args);
+        assert_eq!(code(out.status), 64, "{args:?}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("does not use --"), "{args:?}: {err}");
+    }
+    // From the environment they are let through (IPC_FRAMING is often set for every command).
+    let out = client_cmd()
+        .env("IPC_FRAMING", "length")
+        .args(["--socket", server.path().to_str().unwrap(), "ping"])
+        .output_within();
+    assert_eq!(code(out.status), 0, "{out:?}");
+    // --framing errors and help name every framing.
+    let out = server.client(&["--framing", "tlv", "send", "x"]);
+    assert_eq!(code(out.status), 64);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line, length, nul, raw"), "{err}");
+    let help = server.client(&["send", "--help"]);
+    assert!(String::from_utf8_lossy(&help.stdout).contains("`nul`"));
 }

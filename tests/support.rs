@@ -30,9 +30,16 @@ pub fn server_bin() -> &'static Path {
     })
 }
 
-/// The `ipc-client` binary cargo built for these tests.
+/// The `ipc-client` binary cargo built for these tests, or the one `IPC_TEST_CLIENT` names (as
+/// `IPC_TEST_SERVER` for the server).
 pub fn client_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_ipc-client"))
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var_os("IPC_TEST_CLIENT").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_ipc-client")),
+            PathBuf::from,
+        )
+    })
 }
 
 /// A command running `ipc-server`, with no `IPC_*` variable of the caller's environment.

@@ -50,16 +50,53 @@ pub mod exit {
 
 /// Parses the command line of a binary. On `--help` or `--version` it prints and returns
 /// `Err(0)`; on a usage error it prints the error and returns `Err(64)`. Either way the caller
-/// exits with that code.
-pub fn parse_args<C: clap::Parser>() -> Result<C, std::process::ExitCode> {
-    C::try_parse().map_err(|e| {
+/// exits with that code. The matches tell where each value came from (see
+/// [`refuse_unused_flags`]).
+pub fn parse_args<C: clap::Parser>() -> Result<(C, clap::ArgMatches), std::process::ExitCode> {
+    let usage = |e: clap::Error| {
         let _ = e.print();
         std::process::ExitCode::from(if e.use_stderr() {
             exit::USAGE
         } else {
             exit::OK
         })
-    })
+    };
+    let matches = C::command().try_get_matches().map_err(usage)?;
+    let parsed = C::from_arg_matches(&matches).map_err(usage)?;
+    Ok((parsed, matches))
+}
+
+/// Refuses, as a usage error, the flags of `unused` (clap ids: the field names) given on the
+/// command line to the subcommand `sub`, which does not use them. Values from the environment
+/// are let through: a variable such as `IPC_FRAMING` is often set for every command at once.
+///
+/// # Errors
+///
+/// A usage failure naming the first such flag.
+pub fn refuse_unused_flags(
+    matches: &clap::ArgMatches,
+    sub: &str,
+    unused: &[&str],
+) -> Result<(), (u8, String)> {
+    let Some(sub_matches) = matches.subcommand_matches(sub) else {
+        return Ok(());
+    };
+    for id in unused {
+        let given = |m: &clap::ArgMatches| {
+            matches!(
+                m.value_source(id),
+                Some(clap::parser::ValueSource::CommandLine)
+            )
+        };
+        if given(matches) || given(sub_matches) {
+            let flag = id.replace('_', "-");
+            return Err((
+                exit::USAGE,
+                format!("`{sub}` does not use --{flag}; leave it out"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Where the socket is and how it frames messages: the flags server and client share, with the
@@ -72,8 +109,9 @@ pub struct SocketArgs {
     #[arg(long, global = true, env = "IPC_SOCKET", value_name = "PATH")]
     pub socket: Option<std::path::PathBuf>,
 
-    /// How messages are delimited: `line` (up to `\n`), `length` (4-byte big-endian length) or
-    /// `raw` (no framing: a message is what one read returns); server and client must agree.
+    /// How messages are delimited: `line` (up to `\n`), `length` (4-byte big-endian length),
+    /// `nul` (up to a NUL byte, as Varlink) or `raw` (no framing: a message is what one read
+    /// returns); server and client must agree.
     #[arg(
         long,
         global = true,

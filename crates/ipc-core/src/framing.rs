@@ -82,7 +82,13 @@ impl FromStr for Framing {
         Framing::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown framing {s:?} (expected line, length or raw)"))
+            .ok_or_else(|| {
+                let names: Vec<_> = Framing::ALL.iter().map(|f| f.as_str()).collect();
+                format!(
+                    "unknown framing {s:?} (expected one of: {})",
+                    names.join(", ")
+                )
+            })
     }
 }
 
@@ -481,7 +487,10 @@ mod tests {
         assert_eq!("line".parse::<Framing>().unwrap(), Framing::Line);
         assert_eq!("length".parse::<Framing>().unwrap(), Framing::Length);
         assert_eq!("raw".parse::<Framing>().unwrap(), Framing::Raw);
-        assert!("tlv".parse::<Framing>().is_err());
+        assert_eq!(
+            "tlv".parse::<Framing>().unwrap_err(),
+            "unknown framing \"tlv\" (expected one of: line, length, nul, raw)"
+        );
         for f in Framing::ALL {
             assert_eq!(f.to_string().parse::<Framing>().unwrap(), f);
         }

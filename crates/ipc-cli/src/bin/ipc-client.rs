@@ -14,11 +14,13 @@ use localipc_core::{Framing, PathState};
 
 /// Send messages to an ipc-server over its Unix domain socket.
 ///
-/// Exit codes (sysexits): 0 success (ping: a server is live); 64 bad usage (including a socket
-/// path over 107 bytes); 65 the message does not fit the framing; 66 nothing at the socket path;
-/// 69 unavailable: a stale socket, connection refused; 74 other I/O error; 75 timeout; 76
-/// protocol: the server closed without replying or sent a bad reply; 77 permission denied; 78
-/// the path is not a socket; 79 a Varlink call got an error reply.
+/// Exit codes (sysexits): 0 success (ping: a server answers); 64 bad usage (including a socket
+/// path over 107 bytes, or a flag the subcommand does not use); 65 the message does not fit the
+/// framing; 66 nothing at the socket path; 69 unavailable: a stale socket, connection refused;
+/// 70 internal error (a bug: please report it); 74 other I/O error; 75 timeout (ping: a server
+/// holds the socket but does not answer); 76 protocol: the server closed without replying or
+/// sent a bad reply; 77 permission denied; 78 the path is not a socket; 79 a Varlink call got an
+/// error reply.
 #[derive(Debug, Parser)]
 #[command(name = "ipc-client", version, max_term_width = 100)]
 struct Cli {
@@ -70,9 +72,13 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
-    /// Tell whether a server answers at the socket path: prints `live: PATH`, `stale socket:
-    /// PATH`, `not a socket: PATH`, `nothing there: PATH` or `permission denied: PATH`; the exit
-    /// code says the same (0, 69, 78, 66, 77).
+    /// Tell whether a server answers at the socket path: prints `live: PATH`, `not answering:
+    /// PATH`, `stale socket: PATH`, `not a socket: PATH`, `nothing there: PATH` or `permission
+    /// denied: PATH`; the exit code says the same (0, 75, 69, 78, 66, 77).
+    ///
+    /// It sends no message: it connects, ends its side of the connection, and calls the server
+    /// live when the server takes the connection and closes it (or writes) within --timeout. A
+    /// server that holds the socket but does not run (stopped, or stuck) is `not answering`.
     #[command(visible_alias = "status")]
     Ping,
     /// Make a Varlink call (to a server run with --protocol varlink, or any Varlink service)
@@ -111,12 +117,12 @@ enum Command {
 type Failure = (u8, String);
 
 fn main() -> ExitCode {
-    let cli: Cli = match cli::parse_args() {
-        Ok(cli) => cli,
+    let (cli, matches) = match cli::parse_args::<Cli>() {
+        Ok(parsed) => parsed,
         Err(code) => return code,
     };
     cli.log.init("warn");
-    match run(cli) {
+    match refuse_unused_flags(&matches).and_then(|()| run(cli)) {
         Ok(code) => ExitCode::from(code),
         Err((code, message)) => {
             eprintln!("ipc-client: {message}");
@@ -191,7 +197,13 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Ping => {
             let (line, code) = match localipc_core::probe(&path) {
-                Ok(PathState::Live) => ("live", exit::OK),
+                Ok(PathState::Live) => match answers(&path, cli.timeout) {
+                    Ok(true) => ("live", exit::OK),
+                    Ok(false) => ("not answering", exit::TIMEOUT),
+                    Err(e) => {
+                        return Err((exit::IO, format!("cannot ping {}: {e}", path.display())));
+                    }
+                },
                 Ok(PathState::Stale) => ("stale socket", exit::UNAVAILABLE),
                 Ok(PathState::NotASocket(_)) => ("not a socket", exit::NOT_A_SOCKET),
                 Ok(PathState::Missing) => ("nothing there", exit::NO_SOCKET),
@@ -211,6 +223,42 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             cli::write_man::<Cli>(&mut out).map_err(cli::stdout_failure)?;
             Ok(exit::OK)
         }
+    }
+}
+
+/// The flags a subcommand has no use for are refused rather than silently ignored: Varlink
+/// calls always use NUL framing, and ping sends no message.
+fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), Failure> {
+    cli::refuse_unused_flags(matches, "call", &["framing", "raw_quiet"])?;
+    cli::refuse_unused_flags(matches, "introspect", &["framing", "raw_quiet"])?;
+    cli::refuse_unused_flags(matches, "ping", &["framing", "raw_quiet", "max_frame"])
+}
+
+/// Whether the server at `path` takes a connection and answers its end (by closing, or by
+/// writing) within `timeout`: true when it does, false when it is silent that long.
+fn answers(path: &std::path::Path, timeout: Duration) -> std::io::Result<bool> {
+    use std::os::unix::net::UnixStream;
+    let mut conn = match localipc_core::abstract_name(path) {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            UnixStream::connect_addr(&std::os::unix::net::SocketAddr::from_abstract_name(name)?)?
+        }
+        None => UnixStream::connect(path)?,
+    };
+    conn.shutdown(std::net::Shutdown::Write)?;
+    conn.set_read_timeout((!timeout.is_zero()).then_some(timeout))?;
+    match conn.read(&mut [0; 512]) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
     }
 }
 

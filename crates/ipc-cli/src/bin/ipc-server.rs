@@ -21,9 +21,9 @@ use tracing::{info, warn};
 /// way out. Under systemd it serves an activated socket (LISTEN_FDS) and reports readiness
 /// (NOTIFY_SOCKET).
 ///
-/// Exit codes: 0 stopped cleanly; 64 bad flag or setting; 73 another server holds the path;
-/// 74 other I/O error; 77 unsafe socket directory or permission denied; 78 the path exists and is
-/// not a socket.
+/// Exit codes: 0 stopped cleanly; 64 bad flag or setting; 70 internal error (a bug: please
+/// report it); 73 another server holds the path; 74 other I/O error; 77 unsafe socket directory
+/// or permission denied; 78 the path exists and is not a socket.
 #[derive(Debug, Parser)]
 #[command(
     name = "ipc-server",
@@ -207,7 +207,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli: Cli = match cli::parse_args() {
-        Ok(cli) => cli,
+        Ok((cli, _)) => cli,
         Err(code) => return code,
     };
     let printed = match cli.command {

@@ -73,7 +73,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli: Cli = match cli::parse_args() {
-        Ok(cli) => cli,
+        Ok((cli, _)) => cli,
         Err(code) => return code,
     };
     let stop = match (cli.msgs, cli.duration) {

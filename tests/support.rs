@@ -42,6 +42,29 @@ pub fn client_bin() -> &'static Path {
     })
 }
 
+/// The cargo target directory these tests were built in (`target/` or `CARGO_TARGET_DIR`),
+/// where `.ci/setup` puts the tools the tests use.
+pub fn target_dir() -> PathBuf {
+    let bin = Path::new(env!("CARGO_BIN_EXE_ipc-server"));
+    // <target>/<profile>/ipc-server
+    bin.ancestors()
+        .nth(2)
+        .expect("a target directory")
+        .to_owned()
+}
+
+/// A tool `.ci/setup` installed for the tests (`varlinkctl`, `varlink`, ...), in
+/// `<target>/tools/bin`.
+pub fn tool(name: &str) -> PathBuf {
+    let path = target_dir().join("tools/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash .ci/setup` once (it installs the tools the tests use)",
+        path.display()
+    );
+    path
+}
+
 /// A command running `ipc-server`, with no `IPC_*` variable of the caller's environment.
 pub fn server_cmd() -> Command {
     let mut cmd = Command::new(server_bin());
@@ -404,10 +427,8 @@ pub fn peer(name: &str) -> PathBuf {
 /// The Python with the reference Varlink packages (`varlink`, `asyncvarlink`): `IPC_TEST_PYTHON`
 /// if set, else the virtual environment `.ci/run` creates in `target/pyenv`.
 pub fn varlink_python() -> PathBuf {
-    let python = std::env::var_os("IPC_TEST_PYTHON").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/pyenv/bin/python"),
-        PathBuf::from,
-    );
+    let python = std::env::var_os("IPC_TEST_PYTHON")
+        .map_or_else(|| target_dir().join("pyenv/bin/python"), PathBuf::from);
     let ok = Command::new(&python)
         .args(["-c", "import varlink, asyncvarlink"])
         .output_within()
@@ -415,7 +436,7 @@ pub fn varlink_python() -> PathBuf {
         .success();
     assert!(
         ok,
-        "{} cannot import varlink and asyncvarlink: run `bash .ci/run` once (it creates \
+        "{} cannot import varlink and asyncvarlink: run `bash .ci/setup` once (it creates \
          target/pyenv), or set IPC_TEST_PYTHON to a Python that has them",
         python.display()
     );

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod blocking;
 mod client;
 mod error;
 mod idl;

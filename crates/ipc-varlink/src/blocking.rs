@@ -165,12 +165,15 @@ impl VarlinkClient {
     }
 }
 
+/// The async client's stream of replies, boxed.
+type ReplyStream<'c, R> = Pin<Box<dyn Stream<Item = Result<R, CallError>> + Send + 'c>>;
+
 /// The replies of a [`VarlinkClient::call_more`], read as they are asked for, each within the
 /// client's time limit.
 pub struct Replies<'c, R> {
     runner: &'c Runner,
     /// `None` once it has ended.
-    stream: Option<Pin<Box<dyn Stream<Item = Result<R, CallError>> + Send + 'c>>>,
+    stream: Option<ReplyStream<'c, R>>,
 }
 
 impl<R> std::fmt::Debug for Replies<'_, R> {

@@ -82,8 +82,10 @@ fn main() -> ExitCode {
         server_args: cli.server_args,
         only: cli.only,
         lean: cli.lean,
+        // Else the one .ci/setup makes in the target directory this binary was built in.
         python: cli.python.or_else(|| {
-            let venv = PathBuf::from("target/pyenv/bin/python");
+            let exe = std::env::current_exe().ok()?;
+            let venv = exe.ancestors().nth(2)?.join("pyenv/bin/python");
             venv.exists().then_some(venv)
         }),
     };

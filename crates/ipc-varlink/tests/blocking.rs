@@ -7,19 +7,11 @@ use std::time::Duration;
 
 use localipc_server::{Framing, Server, ShutdownHandle};
 use localipc_varlink::blocking::VarlinkClient;
-use localipc_varlink::{CallError, Interface, Service, VarlinkError, messages_interface};
-use serde::{Deserialize, Serialize};
+use localipc_varlink::{CallError, Service, VarlinkError, messages_interface};
 use serde_json::{Value, json};
 
-#[derive(Deserialize)]
-struct Nap {
-    ms: u64,
-}
-
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct Slept {
-    ms: u64,
-}
+mod common;
+use common::{Slept, slow_interface};
 
 struct Served {
     _dir: tempfile::TempDir,
@@ -41,12 +33,7 @@ fn serve() -> Served {
         .enable_all()
         .build()
         .unwrap();
-    let slow = Interface::new("interface org.example.slow\nmethod Nap(ms: int) -> (ms: int)\n")
-        .unwrap()
-        .method("Nap", |p: Nap, _ctx| async move {
-            tokio::time::sleep(Duration::from_millis(p.ms)).await;
-            Ok::<_, VarlinkError>(Slept { ms: p.ms })
-        });
+    let slow = slow_interface();
     let service = Service::builder()
         .product("blocking")
         .interface(messages_interface("Mensagem recebida!"))

@@ -13,6 +13,9 @@ use localipc_varlink::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+mod common;
+use common::{Slept, slow_interface};
+
 const DEADLINE: Duration = Duration::from_secs(30);
 
 async fn within<T>(f: impl Future<Output = T>) -> T {
@@ -21,26 +24,9 @@ async fn within<T>(f: impl Future<Output = T>) -> T {
         .expect("the test took longer than its deadline")
 }
 
-#[derive(Deserialize)]
-struct Nap {
-    ms: u64,
-}
-
-#[derive(Serialize, Deserialize, Debug, PartialEq)]
-struct Slept {
-    ms: u64,
-}
-
 /// `Messages` plus `io.ipc.Server`, and `org.example.slow` whose `Nap` sleeps.
 fn service() -> Service {
-    let slow = Interface::new(
-        "interface org.example.slow\nmethod Nap(ms: int) -> (ms: int)\nmethod Missing() -> ()\n",
-    )
-    .unwrap()
-    .method("Nap", |p: Nap, _ctx| async move {
-        tokio::time::sleep(Duration::from_millis(p.ms)).await;
-        Ok::<_, VarlinkError>(Slept { ms: p.ms })
-    });
+    let slow = slow_interface();
     Service::builder()
         .vendor("tests")
         .product("library")

@@ -330,9 +330,12 @@ pub async fn connect_socket(
         }
         None => path.to_owned(),
     };
-    within(timeout, UnixStream::connect(&target))
-        .await?
-        .map_err(|e| connect_error(path, e))
+    within(
+        timeout,
+        crate::runtime::with_io(UnixStream::connect(&target)),
+    )
+    .await??
+    .map_err(|e| connect_error(path, e))
 }
 
 fn connect_error(path: &Path, e: io::Error) -> ClientError {

@@ -32,3 +32,20 @@ pub(crate) fn check(limit: Option<Duration>) -> Result<(), ClientError> {
     }
     Ok(())
 }
+
+/// Runs `io`, the first use of the runtime's I/O driver (registering a new socket), turning the
+/// panic Tokio raises on a runtime without that driver into [`ClientError::Runtime`]. Tokio has
+/// no query for its I/O driver either; registering panics at once, before anything is
+/// registered, and prints its own panic message once.
+///
+/// # Errors
+///
+/// [`ClientError::Runtime`] when the runtime has no I/O driver.
+pub(crate) async fn with_io<F: Future>(io: F) -> Result<F::Output, ClientError> {
+    use futures::FutureExt;
+    AssertUnwindSafe(io).catch_unwind().await.map_err(|_| {
+        ClientError::Runtime(
+            "the client needs the runtime's I/O driver (Builder::enable_io or enable_all)",
+        )
+    })
+}

@@ -273,3 +273,17 @@ async fn a_closed_connection_says_the_server_may_be_stopping() {
     assert!(matches!(e, ClientError::Unusable { .. }), "{e:?}");
     assert!(!client.is_usable());
 }
+
+#[test]
+fn a_runtime_without_io_gives_an_error_not_a_panic() {
+    let full = tokio::runtime::Runtime::new().unwrap();
+    let (_d, path, _h) = full.block_on(start(Framing::Line));
+    // The client's runtime has timers but no I/O driver (enable_io forgotten).
+    let time_only = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let e = time_only.block_on(Client::connect(&path)).unwrap_err();
+    assert!(matches!(e, ClientError::Runtime(_)), "{e:?}");
+    assert!(e.to_string().contains("enable_io"), "{e}");
+}

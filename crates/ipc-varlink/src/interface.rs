@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{BuildError, VarlinkError};
 use crate::idl::Description;
 use crate::method::{Many, Method, More, Once, Typed};
+use crate::policy::Policy;
 
 /// One interface: its description (Varlink IDL) and the implementations of its methods.
 ///
@@ -35,6 +36,10 @@ use crate::method::{Many, Method, More, Once, Typed};
 pub struct Interface {
     pub(crate) description: Description,
     pub(crate) methods: HashMap<String, Arc<dyn Method>>,
+    /// Who may call any of its methods (everyone if `None`).
+    pub(crate) policy: Option<Policy>,
+    /// Who may call one method, on top of `policy`.
+    pub(crate) method_policies: HashMap<String, Policy>,
 }
 
 impl std::fmt::Debug for Interface {
@@ -42,6 +47,8 @@ impl std::fmt::Debug for Interface {
         f.debug_struct("Interface")
             .field("name", &self.description.name())
             .field("implemented", &self.methods.keys().collect::<Vec<_>>())
+            .field("policy", &self.policy)
+            .field("method_policies", &self.method_policies)
             .finish()
     }
 }
@@ -57,7 +64,26 @@ impl Interface {
         Ok(Self {
             description: Description::parse(idl)?,
             methods: HashMap::new(),
+            policy: None,
+            method_policies: HashMap::new(),
         })
+    }
+
+    /// Lets only the callers `policy` allows call the interface's methods; the others get
+    /// `org.varlink.service.PermissionDenied`, before the method runs and before its
+    /// parameters are decoded, and the connection goes on. Calling it again replaces the
+    /// policy. Without one, every caller the server admits may call.
+    pub fn allow(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Lets only the callers `policy` allows call the method `name` (unqualified), on top of
+    /// the interface's policy ([`allow`](Self::allow)): a call must pass both. Naming a method
+    /// the description lacks is an error when the service is built.
+    pub fn allow_method(mut self, name: &str, policy: Policy) -> Self {
+        self.method_policies.insert(name.to_owned(), policy);
+        self
     }
 
     /// The interface's name.

@@ -26,6 +26,7 @@ pub(crate) struct Stats {
     errors: AtomicU64,
     bytes_received: AtomicU64,
     bytes_sent: AtomicU64,
+    refused_permission: AtomicU64,
 }
 
 /// A copy of the counters, as `Stats` returns them.
@@ -42,6 +43,7 @@ pub(crate) struct Counters {
     refused_allow_list: u64,
     unfinished_bytes: u64,
     refused_unfinished_budget: u64,
+    refused_permission: u64,
 }
 
 impl Stats {
@@ -60,6 +62,7 @@ impl Stats {
             refused_allow_list: server.refused_allow_list(),
             unfinished_bytes: server.unfinished_bytes() as u64,
             refused_unfinished_budget: server.refused_unfinished_budget(),
+            refused_permission: load(&self.refused_permission),
         }
     }
 
@@ -74,6 +77,11 @@ impl Stats {
     pub(crate) fn sent(&self, bytes: usize) {
         self.bytes_sent
             .fetch_add(bytes as u64 + 1, Ordering::Relaxed);
+    }
+
+    /// A call was refused by a policy.
+    pub(crate) fn refused(&self) {
+        self.refused_permission.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An error reply was made.

@@ -14,13 +14,14 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use localipc_core::{BoxError, Context, Handler, ReplyStream, Response};
 use serde_json::value::RawValue;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::error::{BuildError, VarlinkError};
 use crate::idl::Description;
 use crate::interface::Interface;
 use crate::method::{Failure, Method, Started};
 use crate::observe::Observer;
+use crate::policy::{Gate, Policy};
 use crate::standard;
 use crate::wire::{self, IncomingCall};
 
@@ -40,6 +41,7 @@ pub struct ServiceBuilder {
     interfaces: Vec<Interface>,
     server_interface: bool,
     monitor_backlog: usize,
+    monitor_policy: Policy,
     server_counters: Option<Arc<localipc_core::ServerCounters>>,
 }
 
@@ -90,6 +92,13 @@ impl ServiceBuilder {
         self
     }
 
+    /// Who may call `io.ipc.Server.Monitor` (default: root and the server's own user, since
+    /// its events name every caller's uid, pid and methods). `Stats` is open to every caller.
+    pub fn monitor_policy(mut self, policy: Policy) -> Self {
+        self.monitor_policy = policy;
+        self
+    }
+
     /// The counters of the server this service runs in (give the server the same ones, with
     /// `localipc_server::Builder::counters`): `io.ipc.Server.Stats` then reports how often its
     /// connection caps and allow-lists came into play. Without them those fields are 0.
@@ -111,7 +120,10 @@ impl ServiceBuilder {
         ));
         let mut interfaces = Vec::new();
         if self.server_interface {
-            interfaces.push(standard::server_interface(Arc::clone(&observer)));
+            interfaces.push(
+                standard::server_interface(Arc::clone(&observer))
+                    .allow_method("Monitor", self.monitor_policy),
+            );
         }
         interfaces.extend(self.interfaces);
         // Every interface's name and description, for GetInfo and GetInterfaceDescription.
@@ -140,14 +152,27 @@ impl ServiceBuilder {
         let mut known = HashMap::new();
         for interface in std::iter::once(service_interface).chain(interfaces) {
             let name = interface.name().to_owned();
+            let unknown = interface
+                .methods
+                .keys()
+                .chain(interface.method_policies.keys())
+                .find(|method| !interface.description.has_method(method));
+            if let Some(method) = unknown {
+                return Err(BuildError::UnknownMethod {
+                    interface: name,
+                    method: method.clone(),
+                });
+            }
             for (method, implementation) in interface.methods {
-                if !interface.description.has_method(&method) {
-                    return Err(BuildError::UnknownMethod {
-                        interface: name,
-                        method,
-                    });
-                }
-                methods.insert(format!("{name}.{method}"), implementation);
+                let gate = Gate::new(
+                    interface.policy.as_ref(),
+                    interface.method_policies.get(&method),
+                );
+                let entry = Entry {
+                    implementation,
+                    gate,
+                };
+                methods.insert(format!("{name}.{method}"), entry);
             }
             known.insert(name, interface.description);
         }
@@ -182,7 +207,7 @@ pub struct Service(Arc<Inner>);
 
 struct Inner {
     /// Implemented methods by qualified name (`interface.Method`).
-    methods: HashMap<String, Arc<dyn Method>, NameHash>,
+    methods: HashMap<String, Entry, NameHash>,
     /// Every interface served, by name.
     interfaces: HashMap<String, Description>,
     observer: Arc<Observer>,
@@ -194,6 +219,12 @@ impl std::fmt::Debug for Service {
             .field("interfaces", &self.0.interfaces.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// An implemented method and who may call it.
+struct Entry {
+    implementation: Arc<dyn Method>,
+    gate: Gate,
 }
 
 /// Hashes method names with FNV-1a: the names are the service's own (a caller can only miss
@@ -262,6 +293,7 @@ impl Service {
             interfaces: Vec::new(),
             server_interface: false,
             monitor_backlog: crate::DEFAULT_MONITOR_BACKLOG,
+            monitor_policy: Policy::uid(0).or(Policy::same_user()),
             server_counters: None,
         }
     }
@@ -279,15 +311,31 @@ impl Service {
             return Err(VarlinkError::invalid_parameter("upgrade"));
         }
         let parameters = wire::parameters_or_empty(call.parameters);
-        let Some(implementation) = self.0.methods.get(method) else {
+        let Some(entry) = self.0.methods.get(method) else {
             return Err(self.missing(method));
         };
+        // Before anything of the call is decoded.
+        if let Some(policy) = entry.gate.refusal(ctx) {
+            let peer = ctx.peer();
+            info!(
+                connection = ctx.connection_id(),
+                uid = peer.uid,
+                gid = peer.gid,
+                pid = peer.pid,
+                method,
+                allowed = %policy,
+                "call refused by policy"
+            );
+            self.0.observer.stats.refused();
+            return Err(VarlinkError::permission_denied());
+        }
         // Parameters are an object (the decoder alone would also fill a struct from an array,
         // by position).
         if !parameters.get().starts_with('{') {
             return Err(VarlinkError::invalid_parameter("parameters"));
         }
-        implementation
+        entry
+            .implementation
             .start(parameters, ctx.clone())
             .map_err(|e| self.invalid(method, parameters, &e))
     }

@@ -76,7 +76,8 @@ type Event (
 # their uid had its share open; refused_allow_list: connections closed because
 # their peer was on no allow-list; unfinished_bytes: bytes held now for
 # messages not yet complete; refused_unfinished_budget: connections closed
-# because their message would have taken that past the server's budget.
+# because their message would have taken that past the server's budget;
+# refused_permission: calls refused by a policy (PermissionDenied).
 method Stats() -> (
   connections_open: int,
   connections_served: int,
@@ -88,11 +89,13 @@ method Stats() -> (
   refused_uid_share: int,
   refused_allow_list: int,
   unfinished_bytes: int,
-  refused_unfinished_budget: int
+  refused_unfinished_budget: int,
+  refused_permission: int
 )
 
 # Call with more: a reply for every connection opened or closed and every
-# call answered, from now until the call ends.
+# call answered, from now until the call ends. Only for root and the server's
+# own user, unless the service says otherwise: events name other callers.
 method Monitor() -> (event: Event)
 
 # The server is shutting down: a streamed call still open ends with this.

@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use localipc_server::{Framing, Server};
 use localipc_varlink::{
-    CallError, Empty, Interface, More, Service, VarlinkClient, VarlinkError, messages_interface,
+    CallError, Empty, Interface, More, Policy, Service, VarlinkClient, VarlinkError,
+    messages_interface,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -450,4 +451,138 @@ async fn floats_keep_every_bit_through_a_service() {
     })
     .await;
     s.handle.shutdown();
+}
+
+/// `org.example.store`: `Get` for every caller, `Set` only for `setters`, and the whole
+/// interface only for `readers`.
+fn store(readers: Option<Policy>, setters: Policy) -> Service {
+    #[derive(Deserialize)]
+    struct Set {
+        #[allow(dead_code)]
+        value: i64,
+    }
+    let mut interface = Interface::new(
+        "interface org.example.store\nmethod Get() -> ()\nmethod Set(value: int) -> ()\n",
+    )
+    .unwrap()
+    .method("Get", |_: Empty, _ctx| async {
+        Ok::<_, VarlinkError>(Empty {})
+    })
+    .method("Set", |_: Set, _ctx| async {
+        Ok::<_, VarlinkError>(Empty {})
+    })
+    .allow_method("Set", setters);
+    if let Some(readers) = readers {
+        interface = interface.allow(readers);
+    }
+    Service::builder()
+        .interface(interface)
+        .server_interface()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_call_gets_permission_denied_and_the_connection_goes_on() {
+    within(async {
+        let me = nix::unistd::geteuid().as_raw();
+        let server = start_with(store(None, Policy::uid(me.wrapping_add(1))));
+        let mut c = VarlinkClient::connect(&server.path).await.unwrap();
+        let e = c
+            .call::<_, Empty>("org.example.store.Set", &json!({"value": 1}))
+            .await;
+        assert_eq!(
+            reply_name(e.unwrap_err()),
+            "org.varlink.service.PermissionDenied"
+        );
+        // Refused before its parameters are decoded: bad ones do not show.
+        let e = c
+            .call::<_, Empty>("org.example.store.Set", &json!({"value": "x"}))
+            .await;
+        assert_eq!(
+            reply_name(e.unwrap_err()),
+            "org.varlink.service.PermissionDenied"
+        );
+        // The same connection goes on, for what the caller may do.
+        let _: Empty = c.call("org.example.store.Get", &Empty {}).await.unwrap();
+        let stats: Value = c.call("io.ipc.Server.Stats", &Empty {}).await.unwrap();
+        assert_eq!(stats["refused_permission"], 2, "{stats}");
+        assert_eq!(stats["errors"], 2, "{stats}");
+        server.handle.shutdown();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_call_must_pass_its_interface_s_policy_and_its_method_s() {
+    within(async {
+        // Allowed by the method's policy, refused by the interface's.
+        let server = start_with(store(
+            Some(Policy::check("nobody", |_| false)),
+            Policy::anyone(),
+        ));
+        let mut c = VarlinkClient::connect(&server.path).await.unwrap();
+        for method in ["org.example.store.Get", "org.example.store.Set"] {
+            let e = c.call::<_, Empty>(method, &json!({"value": 1})).await;
+            assert_eq!(
+                reply_name(e.unwrap_err()),
+                "org.varlink.service.PermissionDenied"
+            );
+        }
+        // The standard interfaces are not the store's: they still answer.
+        assert!(c.info().await.is_ok());
+        server.handle.shutdown();
+        // And with both passed, the call runs.
+        let server = start_with(store(Some(Policy::same_user()), Policy::same_user()));
+        let mut c = VarlinkClient::connect(&server.path).await.unwrap();
+        let _: Empty = c
+            .call("org.example.store.Set", &json!({"value": 1}))
+            .await
+            .unwrap();
+        server.handle.shutdown();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn monitor_is_for_root_and_the_server_s_user_unless_the_service_says_otherwise() {
+    within(async {
+        let me = nix::unistd::geteuid().as_raw();
+        let server = start_with(store(None, Policy::anyone()));
+        let mut c = VarlinkClient::connect(&server.path).await.unwrap();
+        let stream = c
+            .call_more::<_, Value>("io.ipc.Server.Monitor", &Empty {})
+            .await
+            .unwrap();
+        drop(stream); // allowed: it streams (and this connection is then done)
+        server.handle.shutdown();
+        let service = Service::builder()
+            .server_interface()
+            .monitor_policy(Policy::uid(me.wrapping_add(1)))
+            .build()
+            .unwrap();
+        let server = start_with(service);
+        let mut c = VarlinkClient::connect(&server.path).await.unwrap();
+        let stream = c
+            .call_more::<_, Value>("io.ipc.Server.Monitor", &Empty {})
+            .await
+            .unwrap();
+        futures::pin_mut!(stream);
+        let first = stream.next().await.unwrap();
+        assert_eq!(
+            reply_name(first.unwrap_err()),
+            "org.varlink.service.PermissionDenied"
+        );
+        server.handle.shutdown();
+    })
+    .await;
+}
+
+#[test]
+fn a_policy_for_a_method_the_description_does_not_have_is_refused_at_build() {
+    let interface = Interface::new("interface org.example.a\nmethod A() -> ()\n")
+        .unwrap()
+        .allow_method("B", Policy::anyone());
+    let e = Service::builder().interface(interface).build().unwrap_err();
+    assert!(e.to_string().contains("no method B"), "{e}");
 }

@@ -1,8 +1,10 @@
-//! A Varlink service in a few lines: `org.example.counter`, a counter that clients add to and
-//! watch. `Add` is a typed call with a typed error; `Watch` streams the value and then every
-//! change (server push: it is fed from a broadcast channel).
+//! A Varlink service in a few lines: `org.example.counter`, a counter that clients add to, read
+//! and watch. `Add` is a typed call with a typed error; `Watch` streams the value and then every
+//! change (server push: it is fed from a broadcast channel). Who may `Add` is a policy: the
+//! server's own user, or with a group id as second argument, the members of that group (the
+//! socket is then open to every user, who may all `Get` and `Watch`).
 //!
-//! Run it:     cargo run -p localipc-cli --example varlink -- /tmp/counter.sock
+//! Run it:     cargo run -p localipc-cli --example varlink -- /tmp/counter.sock [ADDERS_GID]
 //! Call it:    cargo run --bin ipc-client -- --socket /tmp/counter.sock call org.example.counter.Add '{"by": 2}'
 //! Watch it:   cargo run --bin ipc-client -- --socket /tmp/counter.sock call org.example.counter.Watch --more
 //! Stop it with Ctrl-C (or SIGTERM): open `Watch` streams end with io.ipc.Server.ShuttingDown,
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use futures::{Stream, StreamExt};
 use localipc_server::signal::ShutdownSignals;
 use localipc_server::{Framing, Server};
-use localipc_varlink::{Empty, Interface, More, Service, VarlinkError};
+use localipc_varlink::{Empty, Interface, More, Policy, Service, VarlinkError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
@@ -26,6 +28,9 @@ interface org.example.counter
 
 # Adds `by` (at least 1) to the counter and returns the new value.
 method Add(by: int) -> (value: int)
+
+# The value now.
+method Get() -> (value: int)
 
 # Call with more: the value now, then the value after every change.
 method Watch() -> (value: int)
@@ -72,12 +77,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args()
         .nth(1)
         .map_or_else(localipc_server::default_socket_path, Into::into);
+    let adders_gid: Option<u32> = std::env::args().nth(2).map(|g| g.parse()).transpose()?;
     let counter = Arc::new(Counter {
         value: AtomicI64::new(0),
         changes: broadcast::channel(64).0,
     });
 
     let adder = Arc::clone(&counter);
+    let reader = Arc::clone(&counter);
     let watcher = Arc::clone(&counter);
     let interface = Interface::new(IDL)?
         .method("Add", move |p: Add, _ctx| {
@@ -94,6 +101,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             };
             async move { result }
         })
+        .method("Get", move |_: Empty, _ctx| {
+            let value = reader.value.load(Ordering::SeqCst);
+            async move { Ok::<_, VarlinkError>(Value { value }) }
+        })
+        // Checked before `Add` runs; anyone else gets org.varlink.service.PermissionDenied.
+        .allow_method(
+            "Add",
+            adders_gid.map_or_else(Policy::same_user, Policy::group),
+        )
         .streaming("Watch", move |_: Empty, _ctx| {
             // Subscribe first, so no change between the two is missed.
             let changes = watcher.changes.subscribe();
@@ -108,6 +124,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut signals = ShutdownSignals::new()?;
     let server = Server::builder(service)
         .socket(&path)
+        // With adders named, everyone may connect (to read); else the server's user only.
+        .socket_mode(if adders_gid.is_some() { 0o666 } else { 0o600 })
         .framing(Framing::Nul)
         .bind()?;
     println!("counter service on {}", path.display());

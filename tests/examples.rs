@@ -197,3 +197,47 @@ fn varlink_example_adds_refuses_and_streams_changes() {
     // The watcher's stream ended with the shutdown error.
     assert_eq!(code(wait_within(&mut watcher)), 79);
 }
+
+#[test]
+fn varlink_example_lets_only_its_group_add_and_everyone_read() {
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: running as another user needs root (CI runs it as root)");
+        return;
+    }
+    // Two real users: nobody without the group, and nobody with it as a supplementary group.
+    let (child, path, dir) = start_with("varlink", &["4243"]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let calls = |groups: &str, calls: &[&str]| {
+        let out = as_nobody(groups, "php")
+            .arg(peer("varlink_calls.php"))
+            .arg(&path)
+            .args(calls)
+            .output_within();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let add = r#"{"method": "org.example.counter.Add", "parameters": {"by": 2}}"#;
+    let get = r#"{"method": "org.example.counter.Get"}"#;
+    // Refused, then allowed, on the same connection.
+    let replies = calls("--clear-groups", &[add, get]);
+    let lines: Vec<&str> = replies.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"error":"org.varlink.service.PermissionDenied","parameters":{}}"#,
+            r#"{"parameters":{"value":0}}"#
+        ],
+        "{replies}"
+    );
+    // A member adds; everyone sees it.
+    assert_eq!(
+        calls("--groups=4243", &[add]),
+        "{\"parameters\":{\"value\":2}}\n"
+    );
+    assert_eq!(
+        calls("--clear-groups", &[get]),
+        "{\"parameters\":{\"value\":2}}\n"
+    );
+    stop(child, &path);
+}

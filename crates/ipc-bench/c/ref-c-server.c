@@ -1,7 +1,13 @@
 /*
  * ref-c-server: the hand-written C reference for the benchmark suite. Plain epoll, one thread,
- * non-blocking sockets, a read buffer per connection, and each reply written as soon as its
- * request is complete. Echo only.
+ * non-blocking sockets, reads of up to 64 KiB into a read buffer per connection. Echo only.
+ *
+ * Built twice from this file (see build.rs):
+ * - with COALESCE defined (ref-c, the suite's reference): every complete request found in one
+ *   read is answered into the connection's write buffer, which is then sent with as few send()
+ *   calls as the socket allows: the replies of pipelined requests leave together;
+ * - without it (ref-c-naive): each reply is sent as soon as its request is complete, one send()
+ *   per request.
  *
  * Usage: ref-c-server SOCKET line|length
  *
@@ -56,9 +62,15 @@ static void close_conn(int ep, struct conn *c) {
     free(c);
 }
 
-/* Writes `len` bytes now, keeping what the socket does not take. Returns -1 on error. */
+/* Writes `len` bytes now (naive), or only queues them to go with the others (COALESCE),
+ * keeping what the socket does not take. Returns -1 on error. */
 static int send_reply(struct conn *c, const char *data, size_t len) {
-    if (c->out_len == c->out_off) {
+#ifdef COALESCE
+    int now = 0;
+#else
+    int now = c->out_len == c->out_off;
+#endif
+    if (now) {
         while (len > 0) {
             ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
             if (n < 0) {
@@ -118,6 +130,10 @@ static int answer(struct conn *c) {
     }
     memmove(c->in, c->in + pos, c->in_len - pos);
     c->in_len -= pos;
+#ifdef COALESCE
+    /* Everything this read answered, in as few sends as the socket takes. */
+    if (flush_out(c) < 0) return -1;
+#endif
     return 0;
 }
 

@@ -4,6 +4,7 @@
 //! with the reference servers in one run ([`suite`]).
 #![deny(missing_docs)]
 
+pub mod instructions;
 mod lean;
 pub mod load;
 mod measure;

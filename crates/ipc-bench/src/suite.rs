@@ -43,8 +43,11 @@ pub enum ServerKind {
     RefStd,
     /// `ref-tokio-server`: tokio `Framed` with `LinesCodec`.
     RefTokio,
-    /// `ref-c-server`: hand-written C, epoll, one thread (`c/ref-c-server.c`).
+    /// `ref-c-server`: hand-written C, epoll, one thread, the replies of one read sent
+    /// together (`c/ref-c-server.c` with `COALESCE`): the reference of the ratios.
     RefC,
+    /// `ref-c-naive`: the same C server sending each reply as soon as its request is complete.
+    RefCNaive,
     /// `ref-zlink-server`: Varlink with zlink, the Rust implementation.
     RefZlink,
     /// `tests/peers/varlink_server.py`: Varlink with the reference Python `varlink` package.
@@ -60,6 +63,7 @@ impl ServerKind {
             ServerKind::RefStd => "ref-std",
             ServerKind::RefTokio => "ref-tokio",
             ServerKind::RefC => "ref-c",
+            ServerKind::RefCNaive => "ref-c-naive",
             ServerKind::RefZlink => "ref-zlink",
             ServerKind::RefPython => "ref-python",
         }
@@ -72,6 +76,7 @@ const PLAIN: &[ServerKind] = &[
     ServerKind::RefStd,
     ServerKind::RefTokio,
     ServerKind::RefC,
+    ServerKind::RefCNaive,
 ];
 
 /// The servers of the Varlink scenarios.
@@ -145,21 +150,21 @@ pub struct Row {
     pub clean: bool,
 }
 
-struct Scenario {
-    name: &'static str,
+pub(crate) struct Scenario {
+    pub(crate) name: &'static str,
     what: &'static str,
-    protocol: Protocol,
+    pub(crate) protocol: Protocol,
     servers: &'static [ServerKind],
     /// A `more` call streaming many small replies, instead of request and reply.
     stream: bool,
-    framing: Framing,
-    conns: usize,
-    pipeline: usize,
-    size: usize,
-    oneshot: bool,
+    pub(crate) framing: Framing,
+    pub(crate) conns: usize,
+    pub(crate) pipeline: usize,
+    pub(crate) size: usize,
+    pub(crate) oneshot: bool,
 }
 
-const SCENARIOS: [Scenario; 10] = [
+pub(crate) const SCENARIOS: [Scenario; 10] = [
     Scenario {
         name: "lat1",
         what: "1 connection, 64 B, one request at a time",
@@ -298,14 +303,36 @@ pub enum SuiteError {
 }
 
 /// A server process on a socket, killed and cleaned up on drop.
-struct Running {
+pub(crate) struct Running {
     child: Child,
-    socket: PathBuf,
+    pub(crate) socket: PathBuf,
 }
 
 impl Running {
     fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// Stops the server with SIGTERM and waits for it (up to a minute: under callgrind a
+    /// server exits slowly), so that it finishes what it writes at exit.
+    pub(crate) fn stop(mut self) -> Result<(), SuiteError> {
+        let pid = nix::unistd::Pid::from_raw(self.pid());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let start = Instant::now();
+        while self
+            .child
+            .try_wait()
+            .map_err(|e| SuiteError::Server(e.to_string()))?
+            .is_none()
+        {
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(SuiteError::Server(
+                    "a server did not stop within 60 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
     }
 }
 
@@ -329,12 +356,15 @@ fn pin_self(placement: Placement) -> Result<(), SuiteError> {
     sched_setaffinity(Pid::from_raw(0), &set).map_err(SuiteError::Affinity)
 }
 
-fn start_server(
+/// Starts a server of `kind`; with `counting`, under callgrind, which writes its instruction
+/// counts to that file when the server exits.
+pub(crate) fn start_server(
     config: &SuiteConfig,
     kind: ServerKind,
     protocol: Protocol,
     framing: Framing,
     tag: &str,
+    counting: Option<&std::path::Path>,
 ) -> Result<Running, SuiteError> {
     let socket = config.work_dir.join(format!("{}-{tag}.sock", kind.name()));
     let _ = std::fs::remove_file(&socket);
@@ -347,6 +377,7 @@ fn start_server(
         (ServerKind::RefZlink, _) => sibling("ref-zlink-server"),
         // Built by this crate's build script, with the system C compiler.
         (ServerKind::RefC, _) => PathBuf::from(env!("REF_C_SERVER")),
+        (ServerKind::RefCNaive, _) => PathBuf::from(env!("REF_C_NAIVE")),
         (ServerKind::RefPython, _) => config.python.clone().ok_or_else(|| {
             SuiteError::Server(
                 "the Varlink scenarios need a Python with the varlink package: set \
@@ -355,11 +386,21 @@ fn start_server(
             )
         })?,
     };
-    let mut cmd = match config.placement {
-        Placement::Free => Command::new(program),
-        Placement::Same | Placement::Split => {
-            let mut c = Command::new("taskset");
-            c.args(["-c", "0"]).arg(program);
+    let mut prefix: Vec<std::ffi::OsString> = Vec::new();
+    if !matches!(config.placement, Placement::Free) {
+        prefix.extend(["taskset", "-c", "0"].map(Into::into));
+    }
+    if let Some(out) = counting {
+        prefix.extend(["valgrind", "--tool=callgrind", "-q"].map(Into::into));
+        let mut file = std::ffi::OsString::from("--callgrind-out-file=");
+        file.push(out);
+        prefix.push(file);
+    }
+    let mut cmd = match prefix.split_first() {
+        None => Command::new(program),
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(program);
             c
         }
     };
@@ -378,7 +419,7 @@ fn start_server(
                 .args(["--idle-timeout", "0", "-q"])
                 .args(&config.server_args);
         }
-        ServerKind::RefStd | ServerKind::RefTokio | ServerKind::RefC => {
+        ServerKind::RefStd | ServerKind::RefTokio | ServerKind::RefC | ServerKind::RefCNaive => {
             cmd.arg(&socket).arg(framing.as_str());
         }
         ServerKind::RefZlink => {
@@ -396,7 +437,7 @@ fn start_server(
     let running = Running { child, socket };
     let start = Instant::now();
     while UnixStream::connect(&running.socket).is_err() {
-        if start.elapsed() > Duration::from_secs(10) {
+        if start.elapsed() > Duration::from_secs(30) {
             return Err(SuiteError::Server(format!("{} did not start", kind.name())));
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -409,7 +450,7 @@ fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Resul
         ServerKind::OursPlain => (Protocol::Plain, Framing::Line),
         _ => (scenario.protocol, scenario.framing),
     };
-    let server = start_server(config, kind, protocol, framing, scenario.name)?;
+    let server = start_server(config, kind, protocol, framing, scenario.name, None)?;
     let duration = if config.quick {
         Duration::from_millis(300)
     } else {
@@ -479,7 +520,7 @@ fn row(
 /// and used its buffers), lets them go idle, and measures the server's RSS per connection.
 fn measure_idle(config: &SuiteConfig, kind: ServerKind, n: usize) -> Result<Row, SuiteError> {
     use std::io::{BufRead, BufReader, Write};
-    let server = start_server(config, kind, Protocol::Plain, Framing::Line, "idle")?;
+    let server = start_server(config, kind, Protocol::Plain, Framing::Line, "idle", None)?;
     // One connection first, so one-time costs (first task, runtime warm-up) are not counted.
     let mut first = UnixStream::connect(&server.socket)
         .map_err(|e| SuiteError::Server(format!("connect: {e}")))?;
@@ -652,6 +693,14 @@ const RATIOS: [Ratio; 22] = [
         target: ">= 1.0",
     },
     Ratio {
+        label: "lat1 p50 latency / ref-c",
+        scenario: "lat1",
+        reference: ServerKind::RefC,
+        reference_scenario: None,
+        figure: |r| Some(r.latency_us[0]),
+        target: "<= 1.0",
+    },
+    Ratio {
         label: "tput64 msgs/s / ref-c",
         scenario: "tput64",
         reference: ServerKind::RefC,
@@ -698,6 +747,14 @@ const RATIOS: [Ratio; 22] = [
         reference_scenario: None,
         figure: |r| r.rss_kib_per_conn,
         target: "(absolute target: <= 4 KiB)",
+    },
+    Ratio {
+        label: "idle RSS per connection / ref-c",
+        scenario: "idle",
+        reference: ServerKind::RefC,
+        reference_scenario: None,
+        figure: |r| r.rss_kib_per_conn,
+        target: "<= 0.33",
     },
     Ratio {
         label: "v-lat1 p50 latency / ref-zlink",

@@ -3,12 +3,14 @@
 //!
 //! Build everything in release mode first:
 //! `cargo build --release -p localipc-cli -p localipc-bench`, then
-//! `target/release/ipc-bench-suite [--quick] [--rounds N] [--placement same|split|free]`.
+//! `target/release/ipc-bench-suite [--quick] [--rounds N] [--placement same|split|free]`, or
+//! `target/release/ipc-bench-suite --instructions [--quick]` for instruction counts (callgrind).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use localipc_bench::instructions;
 use localipc_bench::suite::{self, Placement, SuiteConfig};
 use localipc_cli::{self as cli, exit};
 
@@ -55,6 +57,13 @@ struct Cli {
     #[arg(long, env = "IPC_TEST_PYTHON", value_name = "PATH")]
     python: Option<PathBuf>,
 
+    /// Count instructions instead of timing: each server under callgrind (valgrind), fixed
+    /// message counts from the lean client, start-up and shutdown subtracted; prints
+    /// instructions per message and the ratio to the coalescing C server (zlink for Varlink).
+    /// Scenarios: lat1, tput64, pipe, churn, v-lat1, v-pipe, v-churn.
+    #[arg(long)]
+    instructions: bool,
+
     /// Extra flags passed to ipc-server (for example --server-arg=--workers=1).
     #[arg(long = "server-arg", value_name = "FLAG", allow_hyphen_values = true)]
     server_args: Vec<String>,
@@ -89,6 +98,22 @@ fn main() -> ExitCode {
             venv.exists().then_some(venv)
         }),
     };
+    if cli.instructions {
+        let result = instructions::run(&config);
+        let _ = std::fs::remove_dir_all(&work);
+        let counts = match result {
+            Ok(counts) => counts,
+            Err(e) => {
+                eprintln!("ipc-bench-suite: {e}");
+                return ExitCode::from(exit::IO);
+            }
+        };
+        println!("{}", instructions::table(&counts));
+        if let Err(code) = write_json(&cli.json, &instructions::json(&counts)) {
+            return code;
+        }
+        return verdict(counts.iter().all(|c| c.clean));
+    }
     let result = suite::run(&config);
     let _ = std::fs::remove_dir_all(&work);
     let rows = match result {
@@ -99,16 +124,28 @@ fn main() -> ExitCode {
         }
     };
     println!("{}", suite::table(&rows, cli.placement));
-    let json = suite::to_json(&rows, cli.placement, cli.quick);
-    if let Some(dir) = cli.json.parent() {
+    if let Err(code) = write_json(&cli.json, &suite::to_json(&rows, cli.placement, cli.quick)) {
+        return code;
+    }
+    verdict(suite::all_clean(&rows))
+}
+
+/// Writes the results to `path` (its directory made if missing).
+fn write_json(path: &std::path::Path, json: &serde_json::Value) -> Result<(), ExitCode> {
+    if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(e) = std::fs::write(&cli.json, format!("{json:#}\n")) {
-        eprintln!("ipc-bench-suite: cannot write {}: {e}", cli.json.display());
-        return ExitCode::from(exit::IO);
+    if let Err(e) = std::fs::write(path, format!("{json:#}\n")) {
+        eprintln!("ipc-bench-suite: cannot write {}: {e}", path.display());
+        return Err(ExitCode::from(exit::IO));
     }
-    eprintln!("results written to {}", cli.json.display());
-    if suite::all_clean(&rows) {
+    eprintln!("results written to {}", path.display());
+    Ok(())
+}
+
+/// Success when every reply of every run was right.
+fn verdict(clean: bool) -> ExitCode {
+    if clean {
         ExitCode::SUCCESS
     } else {
         eprintln!("ipc-bench-suite: some replies were lost, reordered or corrupted");

@@ -643,7 +643,7 @@ struct Ratio {
     target: &'static str,
 }
 
-const RATIOS: [Ratio; 22] = [
+const RATIOS: [Ratio; 24] = [
     Ratio {
         label: "lat1 p50 latency / ref-std",
         scenario: "lat1",

@@ -68,25 +68,20 @@ pub fn run(config: &SuiteConfig) -> Result<Vec<Count>, SuiteError> {
             let out = config
                 .work_dir
                 .join(format!("callgrind-{name}-{}", server.name()));
-            // Start-up and shutdown alone.
-            let running = start_server(
-                config,
-                server,
-                scenario.protocol,
-                scenario.framing,
-                name,
-                Some(&out),
-            )?;
-            running.stop()?;
+            let start = || {
+                start_server(
+                    config,
+                    server,
+                    scenario.protocol,
+                    scenario.framing,
+                    name,
+                    Some(&out),
+                )
+            };
+            // Start-up and shutdown alone, then with the load.
+            start()?.stop()?;
             let idle = total(&out)?;
-            let running = start_server(
-                config,
-                server,
-                scenario.protocol,
-                scenario.framing,
-                name,
-                Some(&out),
-            )?;
+            let running = start()?;
             let report = load::run(&LoadConfig {
                 protocol: scenario.protocol,
                 socket: running.socket.clone(),

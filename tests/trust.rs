@@ -405,3 +405,78 @@ fn an_unwritable_directory_is_named_in_the_error() {
         assert_eq!(code(out.status), 77, "{out:?}");
     }
 }
+
+/// Whether this kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = nix::sys::utsname::uname().unwrap();
+    let release = release.release().to_string_lossy().into_owned();
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let number = |p: Option<&str>| p.and_then(|p| p.parse::<u32>().ok()).unwrap_or(0);
+    (number(parts.next()), number(parts.next())) >= (major, minor)
+}
+
+#[test]
+fn descriptors_sent_to_the_server_are_refused_and_none_reaches_it() {
+    // Python's standard send_fds, as an independent peer: a message carrying a pipe's read end,
+    // then a plain one, on one connection kept open.
+    let server = TestServer::start(&[]);
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    let script = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(20)
+s.connect(sys.argv[1])
+r, w = os.pipe()
+try:
+    socket.send_fds(s, [b"with-fd\n"], [r])
+    print("sent")
+except PermissionError:
+    print("refused")
+s.sendall(b"plain\n")
+got = b""
+while not got.endswith(b"plain\n"):
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    got += chunk
+print(got.decode().replace("\n", "|"))
+sys.stdout.flush()
+sys.stdin.read()  # keep the connection open until the test has counted the server's descriptors
+"#;
+    let mut child = Reaped(
+        std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(server.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    let mut second = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    std::io::BufRead::read_line(&mut out, &mut second).unwrap();
+    if kernel_at_least(6, 16) {
+        // SO_PASSRIGHTS off: the kernel refuses the sendmsg; nothing of it was sent.
+        assert_eq!(first, "refused\n");
+        assert_eq!(second, "plain|\n");
+    } else {
+        // Older kernels pass the message; its descriptor is dropped unread.
+        assert_eq!(first, "sent\n");
+        assert_eq!(second, "with-fd|plain|\n");
+    }
+    // While the connection is open, the server holds one more descriptor (it), not two.
+    assert_eq!(
+        fds(),
+        before + 1,
+        "the server holds a descriptor it was sent"
+    );
+    drop(child.stdin.take());
+    assert!(wait_within(&mut child).success());
+}

@@ -306,6 +306,38 @@ fn recv_uninit<'b>(
     Ok(filled)
 }
 
+/// Makes the kernel refuse file descriptors sent to `listener`'s connections
+/// (`SO_PASSRIGHTS` off, Linux 6.16 and later, inherited by every accepted socket): a peer's
+/// `sendmsg` carrying `SCM_RIGHTS` then fails with `EPERM`, so no descriptor is ever queued
+/// for the server. Returns `false` on an older kernel, which has no such option; there a
+/// descriptor sent is dropped by the kernel unread, since the server reads with `recv`, which
+/// takes no control messages, and is never installed in the server.
+pub(crate) fn refuse_descriptors(listener: &impl AsRawFd) -> io::Result<bool> {
+    /// Not in the `libc` crate yet: `include/uapi/asm-generic/socket.h`.
+    const SO_PASSRIGHTS: nix::libc::c_int = 83;
+    let off: nix::libc::c_int = 0;
+    // SAFETY: `off` is a valid `c_int` for the duration of the call, and its size is the
+    // length passed; the kernel only reads it.
+    let rc = unsafe {
+        nix::libc::setsockopt(
+            listener.as_raw_fd(),
+            nix::libc::SOL_SOCKET,
+            SO_PASSRIGHTS,
+            std::ptr::from_ref(&off).cast(),
+            std::mem::size_of_val(&off) as nix::libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(nix::libc::ENOPROTOOPT) {
+        Ok(false)
+    } else {
+        Err(e)
+    }
+}
+
 /// The supplementary groups of the process at the other end of `stream` (`SO_PEERGROUPS`,
 /// which neither nix nor rustix wraps); empty on a kernel older than 4.13, which has no such
 /// option.

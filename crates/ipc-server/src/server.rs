@@ -17,7 +17,7 @@ use crate::limit::{ConnectionLimit, UidLimit};
 use localipc_core::Handler;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::address::ListenAddress;
 use crate::config::ServerConfig;
@@ -217,6 +217,14 @@ impl<H: Handler> Server<H> {
         listener
             .set_nonblocking(true)
             .map_err(|e| ServerError::io("configure", &name, e))?;
+        match crate::conn::refuse_descriptors(&listener) {
+            Ok(true) => debug!("file descriptors sent to this socket are refused by the kernel"),
+            Ok(false) => debug!(
+                "this kernel cannot refuse file descriptors (SO_PASSRIGHTS needs Linux 6.16); \
+                 any sent are dropped unread"
+            ),
+            Err(e) => return Err(ServerError::io("configure", &name, e)),
+        }
         let listener = crate::conn::register(listener, tokio::io::Interest::READABLE)
             .map_err(|e| ServerError::io("listen on", &name, e))?;
         info!(

@@ -10,12 +10,15 @@ use serde_json::Value;
 const STREAM_ITEMS: usize = 64;
 
 /// The built-in service: `io.ipc.Messages`, `io.ipc.Server` and `org.varlink.service`, with a
-/// small monitor backlog.
+/// small monitor backlog. Its `Monitor` is open to the targets' callers (uid 1000), and its
+/// `Ack` is for root only, so that calls refused by a policy are fuzzed too.
 pub fn service() -> localipc_varlink::Service {
+    use localipc_varlink::Policy;
     localipc_varlink::Service::builder()
         .vendor("fuzz")
-        .interface(localipc_varlink::messages_interface("ok"))
+        .interface(localipc_varlink::messages_interface("ok").allow_method("Ack", Policy::uid(0)))
         .server_interface()
+        .monitor_policy(Policy::uid(1000))
         .monitor_backlog(4)
         .build()
         .expect("the built-in interfaces build")

@@ -383,27 +383,40 @@ fn set_mode_and_group(path: &Path, opts: BindOptions) -> Result<(u64, u64), Serv
             kind: "replaced by another file while the server was binding",
         });
     }
-    // An `O_PATH` descriptor takes no fchmod(2); its /proc link names the very same file.
-    let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-    let target = if by_fd.exists() {
-        by_fd.as_path()
-    } else {
-        path
-    };
-    fs::set_permissions(target, Permissions::from_mode(opts.mode))
-        .map_err(|e| ServerError::io("set the mode of", path, e))?;
-    if let Some(gid) = opts.group {
-        rustix::fs::chownat(
-            &file,
-            "",
-            None,
-            Some(rustix::fs::Gid::from_raw(gid)),
-            AtFlags::EMPTY_PATH,
-        )
-        .map_err(|e| ServerError::io("set the group of", path, e.into()))?;
-    }
     #[allow(clippy::useless_conversion)]
-    Ok((u64::from(stat.st_dev), u64::from(stat.st_ino)))
+    let (dev, ino) = (u64::from(stat.st_dev), u64::from(stat.st_ino));
+    let set = || {
+        // An `O_PATH` descriptor takes no fchmod(2); its /proc link names the very same file.
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        let target = if by_fd.exists() {
+            by_fd.as_path()
+        } else {
+            path
+        };
+        fs::set_permissions(target, Permissions::from_mode(opts.mode))
+            .map_err(|e| ServerError::io("set the mode of", path, e))?;
+        if let Some(gid) = opts.group {
+            rustix::fs::chownat(
+                &file,
+                "",
+                None,
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::EMPTY_PATH,
+            )
+            .map_err(|e| ServerError::io("set the group of", path, e.into()))?;
+        }
+        Ok(())
+    };
+    if let Err(e) = set() {
+        // The socket never listened: it is removed (if the path still holds it), so no stale
+        // file is left for a start that failed.
+        let ours = fs::symlink_metadata(path).is_ok_and(|m| m.dev() == dev && m.ino() == ino);
+        if ours {
+            let _ = fs::remove_file(path);
+        }
+        return Err(e);
+    }
+    Ok((dev, ino))
 }
 
 #[cfg(test)]

@@ -22,24 +22,19 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// pointing the tests at an older build shows which of them guard against its bugs.
 pub fn server_bin() -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        std::env::var_os("IPC_TEST_SERVER").map_or_else(
-            || PathBuf::from(env!("CARGO_BIN_EXE_ipc-server")),
-            PathBuf::from,
-        )
-    })
+    BIN.get_or_init(|| named_or_built("IPC_TEST_SERVER", env!("CARGO_BIN_EXE_ipc-server")))
 }
 
 /// The `ipc-client` binary cargo built for these tests, or the one `IPC_TEST_CLIENT` names (as
 /// `IPC_TEST_SERVER` for the server).
 pub fn client_bin() -> &'static Path {
     static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        std::env::var_os("IPC_TEST_CLIENT").map_or_else(
-            || PathBuf::from(env!("CARGO_BIN_EXE_ipc-client")),
-            PathBuf::from,
-        )
-    })
+    BIN.get_or_init(|| named_or_built("IPC_TEST_CLIENT", env!("CARGO_BIN_EXE_ipc-client")))
+}
+
+/// The binary the variable `var` names, else the one cargo built (`built`).
+fn named_or_built(var: &str, built: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| PathBuf::from(built), PathBuf::from)
 }
 
 /// The cargo target directory these tests were built in (`target/` or `CARGO_TARGET_DIR`),

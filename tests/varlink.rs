@@ -674,6 +674,11 @@ fn stats_counts_the_connections_the_caps_turned_away_or_made_wait() {
     waiting
         .write_all(b"{\"method\":\"io.ipc.Server.Stats\"}\0")
         .unwrap();
+    // The server must have found every slot taken before one frees, or there is nothing to
+    // count: its accept loop may not have run between `b` and the close of `a`.
+    wait_until("the server finds every slot taken", || {
+        server.log().contains("every connection slot is taken")
+    });
     drop(a);
     let stats: Value = serde_json::from_slice(&read_nul(&mut waiting).unwrap()).unwrap();
     let reached = stats["parameters"]["connection_cap_reached"]

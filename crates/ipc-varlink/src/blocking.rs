@@ -27,14 +27,14 @@
 //! ```
 
 use std::path::Path;
-use std::pin::Pin;
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use localipc_client::blocking::Runner;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::client::ReplyStream;
 use crate::{CallError, DEFAULT_MAX_MESSAGE, Info, VarlinkError};
 
 /// One connection to a Varlink service: [`crate::VarlinkClient`] for blocking code.
@@ -118,17 +118,17 @@ impl VarlinkClient {
     /// # Errors
     ///
     /// As [`crate::VarlinkClient::call_more`].
-    pub fn call_more<P: Serialize + Sync, R: DeserializeOwned + Send>(
-        &mut self,
+    pub fn call_more<'c, P: Serialize + Sync, R: DeserializeOwned + Send + 'c>(
+        &'c mut self,
         method: &str,
         parameters: &P,
-    ) -> Result<Replies<'_, R>, CallError> {
+    ) -> Result<Replies<'c, R>, CallError> {
         let stream = self
             .runner
             .run(self.inner.call_more(method, parameters))??;
         Ok(Replies {
             runner: &self.runner,
-            stream: Some(Box::pin(stream)),
+            stream: Some(stream),
         })
     }
 
@@ -164,9 +164,6 @@ impl VarlinkClient {
         self.runner.run(self.inner.describe(interface))?
     }
 }
-
-/// The async client's stream of replies, boxed.
-type ReplyStream<'c, R> = Pin<Box<dyn Stream<Item = Result<R, CallError>> + Send + 'c>>;
 
 /// The replies of a [`VarlinkClient::call_more`], read as they are asked for, each within the
 /// client's time limit.

@@ -12,6 +12,7 @@
 //! waiting for it.
 
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
@@ -27,20 +28,13 @@ use crate::{Empty, SERVICE_INTERFACE};
 /// The largest reply the client takes by default: 16 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
-/// What `org.varlink.service.GetInfo` says of a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Info {
-    /// Who makes it.
-    pub vendor: String,
-    /// What it is.
-    pub product: String,
-    /// Its version.
-    pub version: String,
-    /// Where to learn more.
-    pub url: String,
-    /// The interfaces it serves.
-    pub interfaces: Vec<String>,
-}
+/// What `org.varlink.service.GetInfo` says of a service: who makes it (`vendor`), what it is
+/// (`product`), its `version`, where to learn more (`url`) and the `interfaces` it serves.
+pub type Info = crate::interfaces::service::GetInfoReply;
+
+/// The replies of a [`VarlinkClient::call_more`], as they arrive; it borrows the client until
+/// its end.
+pub type ReplyStream<'c, R> = Pin<Box<dyn Stream<Item = Result<R, CallError>> + Send + 'c>>;
 
 /// One connection to a Varlink service.
 ///
@@ -159,11 +153,11 @@ impl VarlinkClient {
     ///
     /// Dropping the stream before its end makes the client refuse further calls
     /// ([`ClientError::Unusable`]): connect again.
-    pub async fn call_more<P: Serialize, R: DeserializeOwned>(
-        &mut self,
+    pub async fn call_more<'c, P: Serialize, R: DeserializeOwned + Send + 'c>(
+        &'c mut self,
         method: &str,
         parameters: &P,
-    ) -> Result<impl Stream<Item = Result<R, CallError>> + '_, CallError> {
+    ) -> Result<ReplyStream<'c, R>, CallError> {
         within(self.timeout, async {
             self.catch_up().await?;
             self.queue(method, parameters, false, true)?;
@@ -173,7 +167,7 @@ impl VarlinkClient {
         })
         .await?;
         let method = method.to_owned();
-        Ok(futures::stream::unfold(
+        Ok(Box::pin(futures::stream::unfold(
             (self, method, false),
             |(client, method, done)| async move {
                 if done {
@@ -190,7 +184,7 @@ impl VarlinkClient {
                 }
                 Some((item, (client, method, done)))
             },
-        ))
+        )))
     }
 
     /// Sends every call at once, then reads their replies, in order: one result per call. The

@@ -25,9 +25,10 @@ mod observe;
 mod policy;
 mod service;
 mod standard;
+mod typed;
 mod wire;
 
-pub use client::{DEFAULT_MAX_MESSAGE, Info, VarlinkClient};
+pub use client::{DEFAULT_MAX_MESSAGE, Info, ReplyStream, VarlinkClient};
 pub use error::{BuildError, CallError, SERVICE_INTERFACE, VarlinkError};
 pub use idl::Description;
 pub use interface::Interface;
@@ -37,9 +38,48 @@ pub use observe::DEFAULT_MONITOR_BACKLOG;
 pub use policy::Policy;
 pub use service::{Service, ServiceBuilder};
 pub use standard::{SERVER_IDL, SHUTTING_DOWN, STREAM_ENDED};
+pub use typed::{DeclaredError, MethodError, TypedCallError};
 pub use wire::MIN_MAX_MESSAGE;
 
 use serde::{Deserialize, Serialize};
+
+/// Includes the code a build script generated for the interface `$name` with
+/// `localipc_varlink_codegen::Generator::write`: `include_interface!("org.example.counter")`,
+/// usually as the body of a module of its own.
+#[macro_export]
+macro_rules! include_interface {
+    ($name:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $name, ".rs"));
+    };
+}
+
+/// The interfaces every service of this crate can serve, as generated from their
+/// descriptions: their types, errors, server traits and typed clients.
+pub mod interfaces {
+    /// `org.varlink.service`, which every Varlink service serves.
+    pub mod service {
+        crate::include_interface!("org.varlink.service");
+    }
+    /// `io.ipc.Server`: the server's counters and live events
+    /// ([`ServiceBuilder::server_interface`](crate::ServiceBuilder)).
+    pub mod server {
+        crate::include_interface!("io.ipc.Server");
+    }
+    /// `io.ipc.Messages`: the built-in server's messages as typed calls.
+    pub mod messages {
+        crate::include_interface!("io.ipc.Messages");
+    }
+}
+
+/// What generated code names, so that a crate using it needs no dependency of its own on
+/// them. Not a stable API: only generated code may use it.
+#[doc(hidden)]
+pub mod __private {
+    pub use futures;
+    pub use localipc_core::Context;
+    pub use serde;
+    pub use serde_json;
+}
 
 /// No parameters: decodes from any object (and from omitted or `null` parameters, which the
 /// service turns into `{}`), encodes as `{}`.

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use localipc_core::{Context, ServerCounters};
-use serde::Serialize;
 use tokio::sync::broadcast;
+
+use crate::interfaces::server::{Event, EventKind, StatsReply};
 
 /// Events kept by default for a subscriber that has not read them yet.
 pub const DEFAULT_MONITOR_BACKLOG: usize = 1024;
@@ -29,39 +30,22 @@ pub(crate) struct Stats {
     refused_permission: AtomicU64,
 }
 
-/// A copy of the counters, as `Stats` returns them.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub(crate) struct Counters {
-    connections_open: u64,
-    connections_served: u64,
-    calls: u64,
-    errors: u64,
-    bytes_received: u64,
-    bytes_sent: u64,
-    connection_cap_reached: u64,
-    refused_uid_share: u64,
-    refused_allow_list: u64,
-    unfinished_bytes: u64,
-    refused_unfinished_budget: u64,
-    refused_permission: u64,
-}
-
 impl Stats {
     /// The counters, with those of the server the service runs in.
-    pub(crate) fn snapshot(&self, server: &ServerCounters) -> Counters {
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        Counters {
+    pub(crate) fn snapshot(&self, server: &ServerCounters) -> StatsReply {
+        let load = |c: &AtomicU64| int(c.load(Ordering::Relaxed));
+        StatsReply {
             connections_open: load(&self.connections_open),
             connections_served: load(&self.connections_served),
             calls: load(&self.calls),
             errors: load(&self.errors),
             bytes_received: load(&self.bytes_received),
             bytes_sent: load(&self.bytes_sent),
-            connection_cap_reached: server.connection_cap_reached(),
-            refused_uid_share: server.refused_uid_share(),
-            refused_allow_list: server.refused_allow_list(),
-            unfinished_bytes: server.unfinished_bytes() as u64,
-            refused_unfinished_budget: server.refused_unfinished_budget(),
+            connection_cap_reached: int(server.connection_cap_reached()),
+            refused_uid_share: int(server.refused_uid_share()),
+            refused_allow_list: int(server.refused_allow_list()),
+            unfinished_bytes: int(server.unfinished_bytes() as u64),
+            refused_unfinished_budget: int(server.refused_unfinished_budget()),
             refused_permission: load(&self.refused_permission),
         }
     }
@@ -90,37 +74,16 @@ impl Stats {
     }
 }
 
-/// One thing that happened, as `Monitor` streams it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub(crate) struct Event {
-    kind: EventKind,
-    connection: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    uid: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pid: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    missed: Option<u64>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum EventKind {
-    Connected,
-    Disconnected,
-    Call,
-    Missed,
+/// A count as a Varlink `int`.
+fn int(count: u64) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 impl Event {
     fn new(kind: EventKind, connection: u64) -> Self {
         Self {
             kind,
-            connection,
+            connection: int(connection),
             uid: None,
             pid: None,
             method: None,
@@ -132,7 +95,7 @@ impl Event {
     /// What a subscriber that fell behind is sent: how many events it lost.
     pub(crate) fn missed(count: u64) -> Self {
         Self {
-            missed: Some(count),
+            missed: Some(int(count)),
             ..Self::new(EventKind::Missed, 0)
         }
     }
@@ -195,8 +158,8 @@ impl Observer {
         if self.watched() {
             let peer = ctx.peer();
             let _ = self.events.send(Event {
-                uid: Some(peer.uid),
-                pid: peer.pid,
+                uid: Some(peer.uid.into()),
+                pid: peer.pid.map(Into::into),
                 ..Event::new(EventKind::Connected, ctx.connection_id())
             });
         }

@@ -1,5 +1,6 @@
 //! A Varlink service in a few lines: `org.example.counter`, a counter that clients add to, read
-//! and watch. `Add` is a typed call with a typed error; `Watch` streams the value and then every
+//! and watch, implemented over the code generated from its description
+//! (`examples/org.example.counter.varlink`). `Add` is a typed call with a typed error; `Watch` streams the value and then every
 //! change (server push: it is fed from a broadcast channel). Who may `Add` is a policy: the
 //! server's own user, or with a group id as second argument, the members of that group (the
 //! socket is then open to every user, who may all `Get` and `Watch`).
@@ -16,60 +17,66 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use futures::{Stream, StreamExt};
 use localipc_server::signal::ShutdownSignals;
 use localipc_server::{Framing, Server};
-use localipc_varlink::{Empty, Interface, More, Policy, Service, VarlinkError};
-use serde::{Deserialize, Serialize};
+use localipc_varlink::{Context, MethodError, More, Policy, Service};
 use tokio::sync::broadcast;
 
-/// The interface, in the Varlink IDL: what `introspect` shows and what calls are checked
-/// against.
-const IDL: &str = "\
-# A counter that clients add to and watch.
-interface org.example.counter
-
-# Adds `by` (at least 1) to the counter and returns the new value.
-method Add(by: int) -> (value: int)
-
-# The value now.
-method Get() -> (value: int)
-
-# Call with more: the value now, then the value after every change.
-method Watch() -> (value: int)
-
-# `by` was below 1.
-error BadStep (by: int)
-";
-
-#[derive(Deserialize)]
-struct Add {
-    by: i64,
+/// The code generated from `examples/org.example.counter.varlink` by the package's build script
+/// (`localipc_varlink_codegen::Generator`): a struct per method's parameters and reply, the
+/// `Error` enum, the `Methods` trait, `interface()`, and typed clients (which this server does
+/// not use, hence `allow(dead_code)`).
+#[allow(dead_code)]
+mod counter {
+    localipc_varlink::include_interface!("org.example.counter");
 }
 
-#[derive(Serialize, Clone, Copy)]
-struct Value {
-    value: i64,
-}
+use counter::{
+    AddParameters, AddReply, Error, GetParameters, GetReply, WatchParameters, WatchReply,
+};
 
 struct Counter {
     value: AtomicI64,
     changes: broadcast::Sender<i64>,
 }
 
-fn watch(
-    now: i64,
-    changes: broadcast::Receiver<i64>,
-) -> impl Stream<Item = Result<More<Value>, VarlinkError>> {
-    let first = futures::stream::iter([Ok(More::next(Value { value: now }))]);
-    let later = futures::stream::unfold(changes, |mut changes| async move {
-        loop {
-            match changes.recv().await {
-                Ok(value) => return Some((Ok(More::next(Value { value })), changes)),
-                // A watcher that fell behind just gets the newest values.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+/// Leaving out a method, or answering one with the wrong type, is a compile error.
+impl counter::Methods for Counter {
+    async fn add(&self, p: AddParameters, _ctx: Context) -> Result<AddReply, MethodError<Error>> {
+        if p.by < 1 {
+            return Err(Error::BadStep { by: p.by }.into());
         }
-    });
-    first.chain(later)
+        let value = self.value.fetch_add(p.by, Ordering::SeqCst) + p.by;
+        // No watcher is no error.
+        let _ = self.changes.send(value);
+        Ok(AddReply { value })
+    }
+
+    async fn get(&self, _: GetParameters, _ctx: Context) -> Result<GetReply, MethodError<Error>> {
+        Ok(GetReply {
+            value: self.value.load(Ordering::SeqCst),
+        })
+    }
+
+    fn watch(
+        self: Arc<Self>,
+        _: WatchParameters,
+        _ctx: Context,
+    ) -> impl Stream<Item = Result<More<WatchReply>, MethodError<Error>>> + Send + 'static {
+        // Subscribe first, so no change between the two is missed.
+        let changes = self.changes.subscribe();
+        let now = self.value.load(Ordering::SeqCst);
+        let first = futures::stream::iter([Ok(More::next(WatchReply { value: now }))]);
+        let later = futures::stream::unfold(changes, |mut changes| async move {
+            loop {
+                match changes.recv().await {
+                    Ok(value) => return Some((Ok(More::next(WatchReply { value })), changes)),
+                    // A watcher that fell behind just gets the newest values.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        first.chain(later)
+    }
 }
 
 #[tokio::main]
@@ -83,38 +90,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         changes: broadcast::channel(64).0,
     });
 
-    let adder = Arc::clone(&counter);
-    let reader = Arc::clone(&counter);
-    let watcher = Arc::clone(&counter);
-    let interface = Interface::new(IDL)?
-        .method("Add", move |p: Add, _ctx| {
-            let result = if p.by < 1 {
-                Err(VarlinkError::new(
-                    "org.example.counter.BadStep",
-                    serde_json::json!({ "by": p.by }),
-                ))
-            } else {
-                let value = adder.value.fetch_add(p.by, Ordering::SeqCst) + p.by;
-                // No watcher is no error.
-                let _ = adder.changes.send(value);
-                Ok(Value { value })
-            };
-            async move { result }
-        })
-        .method("Get", move |_: Empty, _ctx| {
-            let value = reader.value.load(Ordering::SeqCst);
-            async move { Ok::<_, VarlinkError>(Value { value }) }
-        })
-        // Checked before `Add` runs; anyone else gets org.varlink.service.PermissionDenied.
-        .allow_method(
-            "Add",
-            adders_gid.map_or_else(Policy::same_user, Policy::group),
-        )
-        .streaming("Watch", move |_: Empty, _ctx| {
-            // Subscribe first, so no change between the two is missed.
-            let changes = watcher.changes.subscribe();
-            watch(watcher.value.load(Ordering::SeqCst), changes)
-        });
+    // Checked before `Add` runs; anyone else gets org.varlink.service.PermissionDenied.
+    let interface = counter::interface(counter).allow_method(
+        counter::Method::Add,
+        adders_gid.map_or_else(Policy::same_user, Policy::group),
+    );
     let service = Service::builder()
         .vendor("example")
         .product("counter")

@@ -255,7 +255,7 @@ fn server(o: &mut String, interface: &Interface, rt: &str) {
         };
         let _ = writeln!(
             o,
-            "    fn {}({receiver}, parameters: {}, ctx: {rt}::__private::Context) -> {};",
+            "    fn {}({receiver}, parameters: {}, ctx: {rt}::Context) -> {};",
             m.rust,
             m.parameters(),
             handler_output(m, rt)

@@ -80,9 +80,11 @@ impl Interface {
 
     /// Lets only the callers `policy` allows call the method `name` (unqualified), on top of
     /// the interface's policy ([`allow`](Self::allow)): a call must pass both. Naming a method
-    /// the description lacks is an error when the service is built.
-    pub fn allow_method(mut self, name: &str, policy: Policy) -> Self {
-        self.method_policies.insert(name.to_owned(), policy);
+    /// the description lacks is an error when the service is built; a generated interface's
+    /// `Method` enum names only methods it has (`allow_method(counter::Method::Add, policy)`).
+    pub fn allow_method(mut self, name: impl AsRef<str>, policy: Policy) -> Self {
+        self.method_policies
+            .insert(name.as_ref().to_owned(), policy);
         self
     }
 

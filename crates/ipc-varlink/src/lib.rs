@@ -32,6 +32,8 @@ pub use client::{DEFAULT_MAX_MESSAGE, Info, ReplyStream, VarlinkClient};
 pub use error::{BuildError, CallError, SERVICE_INTERFACE, VarlinkError};
 pub use idl::Description;
 pub use interface::Interface;
+/// What a method is told of its call: who called, on which connection.
+pub use localipc_core::Context;
 pub use messages::{MESSAGES_IDL, messages_interface};
 pub use method::More;
 pub use observe::DEFAULT_MONITOR_BACKLOG;
@@ -76,7 +78,6 @@ pub mod interfaces {
 #[doc(hidden)]
 pub mod __private {
     pub use futures;
-    pub use localipc_core::Context;
     pub use serde;
     pub use serde_json;
 }

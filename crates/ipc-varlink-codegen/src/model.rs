@@ -292,12 +292,13 @@ impl Builder<'_, '_> {
                     self.rust_type(inner, context, root)?
                 )
             }
+            // What arrays and maps hold is on the heap already: no box needed.
             Type::Array(inner) => {
-                format!("::std::vec::Vec<{}>", self.rust_type(inner, context, root)?)
+                format!("::std::vec::Vec<{}>", self.rust_type(inner, context, None)?)
             }
             Type::Map(inner) => format!(
                 "::std::collections::BTreeMap<::std::string::String, {}>",
-                self.rust_type(inner, context, root)?
+                self.rust_type(inner, context, None)?
             ),
             Type::Custom(name) => {
                 let name = name.to_string();

@@ -6,8 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 
-use serde_json::Value;
-
 mod support;
 use support::*;
 
@@ -19,27 +17,6 @@ fn varlink_server(args: &[&str]) -> TestServer {
 
 fn address(server: &TestServer) -> String {
     format!("unix:{}", server.path().display())
-}
-
-fn varlinkctl(args: &[&str]) -> Output {
-    Command::new(tool("varlinkctl")).args(args).output_within()
-}
-
-/// Runs varlinkctl, which must succeed, and returns its stdout.
-fn varlinkctl_ok(args: &[&str]) -> String {
-    let out = varlinkctl(args);
-    assert!(out.status.success(), "varlinkctl {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Every JSON value in `text` (varlinkctl prints one per reply, pretty or not, and streams as
-/// JSON sequences: each value after an ASCII record separator).
-fn json_values(text: &str) -> Vec<Value> {
-    let text = text.replace('\x1e', "");
-    serde_json::Deserializer::from_str(&text)
-        .into_iter::<Value>()
-        .collect::<Result<_, _>>()
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 fn calls_so_far(address: &str) -> i64 {

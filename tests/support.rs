@@ -483,3 +483,25 @@ pub fn rss_kib(pid: i32) -> u64 {
 pub fn read_nul(s: &mut UnixStream) -> io::Result<Vec<u8>> {
     read_until(s, 0)
 }
+
+/// Runs systemd's varlinkctl (from `.ci/setup`) within the tests' patience.
+pub fn varlinkctl(args: &[&str]) -> Output {
+    Command::new(tool("varlinkctl")).args(args).output_within()
+}
+
+/// Runs varlinkctl, which must succeed, and returns its stdout.
+pub fn varlinkctl_ok(args: &[&str]) -> String {
+    let out = varlinkctl(args);
+    assert!(out.status.success(), "varlinkctl {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every JSON value in `text` (varlinkctl prints one per reply, pretty or not, and streams as
+/// JSON sequences: each value after an ASCII record separator).
+pub fn json_values(text: &str) -> Vec<serde_json::Value> {
+    let text = text.replace('\x1e', "");
+    serde_json::Deserializer::from_str(&text)
+        .into_iter::<serde_json::Value>()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}

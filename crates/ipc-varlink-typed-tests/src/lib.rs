@@ -116,9 +116,8 @@ pub mod implementation {
             self: Arc<Self>,
             p: WalkParameters,
             _ctx: Context,
-        ) -> impl futures::Stream<Item = Result<More<WalkReply>, MethodError<Error>>>
-        + Send
-        + 'static {
+        ) -> impl futures::Stream<Item = Result<More<WalkReply>, MethodError<Error>>> + Send + 'static
+        {
             let mut order = Vec::new();
             depth_first(&p.root, 0, &mut order);
             let last = order.len().saturating_sub(1);
@@ -142,7 +141,11 @@ pub mod implementation {
             _ctx: Context,
         ) -> Result<MaybeReply, MethodError<Error>> {
             if p.refuse {
-                return Err(Error::Refused { why: p.why, code: 7 }.into());
+                return Err(Error::Refused {
+                    why: p.why,
+                    code: 7,
+                }
+                .into());
             }
             Ok(MaybeReply {})
         }

@@ -30,7 +30,10 @@ fn all() -> All {
         maybe: None,
         list: vec![1, 2, 3],
         table: BTreeMap::from([("pi".into(), 3.25), ("e".into(), 2.5)]),
-        nested: BTreeMap::from([("c".into(), vec![Some(Colour::Red), None])]),
+        nested: Some(BTreeMap::from([
+            ("c".into(), Colour::Red),
+            ("d".into(), Colour::Green),
+        ])),
         anything,
         inline: AllInline {
             x: 1,
@@ -135,7 +138,10 @@ async fn streams_errors_oneway_and_policies() {
         ]
     );
     // A declared error, typed; the connection goes on.
-    let refused = client.maybe(true, Some("because".into())).await.unwrap_err();
+    let refused = client
+        .maybe(true, Some("because".into()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             refused.declared(),

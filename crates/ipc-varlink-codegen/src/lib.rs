@@ -1,8 +1,3 @@
-//! Generates Rust code from Varlink interface descriptions (`.varlink` files) for
-//! `localipc-varlink`, in a build script: the interface's types, its errors as an enum, a
-//! server trait with one function per method, and typed clients (async and blocking).
-//!
-//! See the README for the generated code's shape and how to use it.
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 

@@ -354,7 +354,7 @@ impl Builder<'_, '_> {
 
     fn type_reaches(&self, ty: &Type<'_>, target: &str, seen: &mut HashSet<String>) -> bool {
         match ty {
-            Type::Custom(name) => self.reaches(&name.to_string(), target, seen),
+            Type::Custom(name) => self.reaches(name.as_ref(), target, seen),
             Type::Optional(inner) => self.type_reaches(inner, target, seen),
             Type::Object(fields) => fields
                 .iter()

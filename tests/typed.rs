@@ -117,6 +117,7 @@ fn generated_clients_call_the_reference_python_server() {
                 })
             );
             client.nothing().await.unwrap();
+            assert_eq!(client.r#match("kw").await.unwrap().r#loop, "kw");
         })
         .await
         .expect("the calls within the tests' patience");

@@ -43,6 +43,9 @@ class Everything:
             )
         return {}
 
+    def Match(self, ref):
+        return {"loop": ref}
+
     def Nothing(self):
         return {}
 

@@ -256,7 +256,7 @@ fn server(o: &mut String, interface: &Interface, rt: &str) {
         let _ = writeln!(
             o,
             "    fn {}({receiver}, parameters: {}, ctx: {rt}::Context) -> {};",
-            m.rust,
+            m.rust(),
             m.parameters(),
             handler_output(m, rt)
         );
@@ -278,7 +278,7 @@ fn server(o: &mut String, interface: &Interface, rt: &str) {
          .unwrap_or_else(|e| ::std::unreachable!(\"the description was checked when its code was generated: {{e}}\"));"
     );
     for m in &interface.methods {
-        let this = format!("this_{}", m.rust);
+        let this = format!("this_{}", m.snake);
         let _ = writeln!(
             o,
             "    let {this} = ::std::sync::Arc::clone(&implementation);"
@@ -289,7 +289,7 @@ fn server(o: &mut String, interface: &Interface, rt: &str) {
                 "    let interface = interface.streaming(\"{}\", move |p: {}, ctx| ::std::sync::Arc::clone(&{this}).{}(p, ctx));",
                 m.wire,
                 m.parameters(),
-                m.rust
+                m.rust()
             );
         } else {
             let _ = writeln!(
@@ -299,7 +299,7 @@ fn server(o: &mut String, interface: &Interface, rt: &str) {
                  async move {{ this.{}(p, ctx).await }}\n    }});",
                 m.wire,
                 m.parameters(),
-                m.rust
+                m.rust()
             );
         }
     }
@@ -395,7 +395,7 @@ fn client(o: &mut String, interface: &Interface, rt: &str, blocking: bool) {
                  {build}\n        \
                  let replies = self.0.borrow_mut().call_more::<_, {}>({qualified}, &parameters){wait}.map_err({rt}::TypedCallError::sort)?;\n        \
                  ::std::result::Result::Ok({adapt})\n    }}\n",
-                m.rust,
+                m.rust(),
                 m.reply()
             );
         } else {
@@ -404,7 +404,7 @@ fn client(o: &mut String, interface: &Interface, rt: &str, blocking: bool) {
                 "    pub {asyncness}fn {}(&mut self{args}) -> ::std::result::Result<{}, {err}> {{\n        \
                  {build}\n        \
                  self.0.borrow_mut().call({qualified}, &parameters){wait}.map_err({rt}::TypedCallError::sort)\n    }}\n",
-                m.rust,
+                m.rust(),
                 m.reply()
             );
             let _ = writeln!(
@@ -414,10 +414,10 @@ fn client(o: &mut String, interface: &Interface, rt: &str, blocking: bool) {
             );
             let _ = writeln!(
                 o,
-                "    pub {asyncness}fn {}_oneway(&mut self{args}) -> ::std::result::Result<(), {err}> {{\n        \
+                "    pub {asyncness}fn {}(&mut self{args}) -> ::std::result::Result<(), {err}> {{\n        \
                  {build}\n        \
                  self.0.borrow_mut().oneway({qualified}, &parameters){wait}.map_err({rt}::TypedCallError::sort)\n    }}\n",
-                m.rust
+                m.oneway()
             );
         }
     }

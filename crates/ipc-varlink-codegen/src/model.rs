@@ -56,8 +56,8 @@ pub(crate) struct Variant {
 /// A method.
 pub(crate) struct Method {
     pub wire: String,
-    /// The snake_case name of its Rust functions.
-    pub rust: String,
+    /// Its name in snake_case (`get_info`), which its Rust functions start with.
+    pub snake: String,
     pub doc: Vec<String>,
     pub inputs: Vec<FieldDef>,
     pub outputs: Vec<FieldDef>,
@@ -74,6 +74,16 @@ pub(crate) struct ErrorDef {
 }
 
 impl Method {
+    /// The name of its Rust functions: raw if Rust reserves it (`r#match`).
+    pub fn rust(&self) -> String {
+        ident(&self.snake)
+    }
+
+    /// The name of the client's one-way function (`get_info_oneway`).
+    pub fn oneway(&self) -> String {
+        format!("{}_oneway", self.snake)
+    }
+
     pub fn parameters(&self) -> String {
         format!("{}Parameters", self.wire)
     }
@@ -83,8 +93,18 @@ impl Method {
     }
 }
 
-/// Names the generated code always defines beside the description's types.
-const RESERVED: &[&str] = &["Error", "Method", "Methods", "Client", "BlockingClient"];
+/// Names the generated code always defines beside the description's types, and the names of
+/// its generic parameters (`Client<C>`, `interface<T>`), which a type of the same name would be
+/// hidden by.
+const RESERVED: &[&str] = &[
+    "Error",
+    "Method",
+    "Methods",
+    "Client",
+    "BlockingClient",
+    "C",
+    "T",
+];
 
 /// Builds the model of `text`; `streaming` names the methods answered with a stream.
 pub(crate) fn build(text: &str, streaming: &[String], runtime: &str) -> Result<Interface, Error> {
@@ -129,7 +149,7 @@ pub(crate) fn build(text: &str, streaming: &[String], runtime: &str) -> Result<I
     for method in parsed.methods() {
         let wire = method.name().to_string();
         let mut m = Method {
-            rust: snake(&wire),
+            snake: snake(&wire),
             doc: comments(method.comments()),
             inputs: Vec::new(),
             outputs: Vec::new(),
@@ -179,6 +199,16 @@ fn check_names(interface: &Interface) -> Result<(), Error> {
             return Err(Error::NameClash(name.clone()));
         }
     }
+    for ty in &interface.types {
+        if let TypeDef::Enum { name, variants, .. } = ty {
+            let mut names = HashSet::new();
+            for v in variants {
+                if !names.insert(v.rust.as_str()) {
+                    return Err(Error::NameClash(format!("{name}::{}", v.rust)));
+                }
+            }
+        }
+    }
     let field_sets = interface
         .types
         .iter()
@@ -208,7 +238,7 @@ fn check_names(interface: &Interface) -> Result<(), Error> {
     }
     let mut functions = HashSet::new();
     for method in &interface.methods {
-        for f in [method.rust.clone(), format!("{}_oneway", method.rust)] {
+        for f in [method.rust(), method.oneway()] {
             if !functions.insert(f.clone()) {
                 return Err(Error::NameClash(f));
             }

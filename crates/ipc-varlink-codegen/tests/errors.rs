@@ -32,9 +32,12 @@ fn names_the_generated_code_would_use_twice_are_refused() {
         ),
         ("interface org.example.c\ntype Error (x: int)\n", "Error"),
         (
-            "interface org.example.c\ntype T (ifIndex: int, if_index: int)\n",
-            "T.if_index",
+            "interface org.example.c\ntype S (ifIndex: int, if_index: int)\n",
+            "S.if_index",
         ),
+        ("interface org.example.c\ntype E (a_b, aB)\n", "E::AB"),
+        // It would hide the typed client's generic parameter.
+        ("interface org.example.c\ntype C (x: int)\n", "C"),
         // An anonymous struct is named after its owner and field.
         (
             "interface org.example.c\ntype AInner (x: int)\ntype A (inner: (y: int))\n",
@@ -65,4 +68,24 @@ fn write_needs_a_build_script() {
         .write()
         .unwrap_err();
     assert!(matches!(e, Error::NoOutDir), "{e}");
+}
+
+#[test]
+fn keywords_become_raw_identifiers() {
+    let code = generate(
+        "interface org.example.k\ntype Match (type: int, self: int)\n\
+         method Match(ref: string) -> (loop: Match)\n",
+    )
+    .unwrap();
+    assert!(code.contains("pub r#type: i64"), "{code}");
+    assert!(code.contains("pub self_: i64"), "{code}");
+    assert!(code.contains("#[serde(rename = \"self\")]"), "{code}");
+    assert!(
+        code.contains("fn r#match(&self, parameters: MatchParameters"),
+        "{code}"
+    );
+    assert!(
+        code.contains("fn match_oneway(&mut self, r#ref: "),
+        "{code}"
+    );
 }

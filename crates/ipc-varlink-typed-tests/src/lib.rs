@@ -92,8 +92,8 @@ pub mod implementation {
     use localipc_varlink::{Context, MethodError, More};
 
     use crate::everything::{
-        Error, MaybeParameters, MaybeReply, Node, NothingParameters, NothingReply,
-        ReflectParameters, ReflectReply, WalkParameters, WalkReply,
+        Error, MatchParameters, MatchReply, MaybeParameters, MaybeReply, Node, NothingParameters,
+        NothingReply, ReflectParameters, ReflectReply, WalkParameters, WalkReply,
     };
     use crate::hostname::{DescribeParameters, DescribeReply};
 
@@ -148,6 +148,14 @@ pub mod implementation {
                 .into());
             }
             Ok(MaybeReply {})
+        }
+
+        async fn r#match(
+            &self,
+            p: MatchParameters,
+            _ctx: Context,
+        ) -> Result<MatchReply, MethodError<Error>> {
+            Ok(MatchReply { r#loop: p.r#ref })
         }
 
         async fn nothing(

@@ -150,6 +150,8 @@ async fn streams_errors_oneway_and_policies() {
         "{refused:?}"
     );
     client.maybe(false, None).await.unwrap();
+    assert_eq!(client.r#match("kw").await.unwrap().r#loop, "kw");
+    client.match_oneway("kw").await.unwrap();
     client.maybe_oneway(true, None).await.unwrap();
     // The policy named by the generated Method: refused for anyone but root, undeclared.
     let nothing = client.nothing().await;

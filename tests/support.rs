@@ -505,3 +505,43 @@ pub fn json_values(text: &str) -> Vec<serde_json::Value> {
         .collect::<Result<_, _>>()
         .unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
+
+/// A server from `tests/peers` written with the reference Python `varlink` package, on a
+/// socket in a temporary directory (its last argument); stopped when dropped.
+pub struct PythonServer {
+    _child: Reaped,
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl PythonServer {
+    /// Runs `script` with `args` and the socket's path, and waits until it accepts.
+    pub fn start(script: &str, args: &[&std::ffi::OsStr]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("py.sock");
+        let child = Reaped(
+            Command::new(varlink_python())
+                .arg(peer(script))
+                .args(args)
+                .arg(&path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start the Python server"),
+        );
+        wait_until("the Python server accepts", || {
+            UnixStream::connect(&path).is_ok()
+        });
+        Self {
+            _child: child,
+            _dir: dir,
+            path,
+        }
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

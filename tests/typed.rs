@@ -2,7 +2,6 @@
 //! others: the typed clients call the reference Python `varlink` server, and systemd's
 //! `varlinkctl` calls and introspects the generated servers.
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -16,38 +15,6 @@ use serde_json::json;
 
 mod support;
 use support::*;
-
-/// The reference Python server of `org.example.everything`.
-struct PythonServer {
-    _child: Reaped,
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-}
-
-fn python_server() -> PythonServer {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("py.sock");
-    let idl =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ipc-varlink-typed-tests/idl");
-    let child = Reaped(
-        Command::new(varlink_python())
-            .arg(peer("everything_server.py"))
-            .arg(idl)
-            .arg(&path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start the Python server"),
-    );
-    wait_until("the Python server accepts", || {
-        std::os::unix::net::UnixStream::connect(&path).is_ok()
-    });
-    PythonServer {
-        _child: child,
-        _dir: dir,
-        path,
-    }
-}
 
 fn all() -> All {
     All {
@@ -88,14 +55,16 @@ fn tree() -> Node {
 
 #[test]
 fn generated_clients_call_the_reference_python_server() {
-    let py = python_server();
+    let idl =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ipc-varlink-typed-tests/idl");
+    let py = PythonServer::start("everything_server.py", &[idl.as_os_str()]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
         tokio::time::timeout(PATIENCE, async {
-            let mut conn = VarlinkClient::connect(&py.path).await.unwrap();
+            let mut conn = VarlinkClient::connect(py.path()).await.unwrap();
             let mut client = everything::Client(&mut conn);
             let reply = client.reflect(all(), Some(tree())).await.unwrap();
             assert_eq!(reply.all, all());
@@ -124,7 +93,7 @@ fn generated_clients_call_the_reference_python_server() {
     });
     // The blocking client, on the same server.
     let mut conn =
-        localipc_varlink::blocking::VarlinkClient::connect_with(&py.path, Some(PATIENCE), 1 << 20)
+        localipc_varlink::blocking::VarlinkClient::connect_with(py.path(), Some(PATIENCE), 1 << 20)
             .unwrap();
     let mut client = everything::BlockingClient(&mut conn);
     assert_eq!(client.reflect(all(), None).unwrap().all, all());

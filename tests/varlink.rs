@@ -72,39 +72,11 @@ fn asyncvarlink_pipelines_calls_to_our_server() {
 }
 
 /// The reference Python server, on a fresh path; killed on drop.
-struct PythonServer {
-    child: Reaped,
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-}
-
-fn python_server() -> PythonServer {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("py.sock");
-    let child = Command::new(varlink_python())
-        .arg(peer("varlink_server.py"))
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the Python server");
-    let child = Reaped(child);
-    wait_until("the Python server accepts", || {
-        std::os::unix::net::UnixStream::connect(&path).is_ok()
-    });
-    PythonServer {
-        child,
-        _dir: dir,
-        path,
-    }
-}
-
 #[test]
 fn our_client_calls_the_reference_python_server() {
-    let py = python_server();
+    let py = PythonServer::start("varlink_server.py", &[]);
     let out = client(
-        &py.path,
+        py.path(),
         &["call", "io.ipc.Messages.Echo", r#"{"message": "oi"}"#],
     );
     assert_eq!(
@@ -116,7 +88,7 @@ fn our_client_calls_the_reference_python_server() {
     assert_eq!(json_lines(&out.stdout), [json!({"message": "oi"})]);
 
     let out = client(
-        &py.path,
+        py.path(),
         &[
             "call",
             "io.ipc.Messages.Count",
@@ -136,7 +108,7 @@ fn our_client_calls_the_reference_python_server() {
         .collect();
     assert_eq!(indexes, [json!(0), json!(1), json!(2)]);
 
-    let out = client(&py.path, &["call", "io.ipc.Messages.Fail"]);
+    let out = client(py.path(), &["call", "io.ipc.Messages.Fail"]);
     assert_eq!(code(out.status), 79);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -145,7 +117,7 @@ fn our_client_calls_the_reference_python_server() {
     );
 
     let out = client(
-        &py.path,
+        py.path(),
         &[
             "call",
             "io.ipc.Messages.Echo",
@@ -156,13 +128,13 @@ fn our_client_calls_the_reference_python_server() {
     assert_eq!(code(out.status), 0);
     assert!(out.stdout.is_empty());
 
-    let out = client(&py.path, &["introspect"]);
+    let out = client(py.path(), &["introspect"]);
     assert_eq!(code(out.status), 0);
     let info = &json_lines(&out.stdout)[0];
     assert_eq!(info["product"], "python reference");
-    let out = client(&py.path, &["introspect", "io.ipc.Messages"]);
+    let out = client(py.path(), &["introspect", "io.ipc.Messages"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("method Count("));
-    drop(py.child);
+    drop(py);
 }
 
 #[test]

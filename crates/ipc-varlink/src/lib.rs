@@ -7,10 +7,15 @@
 //! - Client: [`VarlinkClient`] makes typed calls, streamed calls, one-way and pipelined calls,
 //!   and reads the service's descriptions.
 //!
+//! - Generated code: `localipc-varlink-codegen` turns a `.varlink` file into types, a server
+//!   trait and typed clients at build time ([`include_interface!`]); they build on
+//!   [`DeclaredError`], [`MethodError`] and [`TypedCallError`]. The service's own interfaces
+//!   are generated so ([`interfaces`]).
+//!
 //! Modules: `wire` (the JSON messages), `idl` (descriptions, parameter checks), `method`
 //! (typed methods behind one trait), `service` (dispatch), `standard` (the service's own
 //! interfaces), `observe` (counters and events), `messages` (the built-in server's interface),
-//! `client`.
+//! `typed` (what generated code builds on), `client`.
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use localipc_server::{Framing, Server};
+use localipc_varlink::interfaces::server::{self, EventKind};
 use localipc_varlink::{
-    CallError, Empty, Interface, More, Policy, Service, VarlinkClient, VarlinkError,
-    messages_interface,
+    CallError, Empty, Interface, More, Policy, Service, TypedCallError, VarlinkClient,
+    VarlinkError, messages_interface,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -233,10 +234,10 @@ async fn oneway_and_pipelined_calls() {
             }
         }
         // The one-way call got no reply: the next call's reply is its own.
-        let stats: Value = c.call("io.ipc.Server.Stats", &Empty {}).await.unwrap();
-        assert_eq!(stats["calls"], 202);
-        assert_eq!(stats["errors"], 4);
-        assert_eq!(stats["connections_open"], 1);
+        let stats = server::Client(&mut c).stats().await.unwrap();
+        assert_eq!(stats.calls, 202);
+        assert_eq!(stats.errors, 4);
+        assert_eq!(stats.connections_open, 1);
     })
     .await;
 }
@@ -287,15 +288,12 @@ async fn a_cancelled_call_never_hands_its_reply_to_the_next() {
 async fn monitor_streams_events_and_shutdown_ends_it_with_an_error_reply() {
     let s = start();
     within(async {
-        let mut watcher = VarlinkClient::connect(&s.path).await.unwrap();
-        let events = watcher
-            .call_more::<_, Value>("io.ipc.Server.Monitor", &Empty {})
-            .await
-            .unwrap();
-        futures::pin_mut!(events);
+        // The typed client generated from io.ipc.Server's description.
+        let mut watcher = server::Client(VarlinkClient::connect(&s.path).await.unwrap());
+        let mut events = watcher.monitor().await.unwrap();
         // The first event is the Monitor call itself: the subscription is live from then on.
-        let first = events.next().await.unwrap().unwrap();
-        assert_eq!(first["event"]["method"], "io.ipc.Server.Monitor");
+        let first = events.next().await.unwrap().unwrap().event;
+        assert_eq!(first.method.as_deref(), Some("io.ipc.Server.Monitor"));
         let mut other = VarlinkClient::connect(&s.path).await.unwrap();
         let _: Value = other
             .call("io.ipc.Messages.Echo", &json!({"message": "seen"}))
@@ -303,17 +301,30 @@ async fn monitor_streams_events_and_shutdown_ends_it_with_an_error_reply() {
             .unwrap();
         let mut seen = Vec::new();
         while let Some(event) = events.next().await {
-            let event = event.unwrap()["event"].clone();
-            let method = event["method"].as_str().unwrap_or("").to_owned();
-            seen.push(format!("{} {method}", event["kind"].as_str().unwrap()));
+            let event = event.unwrap().event;
+            let method = event.method.clone().unwrap_or_default();
+            seen.push((event.kind, method.clone()));
             if method == "io.ipc.Messages.Echo" {
                 break;
             }
         }
-        assert_eq!(seen, ["connected ", "call io.ipc.Messages.Echo"]);
+        assert_eq!(
+            seen,
+            [
+                (EventKind::Connected, String::new()),
+                (EventKind::Call, "io.ipc.Messages.Echo".to_owned())
+            ]
+        );
         s.handle.shutdown();
+        // Ended with an error io.ipc.Server declares, as a value of its Error enum.
         let last = events.next().await.unwrap().unwrap_err();
-        assert_eq!(reply_name(last), localipc_varlink::SHUTTING_DOWN);
+        assert!(
+            matches!(
+                last,
+                TypedCallError::Declared(server::Error::ShuttingDown {})
+            ),
+            "{last:?}"
+        );
         assert!(events.next().await.is_none());
     })
     .await;

@@ -40,7 +40,7 @@ struct Counter {
 
 /// Leaving out a method, or answering one with the wrong type, is a compile error.
 impl counter::Methods for Counter {
-    async fn add(&self, p: AddParameters, _ctx: Context) -> Result<AddReply, MethodError<Error>> {
+    async fn add(&self, p: AddParameters, _ctx: &Context) -> Result<AddReply, MethodError<Error>> {
         if p.by < 1 {
             return Err(Error::BadStep { by: p.by }.into());
         }
@@ -50,7 +50,7 @@ impl counter::Methods for Counter {
         Ok(AddReply { value })
     }
 
-    async fn get(&self, _: GetParameters, _ctx: Context) -> Result<GetReply, MethodError<Error>> {
+    async fn get(&self, _: GetParameters, _ctx: &Context) -> Result<GetReply, MethodError<Error>> {
         Ok(GetReply {
             value: self.value.load(Ordering::SeqCst),
         })

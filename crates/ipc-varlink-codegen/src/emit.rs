@@ -248,14 +248,16 @@ fn server(o: &mut String, interface: &Interface, rt: &str) {
                  the implementation's `Arc`, to keep for as long as the stream needs it."
             );
         }
-        let receiver = if m.streaming {
-            "self: ::std::sync::Arc<Self>"
+        // A stream outlives the call that starts it: it gets the implementation's `Arc` and
+        // the context to keep. A single answer borrows both, as a plain handler does.
+        let (receiver, context) = if m.streaming {
+            ("self: ::std::sync::Arc<Self>", format!("{rt}::Context"))
         } else {
-            "&self"
+            ("&self", format!("&{rt}::Context"))
         };
         let _ = writeln!(
             o,
-            "    fn {}({receiver}, parameters: {}, ctx: {rt}::Context) -> {};",
+            "    fn {}({receiver}, parameters: {}, ctx: {context}) -> {};",
             m.rust(),
             m.parameters(),
             handler_output(m, rt)
@@ -296,7 +298,7 @@ fn server(o: &mut String, interface: &Interface, rt: &str) {
                 o,
                 "    let interface = interface.method(\"{}\", move |p: {}, ctx| {{\n        \
                  let this = ::std::sync::Arc::clone(&{this});\n        \
-                 async move {{ this.{}(p, ctx).await }}\n    }});",
+                 async move {{ this.{}(p, &ctx).await }}\n    }});",
                 m.wire,
                 m.parameters(),
                 m.rust()

@@ -104,7 +104,7 @@ pub mod implementation {
         async fn reflect(
             &self,
             p: ReflectParameters,
-            _ctx: Context,
+            _ctx: &Context,
         ) -> Result<ReflectReply, MethodError<Error>> {
             Ok(ReflectReply {
                 all: p.all,
@@ -138,7 +138,7 @@ pub mod implementation {
         async fn maybe(
             &self,
             p: MaybeParameters,
-            _ctx: Context,
+            _ctx: &Context,
         ) -> Result<MaybeReply, MethodError<Error>> {
             if p.refuse {
                 return Err(Error::Refused {
@@ -153,7 +153,7 @@ pub mod implementation {
         async fn r#match(
             &self,
             p: MatchParameters,
-            _ctx: Context,
+            _ctx: &Context,
         ) -> Result<MatchReply, MethodError<Error>> {
             Ok(MatchReply { r#loop: p.r#ref })
         }
@@ -161,7 +161,7 @@ pub mod implementation {
         async fn nothing(
             &self,
             _: NothingParameters,
-            _ctx: Context,
+            _ctx: &Context,
         ) -> Result<NothingReply, MethodError<Error>> {
             Ok(NothingReply {})
         }
@@ -184,7 +184,7 @@ pub mod implementation {
         async fn describe(
             &self,
             _: DescribeParameters,
-            _ctx: Context,
+            _ctx: &Context,
         ) -> Result<DescribeReply, MethodError<crate::hostname::Error>> {
             Ok(DescribeReply {
                 hostname: "typed".into(),

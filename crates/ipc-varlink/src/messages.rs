@@ -27,12 +27,12 @@ impl messages::Methods for Messages {
     async fn echo(
         &self,
         p: EchoParameters,
-        _ctx: Context,
+        _ctx: &Context,
     ) -> Result<EchoReply, MethodError<Error>> {
         Ok(EchoReply { message: p.message })
     }
 
-    async fn ack(&self, _: AckParameters, _ctx: Context) -> Result<AckReply, MethodError<Error>> {
+    async fn ack(&self, _: AckParameters, _ctx: &Context) -> Result<AckReply, MethodError<Error>> {
         Ok(AckReply {
             reply: self.ack.clone(),
         })

@@ -42,7 +42,7 @@ impl service::Methods for Standard {
     async fn get_info(
         &self,
         _: GetInfoParameters,
-        _ctx: Context,
+        _ctx: &Context,
     ) -> Result<GetInfoReply, MethodError<service::Error>> {
         Ok(self.info.clone())
     }
@@ -50,7 +50,7 @@ impl service::Methods for Standard {
     async fn get_interface_description(
         &self,
         p: GetInterfaceDescriptionParameters,
-        _ctx: Context,
+        _ctx: &Context,
     ) -> Result<GetInterfaceDescriptionReply, MethodError<service::Error>> {
         self.interfaces
             .iter()
@@ -85,7 +85,7 @@ impl server::Methods for Observer {
     async fn stats(
         &self,
         _: StatsParameters,
-        _ctx: Context,
+        _ctx: &Context,
     ) -> Result<StatsReply, MethodError<server::Error>> {
         Ok(self.stats.snapshot(&self.server))
     }

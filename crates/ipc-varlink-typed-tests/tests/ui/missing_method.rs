@@ -5,11 +5,11 @@ use localipc_varlink::{Context, MethodError};
 struct Counter;
 
 impl Methods for Counter {
-    async fn add(&self, p: AddParameters, _ctx: Context) -> Result<AddReply, MethodError<Error>> {
+    async fn add(&self, p: AddParameters, _ctx: &Context) -> Result<AddReply, MethodError<Error>> {
         Ok(AddReply { value: p.by })
     }
 
-    async fn get(&self, _: GetParameters, _ctx: Context) -> Result<GetReply, MethodError<Error>> {
+    async fn get(&self, _: GetParameters, _ctx: &Context) -> Result<GetReply, MethodError<Error>> {
         Ok(GetReply { value: 0 })
     }
 }

@@ -9,11 +9,11 @@ use localipc_varlink::{Context, MethodError, More};
 struct Counter;
 
 impl Methods for Counter {
-    async fn add(&self, _: GetParameters, _ctx: Context) -> Result<AddReply, MethodError<Error>> {
+    async fn add(&self, _: GetParameters, _ctx: &Context) -> Result<AddReply, MethodError<Error>> {
         Ok(AddReply { value: 0 })
     }
 
-    async fn get(&self, _: GetParameters, _ctx: Context) -> Result<GetReply, MethodError<Error>> {
+    async fn get(&self, _: GetParameters, _ctx: &Context) -> Result<GetReply, MethodError<Error>> {
         Ok(GetReply { value: 0 })
     }
 

@@ -9,11 +9,11 @@ use localipc_varlink::{Context, MethodError, More};
 struct Counter;
 
 impl Methods for Counter {
-    async fn add(&self, p: AddParameters, _ctx: Context) -> Result<AddReply, MethodError<Error>> {
+    async fn add(&self, p: AddParameters, _ctx: &Context) -> Result<AddReply, MethodError<Error>> {
         Ok(AddReply { value: p.by })
     }
 
-    async fn get(&self, _: GetParameters, _ctx: Context) -> Result<AddReply, MethodError<Error>> {
+    async fn get(&self, _: GetParameters, _ctx: &Context) -> Result<AddReply, MethodError<Error>> {
         Ok(AddReply { value: 0 })
     }
 

@@ -5,10 +5,12 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::task::{self, Poll, ready};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use localipc_core::{BoxError, Context};
+use pin_project_lite::pin_project;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
@@ -115,10 +117,35 @@ where
         let hint = parameters.get().len() + 16;
         let parameters: P = serde_json::from_str(parameters.get())?;
         let call = (self.f)(parameters, ctx);
-        Ok(Started::One(Box::pin(async move {
-            let reply = call.await.map_err(|e| Failure::Reply(e.into()))?;
-            wire::encode_reply(&reply, false, hint).map_err(|e| Failure::Broken(e.into()))
-        })))
+        Ok(Started::One(Box::pin(Answer { call, hint })))
+    }
+}
+
+pin_project! {
+    /// A call that answers once, then its reply encoded. Polled where it is, as an `async`
+    /// block would not be: it copies the call's future into its own state at the first poll.
+    struct Answer<Fut> {
+        #[pin]
+        call: Fut,
+        // About how large the reply will be.
+        hint: usize,
+    }
+}
+
+impl<Fut, R, E> Future for Answer<Fut>
+where
+    Fut: Future<Output = Result<R, E>>,
+    R: Serialize,
+    E: Into<VarlinkError>,
+{
+    type Output = Result<Bytes, Failure>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let reply = ready!(this.call.poll(cx)).map_err(|e| Failure::Reply(e.into()))?;
+        Poll::Ready(
+            wire::encode_reply(&reply, false, *this.hint).map_err(|e| Failure::Broken(e.into())),
+        )
     }
 }
 

@@ -85,7 +85,7 @@ fn type_def(o: &mut String, ty: &TypeDef, rt: &str) {
             derives(o, rt, true);
             let _ = writeln!(o, "pub enum {name} {{");
             for v in variants {
-                o.push_str(&variant_doc(&v.doc, &v.wire, "    "));
+                o.push_str(&doc_or_name(&v.doc, &v.wire, "    "));
                 if v.rust != v.wire {
                     let _ = writeln!(o, "    #[serde(rename = {})]", literal(&v.wire));
                 }
@@ -96,7 +96,8 @@ fn type_def(o: &mut String, ty: &TypeDef, rt: &str) {
     }
 }
 
-fn variant_doc(lines: &[String], wire: &str, indent: &str) -> String {
+/// The doc attributes of an item: its comment in the description, else its name there.
+fn doc_or_name(lines: &[String], wire: &str, indent: &str) -> String {
     if lines.is_empty() {
         doc(&[format!("`{wire}`")], indent)
     } else {
@@ -105,7 +106,7 @@ fn variant_doc(lines: &[String], wire: &str, indent: &str) -> String {
 }
 
 fn struct_def(o: &mut String, name: &str, lines: &[String], fields: &[FieldDef], rt: &str) {
-    o.push_str(&variant_doc(lines, name, ""));
+    o.push_str(&doc_or_name(lines, name, ""));
     derives(o, rt, false);
     let _ = writeln!(o, "pub struct {name} {{");
     field_list(o, fields, "    ", "pub ");
@@ -116,7 +117,7 @@ fn struct_def(o: &mut String, name: &str, lines: &[String], fields: &[FieldDef],
 /// left out when absent.
 fn field_list(o: &mut String, fields: &[FieldDef], indent: &str, vis: &str) {
     for f in fields {
-        o.push_str(&variant_doc(&f.doc, &f.wire, indent));
+        o.push_str(&doc_or_name(&f.doc, &f.wire, indent));
         if f.rust.trim_start_matches("r#") != f.wire {
             let _ = writeln!(o, "{indent}#[serde(rename = {})]", literal(&f.wire));
         }
@@ -161,7 +162,7 @@ fn errors(o: &mut String, interface: &Interface, rt: &str) {
 }
 
 fn error_variant(o: &mut String, e: &ErrorDef, interface: &str) {
-    o.push_str(&variant_doc(&e.doc, &e.wire, "    "));
+    o.push_str(&doc_or_name(&e.doc, &e.wire, "    "));
     let _ = writeln!(
         o,
         "    #[serde(rename = {})]",
@@ -240,7 +241,7 @@ fn server(o: &mut String, interface: &Interface, rt: &str) {
         "pub trait Methods: ::std::marker::Send + ::std::marker::Sync + 'static {{"
     );
     for m in &interface.methods {
-        o.push_str(&variant_doc(&m.doc, &m.wire, "    "));
+        o.push_str(&doc_or_name(&m.doc, &m.wire, "    "));
         if m.streaming {
             let _ = writeln!(
                 o,
@@ -332,31 +333,24 @@ fn client(o: &mut String, interface: &Interface, rt: &str, blocking: bool) {
     let _ = writeln!(o, "impl<C: ::std::borrow::BorrowMut<{inner}>> {ty}<C> {{");
     let err = format!("{rt}::TypedCallError<Error>");
     for m in &interface.methods {
-        let args: Vec<String> = m
+        // A string parameter takes anything that becomes one (`&str`, `String`).
+        let (args, fields): (Vec<String>, Vec<String>) = m
             .inputs
             .iter()
             .map(|f| {
                 if f.ty == "::std::string::String" {
-                    format!(
-                        "{}: impl ::std::convert::Into<::std::string::String>",
-                        f.rust
+                    (
+                        format!(
+                            "{}: impl ::std::convert::Into<::std::string::String>",
+                            f.rust
+                        ),
+                        format!("{0}: {0}.into()", f.rust),
                     )
                 } else {
-                    format!("{}: {}", f.rust, f.ty)
+                    (format!("{}: {}", f.rust, f.ty), f.rust.clone())
                 }
             })
-            .collect();
-        let fields: Vec<String> = m
-            .inputs
-            .iter()
-            .map(|f| {
-                if f.ty == "::std::string::String" {
-                    format!("{0}: {0}.into()", f.rust)
-                } else {
-                    f.rust.clone()
-                }
-            })
-            .collect();
+            .unzip();
         let build = format!(
             "let parameters = {} {{ {} }};",
             m.parameters(),
@@ -364,7 +358,7 @@ fn client(o: &mut String, interface: &Interface, rt: &str, blocking: bool) {
         );
         let qualified = literal(&format!("{}.{}", interface.name, m.wire));
         let args: String = args.iter().map(|a| format!(", {a}")).collect();
-        o.push_str(&variant_doc(&m.doc, &m.wire, "    "));
+        o.push_str(&doc_or_name(&m.doc, &m.wire, "    "));
         if m.streaming {
             let (item_ty, adapt) = if blocking {
                 (

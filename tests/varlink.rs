@@ -557,11 +557,23 @@ fn huge_method_names_reach_monitor_subscribers_cut_and_pin_no_memory() {
     watcher
         .write_all(b"{\"method\":\"io.ipc.Server.Monitor\",\"more\":true}\0")
         .unwrap();
-    // Its own call is its first event.
-    let first: Value = serde_json::from_slice(&read_nul(&mut watcher).unwrap()).unwrap();
+    // Its own call is its first call event; the harness's probe connection may still be
+    // closing, so a `disconnected` event can come before it.
+    let first = loop {
+        let event: Value = serde_json::from_slice(&read_nul(&mut watcher).unwrap()).unwrap();
+        if event["parameters"]["event"]["kind"] == json!("call") {
+            break event;
+        }
+        assert_eq!(
+            event["parameters"]["event"]["kind"],
+            json!("disconnected"),
+            "{event}"
+        );
+    };
     assert_eq!(
         first["parameters"]["event"]["method"],
-        json!("io.ipc.Server.Monitor")
+        json!("io.ipc.Server.Monitor"),
+        "{first}"
     );
     let mut caller = server.connect();
     let name = format!("io.ipc.Messages.{}", "Y".repeat(1_048_500));

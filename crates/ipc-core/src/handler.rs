@@ -2,7 +2,8 @@
 //! [`BoxHandler`] for a handler chosen at run time; closures as handlers.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
@@ -214,6 +215,20 @@ pub struct Context {
     connection_id: u64,
     peer: PeerCredentials,
     shutdown: Trigger,
+    /// The descriptors that came with the request being handled, if any (see
+    /// [`take_fd`](Context::take_fd)).
+    fds: Option<Arc<ReceivedFds>>,
+}
+
+/// The descriptors of one request, each taken at most once.
+#[derive(Debug)]
+struct ReceivedFds(Mutex<Vec<Option<OwnedFd>>>);
+
+impl ReceivedFds {
+    fn with<T>(&self, f: impl FnOnce(&mut Vec<Option<OwnedFd>>) -> T) -> T {
+        // A panic while the lock was held leaves a list of descriptors, still valid.
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 impl PartialEq for Context {
@@ -233,6 +248,41 @@ impl Context {
             connection_id,
             peer,
             shutdown: Trigger::default(),
+            fds: None,
+        }
+    }
+
+    /// This context for one request that came with `fds` (descriptors passed with
+    /// `SCM_RIGHTS`, in the order the peer sent them). The server makes one for each request
+    /// that carries descriptors; tests of a handler can too.
+    pub fn with_fds(mut self, fds: Vec<OwnedFd>) -> Self {
+        self.fds = Some(Arc::new(ReceivedFds(Mutex::new(
+            fds.into_iter().map(Some).collect(),
+        ))));
+        self
+    }
+
+    /// How many descriptors came with the request (taken or not). Zero unless the server
+    /// accepts descriptors and the peer sent some with this request.
+    pub fn fd_count(&self) -> usize {
+        self.fds.as_ref().map_or(0, |fds| fds.with(|fds| fds.len()))
+    }
+
+    /// Takes the descriptor at `index` (0 for the first the peer sent with this request; in
+    /// Varlink, parameters name descriptors by this index). `None` if there is none at that
+    /// index or it was taken before. A descriptor not taken by the time
+    /// [`Handler::handle`] returns is closed, so take those a stream needs before returning it.
+    pub fn take_fd(&self, index: usize) -> Option<OwnedFd> {
+        let fds = self.fds.as_ref()?;
+        fds.with(|fds| fds.get_mut(index).and_then(Option::take))
+    }
+
+    /// Closes the descriptors of the request that were not taken. The server calls this when
+    /// [`Handler::handle`] returns; after it, [`take_fd`](Self::take_fd) finds none (the
+    /// [`fd_count`](Self::fd_count) stays).
+    pub fn close_fds(&self) {
+        if let Some(fds) = &self.fds {
+            fds.with(|fds| fds.iter_mut().for_each(|fd| drop(fd.take())));
         }
     }
 

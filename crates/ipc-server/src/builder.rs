@@ -156,6 +156,18 @@ impl<H: Handler> Builder<H> {
         self
     }
 
+    /// Sets [`ServerConfig::accept_fds`].
+    pub fn accept_fds(mut self, on: bool) -> Self {
+        self.config.accept_fds = on;
+        self
+    }
+
+    /// Sets [`ServerConfig::max_fds_per_message`].
+    pub fn max_fds_per_message(mut self, n: usize) -> Self {
+        self.config.max_fds_per_message = n;
+        self
+    }
+
     /// Sets [`ServerConfig::shutdown_timeout`].
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;

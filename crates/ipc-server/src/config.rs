@@ -30,6 +30,11 @@ pub const DEFAULT_CONCURRENCY: usize = 1;
 pub const MAX_CONCURRENCY: usize = 1024;
 /// Default time connections get to finish after shutdown begins.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on descriptors accepted with one message (as dbus-daemon's).
+pub const DEFAULT_MAX_FDS_PER_MESSAGE: usize = 16;
+/// Most descriptors one message may carry: the kernel's limit for one `sendmsg`
+/// (`SCM_MAX_FD`).
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
 /// Default permission bits of the socket file: owner read and write only.
 pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
 
@@ -74,6 +79,15 @@ pub struct ServerConfig {
     pub concurrency: usize,
     /// After shutdown begins, connections still busy after this long are dropped.
     pub shutdown_timeout: Duration,
+    /// Whether requests may carry file descriptors (`SCM_RIGHTS`). Off by default: the
+    /// kernel then refuses descriptors sent to the server's connections where it can
+    /// (`SO_PASSRIGHTS`, Linux 6.16 and later), so none is ever installed in the server. On,
+    /// a handler takes a request's descriptors from its [`Context`](localipc_core::Context).
+    pub accept_fds: bool,
+    /// Most descriptors accepted with one message, when [`accept_fds`](Self::accept_fds) is
+    /// on (1 to [`MAX_FDS_PER_MESSAGE`]); a message with more ends its connection, and all of
+    /// them are closed. One connection holds at most `concurrency + 1` times this many.
+    pub max_fds_per_message: usize,
     /// Permission bits of the socket file (for example `0o660`).
     pub socket_mode: u32,
     /// Group that owns the socket file; `None` keeps the server's group.
@@ -99,6 +113,8 @@ impl ServerConfig {
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             concurrency: DEFAULT_CONCURRENCY,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            accept_fds: false,
+            max_fds_per_message: DEFAULT_MAX_FDS_PER_MESSAGE,
             socket_mode: DEFAULT_SOCKET_MODE,
             socket_group: None,
             access: AccessPolicy::default(),
@@ -158,6 +174,13 @@ impl ServerConfig {
                 self.concurrency
             ));
         }
+        if self.max_fds_per_message == 0 || self.max_fds_per_message > MAX_FDS_PER_MESSAGE {
+            return bad(format!(
+                "max descriptors per message is {}; it must be between 1 and \
+                 {MAX_FDS_PER_MESSAGE}",
+                self.max_fds_per_message
+            ));
+        }
         if self.socket_mode > 0o777 {
             return bad(format!(
                 "socket mode is {:o}; it must be at most 0777",
@@ -214,6 +237,7 @@ mod tests {
             "{over}"
         );
         assert!(err(|c| c.concurrency = 0).contains("between 1 and 1024"));
+        assert!(err(|c| c.max_fds_per_message = 254).contains("between 1 and 253"));
         assert!(err(|c| c.idle_timeout = Some(Duration::ZERO)).contains("idle timeout"));
         assert!(err(|c| c.request_timeout = Some(Duration::ZERO)).contains("request timeout"));
     }

@@ -10,7 +10,7 @@
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::task::Poll;
 
@@ -20,7 +20,8 @@ use nix::sys::socket::{MsgFlags, UnixAddr, getsockopt, send, sendmsg, sockopt};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::transport::Transport;
+use crate::config::MAX_FDS_PER_MESSAGE as MAX_FDS;
+use crate::transport::{FdError, Transport};
 
 /// Bytes of a read into the stack when no frame is half-read (more waits for the next round).
 pub(crate) const SMALL_READ: usize = 4096;
@@ -42,6 +43,10 @@ pub(crate) struct Connection {
     /// Whether read readiness was cleared (while waiting for a hang-up) with data perhaps
     /// still unread: the next read then tries the socket before it waits.
     unread_maybe: bool,
+    /// Most descriptors taken with one read; 0 reads with `recv`, which takes none.
+    fd_cap: u8,
+    /// The descriptors that came with the last read.
+    received: Option<Vec<OwnedFd>>,
 }
 
 impl Connection {
@@ -52,13 +57,21 @@ impl Connection {
             fd: Some(register(stream, Interest::READABLE)?),
             writable: false,
             unread_maybe: false,
+            fd_cap: 0,
+            received: None,
         })
     }
 
+    /// From now on, reads take up to `max` descriptors (at most 253) with each message
+    /// (`recvmsg` with `MSG_CMSG_CLOEXEC`); more, or a truncated control message, is an
+    /// [`FdError`] and closes all of them.
+    pub(crate) fn accept_fds(mut self, max: usize) -> Self {
+        self.fd_cap = u8::try_from(max.min(MAX_FDS)).unwrap_or(u8::MAX);
+        self
+    }
+
     fn fd(&self) -> io::Result<&AsyncFd<UnixStream>> {
-        self.fd
-            .as_ref()
-            .ok_or_else(|| io::Error::other("connection lost its runtime registration"))
+        registered(&self.fd)
     }
 
     /// The peer's user, group and process ids (`SO_PEERCRED`).
@@ -125,13 +138,14 @@ impl Transport for Connection {
                 result => return result,
             }
         }
-        let fd = self.fd()?;
+        let fd = registered(&self.fd)?;
+        let (fd_cap, received) = (self.fd_cap, &mut self.received);
         // poll_read_ready keeps the waker in the registration's one reader slot (this session
         // is the socket's only reader), which costs less than a `readable()` future per wait.
         std::future::poll_fn(|cx| {
             loop {
                 let mut ready = std::task::ready!(fd.poll_read_ready(cx))?;
-                match read_some(fd.get_ref(), rbuf, expect) {
+                match read_from(fd.get_ref(), fd_cap, received, rbuf, expect) {
                     Ok((n, asked)) => {
                         if n > 0 && n < asked {
                             ready.clear_ready();
@@ -151,7 +165,8 @@ impl Transport for Connection {
     /// nothing).
     fn try_read(&mut self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
         loop {
-            match read_some(self.fd()?.get_ref(), rbuf, expect) {
+            let stream = registered(&self.fd)?.get_ref();
+            match read_from(stream, self.fd_cap, &mut self.received, rbuf, expect) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return result.map(|(n, _asked)| n),
             }
@@ -218,6 +233,10 @@ impl Transport for Connection {
         .await
     }
 
+    fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
+        self.received.take()
+    }
+
     /// Reads and drops what the peer has sent and nobody will read (at most `limit` bytes,
     /// without waiting), before a close for an error. Closing a Unix socket with unread data
     /// makes the peer's reads fail with `ECONNRESET` once it has read what was sent to it; the
@@ -265,17 +284,40 @@ pub(crate) fn register<S: OwnedSocket>(socket: S, interest: Interest) -> io::Res
     unsafe { AsyncFd::register_with_interest(socket, interest) }.map_err(|e| e.into_parts().1)
 }
 
-/// One non-blocking read into `rbuf`: returns the bytes read and how many were asked for.
-fn read_some(
+/// The registered socket, unless re-registering it failed.
+fn registered(fd: &Option<AsyncFd<UnixStream>>) -> io::Result<&AsyncFd<UnixStream>> {
+    fd.as_ref()
+        .ok_or_else(|| io::Error::other("connection lost its runtime registration"))
+}
+
+/// One non-blocking read from `stream` into `rbuf`, taking up to `fd_cap` descriptors into
+/// `received` (none with a cap of 0); returns the bytes read and how many were asked for.
+fn read_from(
     stream: &UnixStream,
+    fd_cap: u8,
+    received: &mut Option<Vec<OwnedFd>>,
     rbuf: &mut BytesMut,
     expect: usize,
+) -> io::Result<(usize, usize)> {
+    if fd_cap == 0 {
+        return read_some(rbuf, expect, |buf| recv_uninit(stream, buf));
+    }
+    read_some(rbuf, expect, |buf| {
+        recv_with_fds(stream, buf, usize::from(fd_cap), received)
+    })
+}
+
+/// One read into `rbuf` through `recv`: returns the bytes read and how many were asked for.
+fn read_some(
+    rbuf: &mut BytesMut,
+    expect: usize,
+    mut recv: impl FnMut(&mut [MaybeUninit<u8>]) -> io::Result<&mut [u8]>,
 ) -> io::Result<(usize, usize)> {
     if rbuf.is_empty() && expect <= SMALL_READ {
         // The common case, a new small message: read into a small stack buffer and keep only
         // what arrived, so an idle connection holds no large buffer.
         let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
-        let got = recv_uninit(stream, &mut chunk)?;
+        let got = recv(&mut chunk)?;
         rbuf.extend_from_slice(got);
         return Ok((got.len(), SMALL_READ));
     }
@@ -290,10 +332,59 @@ fn read_some(
     rbuf.reserve(want.min(MAX_READ));
     let spare = rbuf.spare_capacity_mut();
     let asked = spare.len();
-    let n = recv_uninit(stream, spare)?.len();
-    // SAFETY: recv_uninit initialised the first `n` bytes of the spare capacity.
+    let n = recv(spare)?.len();
+    // SAFETY: `recv` initialised the first `n` bytes of the spare capacity (it returns the
+    // part of the buffer it filled).
     unsafe { rbuf.set_len(rbuf.len() + n) };
     Ok((n, asked))
+}
+
+/// `recvmsg(2)` without waiting, taking the descriptors that come with the bytes (with
+/// `MSG_CMSG_CLOEXEC`, so none leaks into a child process) into `received`, as owned
+/// descriptors from the moment they are received. More than `cap`, or a control message the
+/// kernel truncated, is an [`FdError`], and every descriptor received is closed.
+fn recv_with_fds<'b>(
+    stream: &UnixStream,
+    buf: &'b mut [MaybeUninit<u8>],
+    cap: usize,
+    received: &mut Option<Vec<OwnedFd>>,
+) -> io::Result<&'b mut [u8]> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    // recvmsg takes initialised memory: a cost only connections that accept descriptors pay.
+    buf.fill(MaybeUninit::new(0));
+    // SAFETY: every byte of `buf` was initialised just above, and `MaybeUninit<u8>` has the
+    // layout of `u8`.
+    let buf: &'b mut [u8] = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [u8]) };
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = rustix::net::recvmsg(
+        stream,
+        &mut [io::IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+    )?;
+    // Owned at once: any return below closes them.
+    let fds: Vec<OwnedFd> = control
+        .drain()
+        .filter_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(fds) => Some(fds),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(FdError::Truncated.into());
+    }
+    if fds.len() > cap {
+        return Err(FdError::TooMany {
+            got: fds.len(),
+            max: cap,
+        }
+        .into());
+    }
+    // Descriptors with no bytes (at the end of the stream) belong to nothing: closed here.
+    *received = (!fds.is_empty() && msg.bytes > 0).then_some(fds);
+    Ok(&mut buf[..msg.bytes])
 }
 
 /// `recv(2)` without waiting into memory that need not be initialised (zero-filling it first
@@ -306,25 +397,26 @@ fn recv_uninit<'b>(
     Ok(filled)
 }
 
-/// Makes the kernel refuse file descriptors sent to `listener`'s connections
-/// (`SO_PASSRIGHTS` off, Linux 6.16 and later, inherited by every accepted socket): a peer's
-/// `sendmsg` carrying `SCM_RIGHTS` then fails with `EPERM`, so no descriptor is ever queued
-/// for the server. Returns `false` on an older kernel, which has no such option; there a
-/// descriptor sent is dropped by the kernel unread, since the server reads with `recv`, which
-/// takes no control messages, and is never installed in the server.
-pub(crate) fn refuse_descriptors(listener: &impl AsRawFd) -> io::Result<bool> {
+/// Sets whether the kernel lets peers send file descriptors to `listener`'s connections
+/// (`SO_PASSRIGHTS`, Linux 6.16 and later, inherited by every accepted socket). Off, a peer's
+/// `sendmsg` carrying `SCM_RIGHTS` fails with `EPERM`, so no descriptor is ever queued for the
+/// server. Returns `false` on an older kernel, which has no such option and always lets them
+/// through; there, with descriptors not accepted, one sent is dropped by the kernel unread,
+/// since the server then reads with `recv`, which takes no control messages, and is never
+/// installed in the server.
+pub(crate) fn pass_rights(listener: &impl AsRawFd, on: bool) -> io::Result<bool> {
     /// Not in the `libc` crate yet: `include/uapi/asm-generic/socket.h`.
     const SO_PASSRIGHTS: nix::libc::c_int = 83;
-    let off: nix::libc::c_int = 0;
-    // SAFETY: `off` is a valid `c_int` for the duration of the call, and its size is the
+    let value: nix::libc::c_int = on.into();
+    // SAFETY: `value` is a valid `c_int` for the duration of the call, and its size is the
     // length passed; the kernel only reads it.
     let rc = unsafe {
         nix::libc::setsockopt(
             listener.as_raw_fd(),
             nix::libc::SOL_SOCKET,
             SO_PASSRIGHTS,
-            std::ptr::from_ref(&off).cast(),
-            std::mem::size_of_val(&off) as nix::libc::socklen_t,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of_val(&value) as nix::libc::socklen_t,
         )
     };
     if rc == 0 {

@@ -105,6 +105,7 @@ impl<H: Handler> Listener<H> {
         self.next_id += 1;
         let id = self.next_id;
         let conn = match Connection::new(stream) {
+            Ok(conn) if self.config.accept_fds => conn.accept_fds(self.config.max_fds_per_message),
             Ok(conn) => conn,
             Err(e) => {
                 warn!(conn = id, error = %e, "cannot register the connection; closing");

@@ -217,7 +217,11 @@ impl<H: Handler> Server<H> {
         listener
             .set_nonblocking(true)
             .map_err(|e| ServerError::io("configure", &name, e))?;
-        match crate::conn::refuse_descriptors(&listener) {
+        match crate::conn::pass_rights(&listener, config.accept_fds) {
+            Ok(_) if config.accept_fds => debug!(
+                max_per_message = config.max_fds_per_message,
+                "file descriptors are accepted with requests"
+            ),
             Ok(true) => debug!("file descriptors sent to this socket are refused by the kernel"),
             Ok(false) => debug!(
                 "this kernel cannot refuse file descriptors (SO_PASSRIGHTS needs Linux 6.16); \

@@ -8,7 +8,8 @@ use localipc_cli::{self as cli, LogArgs, SocketArgs, exit, parse_mode};
 use localipc_core::{Ack, DEFAULT_ACK_TEXT, Echo, FrameCodec, FrameError, Framing, Handler};
 use localipc_server::activation;
 use localipc_server::config::{
-    DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS, DEFAULT_UNFINISHED_BUDGET,
+    DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FDS_PER_MESSAGE,
+    DEFAULT_UNFINISHED_BUDGET,
 };
 use localipc_server::signal::{self, ShutdownSignals};
 use localipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
@@ -105,6 +106,20 @@ struct Cli {
         env = "IPC_CONCURRENCY"
     )]
     concurrency: usize,
+
+    /// Accept file descriptors sent with requests (SCM_RIGHTS); without it the kernel refuses
+    /// them. The built-in handlers take none, so those sent to them are closed after the call.
+    #[arg(long, env = "IPC_ACCEPT_FDS")]
+    accept_fds: bool,
+
+    /// Most descriptors accepted with one message (1 to 253); more ends the connection.
+    #[arg(
+        long,
+        default_value_t = DEFAULT_MAX_FDS_PER_MESSAGE,
+        value_name = "N",
+        env = "IPC_MAX_FDS_PER_MESSAGE"
+    )]
+    max_fds_per_message: usize,
 
     /// Seconds connections get to finish after a stop signal before they are dropped.
     #[arg(
@@ -360,6 +375,8 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     config.idle_timeout = (!cli.idle_timeout.is_zero()).then_some(cli.idle_timeout);
     config.request_timeout = (!cli.request_timeout.is_zero()).then_some(cli.request_timeout);
     config.concurrency = cli.concurrency;
+    config.accept_fds = cli.accept_fds;
+    config.max_fds_per_message = cli.max_fds_per_message;
     config.shutdown_timeout = cli.shutdown_timeout;
     config.socket_mode = cli.socket_mode;
     config.socket_group = cli

@@ -2,6 +2,7 @@
 
 use std::any::Any;
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
@@ -14,15 +15,27 @@ use super::error::SessionError;
 
 /// One handler call, with its panics caught and its time bounded by the request timeout
 /// (counted from now).
+///
+/// A request that came with descriptors gets its own copy of `ctx` that holds them; those the
+/// handler did not take are closed when the call returns.
 pub(super) fn call<'a, H: Handler>(
     handler: &'a H,
     ctx: &'a Context,
     request: Bytes,
+    fds: Option<Vec<OwnedFd>>,
     timeout: Option<Duration>,
 ) -> impl Future<Output = Result<Response, SessionError>> + Send + 'a {
     let due = Due::from_now(timeout);
-    let call = caught(handler, ctx, request);
-    async move { settle(due.bound(call).await?) }
+    async move {
+        let own = fds.map(|fds| ctx.clone().with_fds(fds));
+        let outcome = due
+            .bound(caught(handler, own.as_ref().unwrap_or(ctx), request))
+            .await;
+        if let Some(own) = &own {
+            own.close_fds();
+        }
+        settle(outcome?)
+    }
 }
 
 /// The handler's call for `request`, with a panic inside it caught as an `Err`.

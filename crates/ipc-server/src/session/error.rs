@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use localipc_core::{BoxError, FrameError};
 
+use crate::transport::FdError;
+
 /// Why a session ended other than by a clean close.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
@@ -29,8 +31,20 @@ pub(crate) enum SessionError {
          connection held {held} bytes of one"
     )]
     Budget { budget: usize, held: usize },
+    #[error("descriptors refused: {0}")]
+    Fds(#[from] FdError),
     #[error(transparent)]
-    Io(#[from] io::Error),
+    Io(io::Error),
+}
+
+impl From<io::Error> for SessionError {
+    /// A read that refused descriptors is a [`SessionError::Fds`]; any other error is I/O.
+    fn from(e: io::Error) -> Self {
+        match e.downcast::<FdError>() {
+            Ok(fds) => SessionError::Fds(fds),
+            Err(e) => SessionError::Io(e),
+        }
+    }
 }
 
 impl SessionError {

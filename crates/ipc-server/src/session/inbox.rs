@@ -7,16 +7,18 @@
 //! stop reads it), so framing, the size limit and the end of the stream are handled in one
 //! place.
 
+use std::collections::VecDeque;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use localipc_core::{FrameCodec, FrameError};
+use localipc_core::FrameCodec;
 use tokio_util::codec::Decoder;
 
 use super::error::SessionError;
 use crate::config::ServerConfig;
-use crate::transport::Transport;
+use crate::transport::{FdError, Transport};
 
 /// Bytes of its read buffer a connection holds without counting them against the server's
 /// budget for unfinished messages (see [`ServerConfig::unfinished_budget`]): the usual small
@@ -52,6 +54,57 @@ pub(crate) struct Inbox {
     started: bool,
     /// Bytes of the buffer counted against the server's budget for unfinished messages.
     counted: u32,
+    /// Descriptors received and not yet handed out with their requests (boxed: only
+    /// connections that are sent descriptors have any).
+    fds: Option<Box<Fds>>,
+}
+
+/// Descriptors read and the requests they belong to.
+///
+/// A read that brings descriptors binds them to the first message that starts in it: the
+/// kernel hands them over with the bytes of the write that carried them, which starts with
+/// that message's first byte, but it may join in one read, before those bytes, what earlier
+/// writes sent and the server had not read yet. A read that brings descriptors and holds no
+/// message's first byte brought them in the middle of a message: a protocol error.
+#[derive(Debug, Default)]
+struct Fds {
+    /// Each read's descriptors with where its bytes start and end in the read buffer, oldest
+    /// first.
+    pending: VecDeque<(usize, usize, Vec<OwnedFd>)>,
+    /// How many descriptors `pending` holds.
+    held: usize,
+    /// The descriptors of the request handed out last.
+    current: Option<Vec<OwnedFd>>,
+}
+
+impl Fds {
+    /// A request of `taken` bytes was taken from the front of the buffer: binds the
+    /// descriptors that came with its first byte to it, and moves the others' positions.
+    ///
+    /// # Errors
+    ///
+    /// [`FdError::MidMessage`] if a read that brought descriptors lies inside the request.
+    fn advance(&mut self, taken: usize) -> Result<(), FdError> {
+        self.current = None;
+        if let Some((0, _, _)) = self.pending.front()
+            && let Some((_, _, fds)) = self.pending.pop_front()
+        {
+            self.held -= fds.len();
+            self.current = Some(fds);
+        }
+        for (start, end, _) in &mut self.pending {
+            if *start < taken {
+                if *end <= taken {
+                    return Err(FdError::MidMessage);
+                }
+                // The read began inside this request: its descriptors belong to the next one.
+                *start = taken;
+            }
+            *start -= taken;
+            *end -= taken;
+        }
+        Ok(())
+    }
 }
 
 /// What [`Inbox::try_fill`] found.
@@ -78,6 +131,7 @@ impl Inbox {
             drain_budget: None,
             started: false,
             counted: 0,
+            fds: None,
         }
     }
 
@@ -86,8 +140,10 @@ impl Inbox {
     ///
     /// # Errors
     ///
-    /// A frame over the size limit, or the stream ending inside a frame that needs its end.
-    pub(crate) fn next_request(&mut self) -> Result<Option<Bytes>, FrameError> {
+    /// A frame over the size limit, or the stream ending inside a frame that needs its end;
+    /// descriptors that arrived in the middle of the request.
+    pub(crate) fn next_request(&mut self) -> Result<Option<Bytes>, SessionError> {
+        let before = self.buf.len();
         let request = match self.codec.decode(&mut self.buf)? {
             Some(request) => request,
             None if self.eof => match self.codec.decode_eof(&mut self.buf)? {
@@ -96,6 +152,9 @@ impl Inbox {
             },
             None => return Ok(None),
         };
+        if let Some(fds) = &mut self.fds {
+            fds.advance(before - self.buf.len())?;
+        }
         // The next message is probably about as large.
         self.expect = small(self.codec.read_hint(request.len()));
         self.last = small(request.len());
@@ -113,10 +172,44 @@ impl Inbox {
         self.buf.len()
     }
 
+    /// The descriptors that came with the request [`next_request`](Self::next_request)
+    /// handed out last, if any.
+    pub(crate) fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
+        self.fds.as_mut()?.current.take()
+    }
+
     /// Whether reading on while a stream is sent is worth it: the peer has not ended its side,
-    /// and less than [`READ_AHEAD`] is buffered.
+    /// less than [`READ_AHEAD`] is buffered, and no descriptors wait for their request.
     pub(crate) fn reads_ahead(&self) -> bool {
-        !self.eof && self.buf.len() < READ_AHEAD
+        !self.eof
+            && self.buf.len() < READ_AHEAD
+            && self.fds.as_ref().is_none_or(|fds| fds.pending.is_empty())
+    }
+
+    /// Keeps the descriptors the last read brought, if any, with where its bytes lie in the
+    /// buffer (from `start`).
+    ///
+    /// # Errors
+    ///
+    /// [`FdError::Backlog`] when more than one message's worth would wait for their requests.
+    fn keep_fds(
+        &mut self,
+        conn: &mut impl Transport,
+        start: usize,
+        config: &ServerConfig,
+    ) -> Result<(), FdError> {
+        let Some(received) = conn.take_fds() else {
+            return Ok(());
+        };
+        let fds = self.fds.get_or_insert_with(Box::default);
+        if fds.held + received.len() > config.max_fds_per_message {
+            return Err(FdError::Backlog {
+                max: config.max_fds_per_message,
+            });
+        }
+        fds.held += received.len();
+        fds.pending.push_back((start, self.buf.len(), received));
+        Ok(())
     }
 
     /// Waits for bytes and reads them; `Ok(0)` at the end of the stream. Gives back a large
@@ -135,7 +228,9 @@ impl Inbox {
             self.buf = BytesMut::new();
         }
         self.count(config)?;
+        let start = self.buf.len();
         let n = conn.read(&mut self.buf, self.expect as usize).await?;
+        self.keep_fds(conn, start, config)?;
         self.count(config)?;
         #[cfg(test)]
         super::properties::peaks::read_buffer(self.buf.len());
@@ -170,7 +265,9 @@ impl Inbox {
                 Filled::Nothing
             });
         }
+        let start = self.buf.len();
         let read = conn.try_read(&mut self.buf, self.expect as usize);
+        self.keep_fds(conn, start, config)?;
         #[cfg(test)]
         super::properties::peaks::read_buffer(self.buf.len());
         self.count(config)?;

@@ -291,7 +291,8 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 };
                 progress = true;
                 idle.activity();
-                calls.push_back(call(handler, ctx, request, request_timeout));
+                let fds = inbox.take_fds();
+                calls.push_back(call(handler, ctx, request, fds, request_timeout));
             }
             // Queue the replies of the calls already done, in order, and write them.
             while let Poll::Ready(Some(response)) = futures::poll!(calls.next()) {
@@ -349,11 +350,23 @@ impl<H: Handler, T: Transport> Session<H, T> {
         async move {
             // In its own block, so the call's state and the stream's below share the same space in
             // the session's future.
-            let outcome = {
+            let response = if let Some(fds) = self.inbox.take_fds() {
+                // Rare, and boxed, so that every session's future stays small.
+                Box::pin(call_with_fds(
+                    &*self.handler,
+                    &self.ctx,
+                    request,
+                    fds,
+                    &self.config,
+                    &mut self.conn,
+                    outbox,
+                ))
+                .await?
+            } else {
                 // Pinned where it is made (`tokio::pin!` would move it, and the future would
                 // hold it twice).
                 let mut call = std::pin::pin!(caught(&*self.handler, &self.ctx, request));
-                match futures::poll!(call.as_mut()) {
+                let outcome = match futures::poll!(call.as_mut()) {
                     Poll::Ready(outcome) => outcome,
                     // Boxed: its timer and writes would otherwise enlarge every session's future.
                     Poll::Pending => {
@@ -366,9 +379,10 @@ impl<H: Handler, T: Transport> Session<H, T> {
                         ))
                         .await?
                     }
-                }
+                };
+                settle(outcome)?
             };
-            if let Some(stream) = queue(outbox, settle(outcome)?)? {
+            if let Some(stream) = queue(outbox, response)? {
                 stream_out(
                     &mut self.conn,
                     &mut self.inbox,
@@ -387,6 +401,28 @@ impl<H: Handler, T: Transport> Session<H, T> {
     async fn write_out(&mut self, outbox: &mut Outbox) -> Result<(), SessionError> {
         write_out(&mut self.conn, self.config.idle_timeout, outbox).await
     }
+}
+
+/// Calls the handler for a request that came with descriptors (see [`call`]), writing the
+/// replies queued before it while it works.
+async fn call_with_fds<H: Handler>(
+    handler: &H,
+    ctx: &Context,
+    request: Bytes,
+    fds: Vec<std::os::fd::OwnedFd>,
+    config: &ServerConfig,
+    conn: &mut impl Transport,
+    outbox: &mut Outbox,
+) -> Result<Response, SessionError> {
+    let call = call(handler, ctx, request, Some(fds), config.request_timeout);
+    finish_call(
+        std::pin::pin!(call),
+        None,
+        conn,
+        config.idle_timeout,
+        outbox,
+    )
+    .await?
 }
 
 /// Finishes a call that did not answer on its first poll: writes the replies queued before it

@@ -20,11 +20,13 @@
 //! - **Progress of a slow reader.** [`unread_by_peer`](Transport::unread_by_peer) counts bytes
 //!   written and not yet taken by the peer, so a peer that reads slowly but steadily is told
 //!   apart from one that stopped; a transport that cannot tell returns `None`.
-//! - **Descriptors** (for a transport that carries them): they belong to the message whose
-//!   first byte they arrive with, and ride the write that carries a reply's first byte.
+//! - **Descriptors** (for a transport that carries them): a read hands over the descriptors
+//!   that came with its bytes through [`take_fds`](Transport::take_fds); the session binds
+//!   them to the first message that starts in that read (see `session::inbox`).
 
 use std::future::Future;
 use std::io;
+use std::os::fd::OwnedFd;
 
 use bytes::{Buf, BytesMut};
 
@@ -70,4 +72,30 @@ pub(crate) trait Transport: Send {
     /// Drops up to `limit` bytes that the peer sent and nobody will read, without waiting,
     /// before a close for an error.
     fn discard_unread(&mut self, limit: usize);
+
+    /// The descriptors that came with the bytes of the last read, if any. A transport that
+    /// carries none returns `None`.
+    fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
+        None
+    }
+}
+
+/// Why descriptors sent to the server were refused (the connection then ends, and every one
+/// of them is closed).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FdError {
+    #[error("{got} descriptors came with one message; at most {max} are accepted")]
+    TooMany { got: usize, max: usize },
+    #[error("more descriptors came with one message than the kernel could hand over (MSG_CTRUNC)")]
+    Truncated,
+    #[error("descriptors arrived in the middle of a message; they must come with its first byte")]
+    MidMessage,
+    #[error("more than {max} descriptors were sent ahead of the requests they come with")]
+    Backlog { max: usize },
+}
+
+impl From<FdError> for io::Error {
+    fn from(e: FdError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
 }

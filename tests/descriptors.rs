@@ -1,0 +1,136 @@
+//! Descriptors sent with requests (`SCM_RIGHTS`), against the real `ipc-server`, from Python's
+//! standard `socket.send_fds` (`tests/peers/fds.py`): accepted only when asked for, closed
+//! when no handler takes them, refused past the cap or in the middle of a message, and none
+//! left behind by connections that die holding some.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use support::*;
+
+const PROTOCOLS: [&str; 2] = ["plain", "varlink"];
+
+/// A server for `protocol` that accepts descriptors, with `extra` arguments, once its
+/// start-up probe's connection is gone (so descriptor counts start from a quiet server).
+fn server(protocol: &str, extra: &[&str]) -> TestServer {
+    let mut args = vec!["--protocol", protocol, "--accept-fds"];
+    args.extend_from_slice(extra);
+    let server = TestServer::start(&args);
+    wait_until("the start-up probe's connection is closed", || {
+        server.log().contains("answered=0")
+    });
+    server
+}
+
+/// How many descriptors the server process holds.
+fn open_fds(server: &TestServer) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
+        .unwrap()
+        .count()
+}
+
+/// Runs `fds.py` in `mode` and returns its output lines.
+fn run(server: &TestServer, protocol: &str, mode: &str, count: usize) -> Vec<String> {
+    let out = Command::new("python3")
+        .arg(peer("fds.py"))
+        .arg(server.path())
+        .args([protocol, mode, &count.to_string()])
+        .output_within();
+    assert!(
+        out.status.success(),
+        "fds.py {mode} failed: {}\n--- server log ---\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn ten_thousand_calls_that_each_pass_a_descriptor_leave_none_open() {
+    for protocol in PROTOCOLS {
+        let server = server(protocol, &[]);
+        let before = open_fds(&server);
+        // The connection stays open while the server's descriptors are counted.
+        let mut child = Reaped(
+            Command::new("python3")
+                .arg(peer("fds.py"))
+                .arg(server.path())
+                .args([protocol, "calls", "10000"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line, "answered 10000\n", "{protocol}: {}", server.log());
+        // The built-in handlers take none: each was closed when its call returned. The
+        // server holds one more descriptor than before: the open connection.
+        assert_eq!(open_fds(&server), before + 1, "{protocol}");
+        drop(child.stdin.take());
+        assert!(wait_within(&mut child).success());
+        wait_until("the connection's descriptor is closed", || {
+            open_fds(&server) == before
+        });
+    }
+}
+
+#[test]
+fn more_descriptors_than_the_cap_end_the_connection_after_the_replies_before() {
+    for protocol in PROTOCOLS {
+        let server = server(protocol, &["--max-fds-per-message", "2"]);
+        let before = open_fds(&server);
+        let out = run(&server, protocol, "too-many", 3);
+        assert!(out[0].contains("before"), "{protocol}: {out:?}");
+        assert_eq!(out[1], "closed", "{protocol}: {out:?}");
+        assert!(
+            server
+                .log()
+                .contains("3 descriptors came with one message; at most 2 are accepted"),
+            "{}",
+            server.log()
+        );
+        // Within the cap, the same connection's calls go through.
+        assert!(run(&server, protocol, "too-many", 2)[1].contains("with-fds"));
+        wait_until("no descriptor is left open", || open_fds(&server) == before);
+    }
+}
+
+#[test]
+fn descriptors_in_the_middle_of_a_message_end_the_connection() {
+    for protocol in PROTOCOLS {
+        let server = server(protocol, &[]);
+        let before = open_fds(&server);
+        let out = run(&server, protocol, "mid-message", 1);
+        assert!(out[0].contains("before"), "{protocol}: {out:?}");
+        assert_eq!(out[1], "closed", "{protocol}: {out:?}");
+        assert!(
+            server.log().contains("in the middle of a message"),
+            "{}",
+            server.log()
+        );
+        wait_until("no descriptor is left open", || open_fds(&server) == before);
+    }
+}
+
+#[test]
+fn a_thousand_connections_that_die_holding_descriptors_leave_none_open() {
+    for protocol in PROTOCOLS {
+        let server = server(protocol, &[]);
+        let before = open_fds(&server);
+        assert_eq!(run(&server, protocol, "die", 1000), ["done"]);
+        wait_until("every descriptor the dead connections sent is closed", || {
+            open_fds(&server) == before
+        });
+        // The server still serves.
+        assert!(run(&server, protocol, "too-many", 1)[1].contains("with-fds"));
+    }
+}

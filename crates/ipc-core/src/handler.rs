@@ -458,6 +458,26 @@ mod tests {
             .expect("fired");
     }
 
+    #[test]
+    fn a_requests_descriptors_are_taken_once_and_the_rest_closed() {
+        let (r, w) = std::io::pipe().unwrap();
+        let ctx = Context::new(1, PeerCredentials::new(1, 2, None))
+            .with_fds(vec![r.into(), w.into()]);
+        let copy = ctx.clone();
+        assert_eq!(ctx.fd_count(), 2);
+        let read_end = copy.take_fd(0).expect("taken through any copy");
+        assert!(ctx.take_fd(0).is_none(), "taken once");
+        assert!(ctx.take_fd(2).is_none());
+        ctx.close_fds();
+        assert!(ctx.take_fd(1).is_none(), "closed");
+        assert_eq!(ctx.fd_count(), 2);
+        // The write end was closed: the read end sees the end of the stream.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(read_end), &mut rest).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(Context::new(1, PeerCredentials::new(1, 2, None)).fd_count(), 0);
+    }
+
     #[tokio::test]
     async fn closures_are_handlers() {
         let h = handler_fn(|req: Bytes, ctx: Context| async move {

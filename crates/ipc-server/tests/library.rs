@@ -366,3 +366,97 @@ async fn server_bind_takes_an_at_name_as_an_abstract_name_and_creates_no_file() 
     handle.shutdown();
     within("the stop", serving).await.unwrap().unwrap();
 }
+
+/// Reads what the pipe sent with the request holds (`read`), or says how many descriptors came
+/// with it and whether index 1 can be taken twice (`count`).
+struct PipeReader;
+
+impl Handler for PipeReader {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
+        use std::io::Read;
+        match &request[..] {
+            b"read" => {
+                let fd = ctx.take_fd(0).ok_or("no descriptor came with the request")?;
+                let mut text = String::new();
+                std::fs::File::from(fd).read_to_string(&mut text)?;
+                Ok(format!("read {text}").into())
+            }
+            _ => {
+                let twice = (ctx.take_fd(1).is_some(), ctx.take_fd(1).is_some());
+                Ok(format!("count {} {twice:?}", ctx.fd_count()).into())
+            }
+        }
+    }
+}
+
+/// Sends `line` with `fds` in one `sendmsg`, and reads one reply line.
+fn send_with_fds(
+    s: &mut std::io::BufReader<std::os::unix::net::UnixStream>,
+    line: &str,
+    fds: &[std::os::fd::RawFd],
+) -> String {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::io::BufRead;
+    use std::os::fd::AsRawFd;
+    let data = format!("{line}\n");
+    let control = [ControlMessage::ScmRights(fds)];
+    let control = if fds.is_empty() { &[][..] } else { &control[..] };
+    sendmsg::<()>(
+        s.get_ref().as_raw_fd(),
+        &[std::io::IoSlice::new(data.as_bytes())],
+        control,
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    let mut reply = String::new();
+    s.read_line(&mut reply).unwrap();
+    reply.trim_end().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_takes_the_descriptors_that_came_with_its_request() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    for concurrency in [1, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fds.sock");
+        let server = Server::builder(PipeReader)
+            .socket(&path)
+            .accept_fds(true)
+            .concurrency(concurrency)
+            .bind()
+            .unwrap();
+        tokio::spawn(server.serve(std::future::pending()));
+        let replies = within(
+            "calls with descriptors",
+            tokio::task::spawn_blocking(move || {
+                let stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+                stream.set_read_timeout(Some(DEADLINE)).unwrap();
+                let mut s = std::io::BufReader::new(stream);
+                let (r, mut w) = std::io::pipe().unwrap();
+                w.write_all(b"through the pipe").unwrap();
+                drop(w);
+                let (a, b) = std::io::pipe().unwrap();
+                vec![
+                    send_with_fds(&mut s, "read", &[r.as_raw_fd()]),
+                    // Three with the next request, none with the one after: descriptors
+                    // belong to their own request only.
+                    send_with_fds(&mut s, "count", &[a.as_raw_fd(), b.as_raw_fd(), 0]),
+                    send_with_fds(&mut s, "count", &[]),
+                ]
+            }),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            replies,
+            [
+                "read through the pipe",
+                "count 3 (true, false)",
+                "count 0 (false, false)"
+            ],
+            "concurrency {concurrency}"
+        );
+    }
+}

@@ -420,6 +420,32 @@ mod tests {
         assert_eq!(inbox.next_request().unwrap(), None);
     }
 
+    /// Descriptors for a test: each an end of a fresh pipe.
+    fn some_fds(n: usize) -> Vec<OwnedFd> {
+        (0..n).map(|_| std::io::pipe().unwrap().0.into()).collect()
+    }
+
+    #[test]
+    fn descriptors_go_to_the_first_message_that_starts_in_their_read() {
+        let mut fds = Fds::default();
+        // Reads of the buffer "one\ntwo\nthree\n" (14 bytes): one brought descriptors with
+        // "one\n" (bytes 0 to 4); one began inside "two\n" (byte 6) and brought those of
+        // "three\n", the kernel having joined the end of "two\n" before them.
+        fds.pending.push_back((0, 4, some_fds(1)));
+        fds.pending.push_back((6, 14, some_fds(2)));
+        fds.held = 3;
+        fds.advance(4).unwrap();
+        assert_eq!(fds.current.take().map(|f| f.len()), Some(1), "one");
+        fds.advance(4).unwrap();
+        assert!(fds.current.is_none(), "two came with none");
+        fds.advance(6).unwrap();
+        assert_eq!(fds.current.take().map(|f| f.len()), Some(2), "three");
+        assert_eq!(fds.held, 0);
+        // A read that lies wholly inside a message brought them in its middle.
+        fds.pending.push_back((2, 5, some_fds(1)));
+        assert!(matches!(fds.advance(8), Err(FdError::MidMessage)));
+    }
+
     #[tokio::test]
     async fn an_unfinished_message_past_the_servers_budget_ends_the_session() {
         use tokio::io::AsyncWriteExt;

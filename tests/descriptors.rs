@@ -127,9 +127,10 @@ fn a_thousand_connections_that_die_holding_descriptors_leave_none_open() {
         let server = server(protocol, &[]);
         let before = open_fds(&server);
         assert_eq!(run(&server, protocol, "die", 1000), ["done"]);
-        wait_until("every descriptor the dead connections sent is closed", || {
-            open_fds(&server) == before
-        });
+        wait_until(
+            "every descriptor the dead connections sent is closed",
+            || open_fds(&server) == before,
+        );
         // The server still serves.
         assert!(run(&server, protocol, "too-many", 1)[1].contains("with-fds"));
     }

@@ -461,8 +461,8 @@ mod tests {
     #[test]
     fn a_requests_descriptors_are_taken_once_and_the_rest_closed() {
         let (r, w) = std::io::pipe().unwrap();
-        let ctx = Context::new(1, PeerCredentials::new(1, 2, None))
-            .with_fds(vec![r.into(), w.into()]);
+        let ctx =
+            Context::new(1, PeerCredentials::new(1, 2, None)).with_fds(vec![r.into(), w.into()]);
         let copy = ctx.clone();
         assert_eq!(ctx.fd_count(), 2);
         let read_end = copy.take_fd(0).expect("taken through any copy");
@@ -475,7 +475,10 @@ mod tests {
         let mut rest = Vec::new();
         std::io::Read::read_to_end(&mut std::fs::File::from(read_end), &mut rest).unwrap();
         assert!(rest.is_empty());
-        assert_eq!(Context::new(1, PeerCredentials::new(1, 2, None)).fd_count(), 0);
+        assert_eq!(
+            Context::new(1, PeerCredentials::new(1, 2, None)).fd_count(),
+            0
+        );
     }
 
     #[tokio::test]

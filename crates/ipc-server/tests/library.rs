@@ -376,7 +376,9 @@ impl Handler for PipeReader {
         use std::io::Read;
         match &request[..] {
             b"read" => {
-                let fd = ctx.take_fd(0).ok_or("no descriptor came with the request")?;
+                let fd = ctx
+                    .take_fd(0)
+                    .ok_or("no descriptor came with the request")?;
                 let mut text = String::new();
                 std::fs::File::from(fd).read_to_string(&mut text)?;
                 Ok(format!("read {text}").into())
@@ -400,7 +402,11 @@ fn send_with_fds(
     use std::os::fd::AsRawFd;
     let data = format!("{line}\n");
     let control = [ControlMessage::ScmRights(fds)];
-    let control = if fds.is_empty() { &[][..] } else { &control[..] };
+    let control = if fds.is_empty() {
+        &[][..]
+    } else {
+        &control[..]
+    };
     sendmsg::<()>(
         s.get_ref().as_raw_fd(),
         &[std::io::IoSlice::new(data.as_bytes())],

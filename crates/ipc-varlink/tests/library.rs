@@ -597,3 +597,102 @@ fn a_policy_for_a_method_the_description_does_not_have_is_refused_at_build() {
     let e = Service::builder().interface(interface).build().unwrap_err();
     assert!(e.to_string().contains("no method B"), "{e}");
 }
+
+/// `org.example.fds.Read` reads the pipe that the parameter `fd` names (an index into the
+/// descriptors sent with the call, as sd-varlink numbers them).
+fn fds_interface() -> Interface {
+    #[derive(Deserialize)]
+    struct Read {
+        fd: usize,
+    }
+    #[derive(Serialize)]
+    struct Text {
+        text: String,
+    }
+    Interface::new(
+        "interface org.example.fds\n\
+         method Read(fd: int) -> (text: string)\n\
+         error NoSuchDescriptor(fd: int)\n",
+    )
+    .unwrap()
+    .method(
+        "Read",
+        |p: Read, ctx: localipc_varlink::Context| async move {
+            use std::io::Read as _;
+            let Some(fd) = ctx.take_fd(p.fd) else {
+                return Err(VarlinkError::new(
+                    "org.example.fds.NoSuchDescriptor",
+                    json!({ "fd": p.fd }),
+                ));
+            };
+            let mut text = String::new();
+            std::fs::File::from(fd)
+                .read_to_string(&mut text)
+                .map_err(|e| {
+                    VarlinkError::new(
+                        "org.example.fds.NoSuchDescriptor",
+                        json!({ "error": e.to_string() }),
+                    )
+                })?;
+            Ok(Text { text })
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_reads_the_descriptor_its_parameters_name_by_index() {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fds.sock");
+    let service = Service::builder()
+        .interface(fds_interface())
+        .build()
+        .unwrap();
+    let server = Server::builder(service)
+        .socket(&path)
+        .framing(Framing::Nul)
+        .accept_fds(true)
+        .bind()
+        .unwrap();
+    tokio::spawn(server.serve(std::future::pending()));
+    let replies = within(tokio::task::spawn_blocking(move || {
+        let stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut s = std::io::BufReader::new(stream);
+        let mut call = |index: usize, fds: &[std::os::fd::RawFd]| {
+            use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+            let call = format!(
+                "{{\"method\":\"org.example.fds.Read\",\"parameters\":{{\"fd\":{index}}}}}\0"
+            );
+            let control = [ControlMessage::ScmRights(fds)];
+            sendmsg::<()>(
+                s.get_ref().as_raw_fd(),
+                &[std::io::IoSlice::new(call.as_bytes())],
+                if fds.is_empty() { &[] } else { &control },
+                MsgFlags::empty(),
+                None,
+            )
+            .unwrap();
+            let mut reply = Vec::new();
+            s.read_until(0, &mut reply).unwrap();
+            serde_json::from_slice::<Value>(&reply[..reply.len() - 1]).unwrap()
+        };
+        let pipe = |text: &str| {
+            let (r, mut w) = std::io::pipe().unwrap();
+            w.write_all(text.as_bytes()).unwrap();
+            r
+        };
+        let (first, second) = (pipe("first"), pipe("second"));
+        vec![
+            // The second descriptor sent with the call.
+            call(1, &[first.as_raw_fd(), second.as_raw_fd()]),
+            // None came with this call: those of the one before are not its own.
+            call(0, &[]),
+        ]
+    }))
+    .await
+    .unwrap();
+    assert_eq!(replies[0], json!({"parameters": {"text": "second"}}));
+    assert_eq!(replies[1]["error"], "org.example.fds.NoSuchDescriptor");
+}

@@ -286,7 +286,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
                         while let Some(response) = calls.next().await {
                             deliver(conn, inbox, config, outbox, response?, shutdown).await?;
                         }
-                        return Err(e.into());
+                        return Err(e);
                     }
                 };
                 progress = true;

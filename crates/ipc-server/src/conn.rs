@@ -43,8 +43,15 @@ pub(crate) struct Connection {
     /// Whether read readiness was cleared (while waiting for a hang-up) with data perhaps
     /// still unread: the next read then tries the socket before it waits.
     unread_maybe: bool,
-    /// Most descriptors taken with one read; 0 reads with `recv`, which takes none.
-    fd_cap: u8,
+    /// For a connection that accepts descriptors: what its reads take (boxed, so that the
+    /// usual connection, which takes none, stays small and reads with `recv`).
+    intake: Option<Box<FdIntake>>,
+}
+
+/// The descriptors a connection's reads take.
+struct FdIntake {
+    /// Most descriptors taken with one message.
+    cap: usize,
     /// The descriptors that came with the last read.
     received: Option<Vec<OwnedFd>>,
 }
@@ -57,8 +64,7 @@ impl Connection {
             fd: Some(register(stream, Interest::READABLE)?),
             writable: false,
             unread_maybe: false,
-            fd_cap: 0,
-            received: None,
+            intake: None,
         })
     }
 
@@ -66,7 +72,10 @@ impl Connection {
     /// (`recvmsg` with `MSG_CMSG_CLOEXEC`); more, or a truncated control message, is an
     /// [`FdError`] and closes all of them.
     pub(crate) fn accept_fds(mut self, max: usize) -> Self {
-        self.fd_cap = u8::try_from(max.min(MAX_FDS)).unwrap_or(u8::MAX);
+        self.intake = Some(Box::new(FdIntake {
+            cap: max.min(MAX_FDS),
+            received: None,
+        }));
         self
     }
 
@@ -139,13 +148,13 @@ impl Transport for Connection {
             }
         }
         let fd = registered(&self.fd)?;
-        let (fd_cap, received) = (self.fd_cap, &mut self.received);
+        let intake = &mut self.intake;
         // poll_read_ready keeps the waker in the registration's one reader slot (this session
         // is the socket's only reader), which costs less than a `readable()` future per wait.
         std::future::poll_fn(|cx| {
             loop {
                 let mut ready = std::task::ready!(fd.poll_read_ready(cx))?;
-                match read_from(fd.get_ref(), fd_cap, received, rbuf, expect) {
+                match read_from(fd.get_ref(), intake, rbuf, expect) {
                     Ok((n, asked)) => {
                         if n > 0 && n < asked {
                             ready.clear_ready();
@@ -166,7 +175,7 @@ impl Transport for Connection {
     fn try_read(&mut self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
         loop {
             let stream = registered(&self.fd)?.get_ref();
-            match read_from(stream, self.fd_cap, &mut self.received, rbuf, expect) {
+            match read_from(stream, &mut self.intake, rbuf, expect) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return result.map(|(n, _asked)| n),
             }
@@ -234,7 +243,7 @@ impl Transport for Connection {
     }
 
     fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
-        self.received.take()
+        self.intake.as_mut()?.received.take()
     }
 
     /// Reads and drops what the peer has sent and nobody will read (at most `limit` bytes,
@@ -290,20 +299,33 @@ fn registered(fd: &Option<AsyncFd<UnixStream>>) -> io::Result<&AsyncFd<UnixStrea
         .ok_or_else(|| io::Error::other("connection lost its runtime registration"))
 }
 
-/// One non-blocking read from `stream` into `rbuf`, taking up to `fd_cap` descriptors into
-/// `received` (none with a cap of 0); returns the bytes read and how many were asked for.
+/// One non-blocking read from `stream` into `rbuf`, taking descriptors as `intake` says
+/// (none without one); returns the bytes read and how many were asked for.
+#[inline(always)]
 fn read_from(
     stream: &UnixStream,
-    fd_cap: u8,
-    received: &mut Option<Vec<OwnedFd>>,
+    intake: &mut Option<Box<FdIntake>>,
     rbuf: &mut BytesMut,
     expect: usize,
 ) -> io::Result<(usize, usize)> {
-    if fd_cap == 0 {
-        return read_some(rbuf, expect, |buf| recv_uninit(stream, buf));
+    match intake {
+        None => read_some(rbuf, expect, |buf| recv_uninit(stream, buf)),
+        Some(intake) => read_with_fds(stream, intake, rbuf, expect),
     }
+}
+
+/// [`read_some`] with `recvmsg`, for a connection that accepts descriptors (kept out of the
+/// usual read's code).
+#[inline(never)]
+fn read_with_fds(
+    stream: &UnixStream,
+    intake: &mut FdIntake,
+    rbuf: &mut BytesMut,
+    expect: usize,
+) -> io::Result<(usize, usize)> {
+    let FdIntake { cap, received } = intake;
     read_some(rbuf, expect, |buf| {
-        recv_with_fds(stream, buf, usize::from(fd_cap), received)
+        recv_with_fds(stream, buf, *cap, received)
     })
 }
 

@@ -198,6 +198,9 @@ impl Inbox {
         start: usize,
         config: &ServerConfig,
     ) -> Result<(), FdError> {
+        if !config.accept_fds {
+            return Ok(());
+        }
         let Some(received) = conn.take_fds() else {
             return Ok(());
         };

@@ -45,6 +45,43 @@ fn uppercase_example() {
 }
 
 #[test]
+fn descriptors_example_streams_into_the_pipe_it_was_handed() {
+    let (child, path, _dir) = start("descriptors");
+    // Python's standard send_fds as the client: a pipe's write end with the request; the lines
+    // come through the pipe, the count as the reply; a request without one is told so.
+    let script = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(sys.argv[1])
+r, w = os.pipe()
+socket.send_fds(s, [b"lines 5000\n"], [w])
+os.close(w)
+with os.fdopen(r, "rb") as pipe:
+    lines = pipe.read().decode().splitlines()
+print(len(lines), lines[0], lines[-1])
+f = s.makefile("rb")
+print(f.readline().decode().strip())
+s.sendall(b"lines 1\n")
+print(f.readline().decode().strip())
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&path)
+        .output_within();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "5000 line 1 line 5000\nstreamed 5000 lines\nerror: no descriptor came with the request\n"
+    );
+    stop(child, &path);
+}
+
+#[test]
 fn counter_example_counts_across_connections() {
     let (child, path, _dir) = start("counter");
     for expected in ["1\n", "2\n", "3\n"] {

@@ -10,8 +10,6 @@ use std::process::{Command, Stdio};
 
 use support::*;
 
-const PROTOCOLS: [&str; 2] = ["plain", "varlink"];
-
 /// A server for `protocol` that accepts descriptors, with `extra` arguments, once its
 /// start-up probe's connection is gone (so descriptor counts start from a quiet server).
 fn server(protocol: &str, extra: &[&str]) -> TestServer {
@@ -22,13 +20,6 @@ fn server(protocol: &str, extra: &[&str]) -> TestServer {
         server.log().contains("answered=0")
     });
     server
-}
-
-/// How many descriptors the server process holds.
-fn open_fds(server: &TestServer) -> usize {
-    std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
-        .unwrap()
-        .count()
 }
 
 /// Runs `fds.py` in `mode` and returns its output lines.
@@ -55,7 +46,7 @@ fn run(server: &TestServer, protocol: &str, mode: &str, count: usize) -> Vec<Str
 fn ten_thousand_calls_that_each_pass_a_descriptor_leave_none_open() {
     for protocol in PROTOCOLS {
         let server = server(protocol, &[]);
-        let before = open_fds(&server);
+        let before = server.open_fds();
         // The connection stays open while the server's descriptors are counted.
         let mut child = Reaped(
             Command::new("python3")
@@ -74,11 +65,11 @@ fn ten_thousand_calls_that_each_pass_a_descriptor_leave_none_open() {
         assert_eq!(line, "answered 10000\n", "{protocol}: {}", server.log());
         // The built-in handlers take none: each was closed when its call returned. The
         // server holds one more descriptor than before: the open connection.
-        assert_eq!(open_fds(&server), before + 1, "{protocol}");
+        assert_eq!(server.open_fds(), before + 1, "{protocol}");
         drop(child.stdin.take());
         assert!(wait_within(&mut child).success());
         wait_until("the connection's descriptor is closed", || {
-            open_fds(&server) == before
+            server.open_fds() == before
         });
     }
 }
@@ -87,7 +78,7 @@ fn ten_thousand_calls_that_each_pass_a_descriptor_leave_none_open() {
 fn more_descriptors_than_the_cap_end_the_connection_after_the_replies_before() {
     for protocol in PROTOCOLS {
         let server = server(protocol, &["--max-fds-per-message", "2"]);
-        let before = open_fds(&server);
+        let before = server.open_fds();
         let out = run(&server, protocol, "too-many", 3);
         assert!(out[0].contains("before"), "{protocol}: {out:?}");
         assert_eq!(out[1], "closed", "{protocol}: {out:?}");
@@ -100,7 +91,7 @@ fn more_descriptors_than_the_cap_end_the_connection_after_the_replies_before() {
         );
         // Within the cap, the same connection's calls go through.
         assert!(run(&server, protocol, "too-many", 2)[1].contains("with-fds"));
-        wait_until("no descriptor is left open", || open_fds(&server) == before);
+        wait_until("no descriptor is left open", || server.open_fds() == before);
     }
 }
 
@@ -108,7 +99,7 @@ fn more_descriptors_than_the_cap_end_the_connection_after_the_replies_before() {
 fn descriptors_in_the_middle_of_a_message_end_the_connection() {
     for protocol in PROTOCOLS {
         let server = server(protocol, &[]);
-        let before = open_fds(&server);
+        let before = server.open_fds();
         let out = run(&server, protocol, "mid-message", 1);
         assert!(out[0].contains("before"), "{protocol}: {out:?}");
         assert_eq!(out[1], "closed", "{protocol}: {out:?}");
@@ -117,7 +108,7 @@ fn descriptors_in_the_middle_of_a_message_end_the_connection() {
             "{}",
             server.log()
         );
-        wait_until("no descriptor is left open", || open_fds(&server) == before);
+        wait_until("no descriptor is left open", || server.open_fds() == before);
     }
 }
 
@@ -125,11 +116,11 @@ fn descriptors_in_the_middle_of_a_message_end_the_connection() {
 fn a_thousand_connections_that_die_holding_descriptors_leave_none_open() {
     for protocol in PROTOCOLS {
         let server = server(protocol, &[]);
-        let before = open_fds(&server);
+        let before = server.open_fds();
         assert_eq!(run(&server, protocol, "die", 1000), ["done"]);
         wait_until(
             "every descriptor the dead connections sent is closed",
-            || open_fds(&server) == before,
+            || server.open_fds() == before,
         );
         // The server still serves.
         assert!(run(&server, protocol, "too-many", 1)[1].contains("with-fds"));

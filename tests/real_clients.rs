@@ -14,9 +14,6 @@ use serde_json::{Value, json};
 mod support;
 use support::*;
 
-/// The plain protocol's and Varlink's server arguments.
-const PROTOCOLS: [&str; 2] = ["plain", "varlink"];
-
 /// Runs a peer program and returns its stdout, failing the test with its stderr.
 fn run_peer(cmd: &mut Command) -> String {
     let out = cmd.output_within();

@@ -188,6 +188,13 @@ impl TestServer {
         self.child.as_ref().expect("running").id() as i32
     }
 
+    /// How many descriptors the server process holds (`/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("the server's /proc entry")
+            .count()
+    }
+
     /// Sends a signal to the server.
     pub fn signal(&self, sig: Signal) {
         signal(self.child.as_ref().expect("running"), sig);
@@ -411,6 +418,9 @@ pub fn sh(script: &str, stdin: &[u8]) -> Output {
         .arg(script)
         .output_fed_within(stdin)
 }
+
+/// The plain protocol's and Varlink's `--protocol` arguments.
+pub const PROTOCOLS: [&str; 2] = ["plain", "varlink"];
 
 /// A peer program in `tests/peers`.
 pub fn peer(name: &str) -> PathBuf {

@@ -420,16 +420,11 @@ fn descriptors_sent_to_the_server_are_refused_and_none_reaches_it() {
     // Python's standard send_fds, as an independent peer: a message carrying a pipe's read end,
     // then a plain one, on one connection kept open.
     let server = TestServer::start(&[]);
-    let fds = || {
-        std::fs::read_dir(format!("/proc/{}/fd", server.pid()))
-            .unwrap()
-            .count()
-    };
     // The harness's start-up probe is a connection too: counted once it is gone.
     wait_until("the start-up probe's connection is closed", || {
         server.log().contains("answered=0")
     });
-    let before = fds();
+    let before = server.open_fds();
     let script = r#"
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -477,7 +472,7 @@ sys.stdin.read()  # keep the connection open until the test has counted the serv
     }
     // While the connection is open, the server holds one more descriptor (it), not two.
     assert_eq!(
-        fds(),
+        server.open_fds(),
         before + 1,
         "the server holds a descriptor it was sent"
     );

@@ -14,12 +14,24 @@
 //!
 //! Every `async` method here is cancel-safe in that sense: dropping its future loses nothing
 //! that a later call would misread.
+//!
+//! # Descriptors
+//!
+//! A message may carry file descriptors (`SCM_RIGHTS`), by the convention of
+//! [`localipc_core::fds`]: [`queue_with_fds`](Channel::queue_with_fds) sends them with the
+//! message's first byte, and only when no earlier call is owed a reply (the server has then
+//! read every earlier byte, so the kernel cannot join them with the message that carries the
+//! descriptors). With [`accept_fds`](Channel::accept_fds), reads take the descriptors that
+//! come with replies, and [`take_fds`](Channel::take_fds) hands out those of the frame read
+//! last; without it, the kernel drops any a server sends.
 
 use std::borrow::Cow;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 
 use bytes::{Bytes, BytesMut};
-use localipc_core::{FrameCodec, Framing};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use localipc_core::{FdBinder, FrameCodec, Framing};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio_util::codec::Decoder;
 
@@ -47,7 +59,24 @@ pub struct Channel {
     /// Set while a call whose replies may never end (a stream) is being read: if it is dropped
     /// before its end, the connection is unusable.
     open_call: Option<&'static str>,
+    /// Descriptors, for a channel that passes them (boxed: most channels pass none).
+    fds: Option<Box<Fds>>,
 }
+
+/// The descriptors a channel sends and receives.
+#[derive(Debug, Default)]
+struct Fds {
+    /// Most descriptors taken with one reply; 0 when replies' descriptors are not taken.
+    cap: usize,
+    /// Descriptors to send with the first byte of what is queued.
+    outgoing: Option<Vec<OwnedFd>>,
+    /// Descriptors received and not yet bound to their reply, and those of the frame read
+    /// last.
+    binder: FdBinder,
+}
+
+/// Most descriptors one message carries (the kernel's `SCM_MAX_FD`).
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
 impl Channel {
     /// A channel over a connected `stream`, framing messages with `framing` and refusing
@@ -61,7 +90,58 @@ impl Channel {
             owed: 0,
             broken: None,
             open_call: None,
+            fds: None,
         }
+    }
+
+    /// From now on, reads take the descriptors that come with replies (up to `max` with one,
+    /// at most [`MAX_FDS_PER_MESSAGE`]; more, or a control message the kernel truncated, is a
+    /// protocol error), for [`take_fds`](Self::take_fds).
+    pub fn accept_fds(&mut self, max: usize) {
+        self.fds.get_or_insert_with(Box::default).cap = max.clamp(1, MAX_FDS_PER_MESSAGE);
+    }
+
+    /// The descriptors that came with the frame [`next_frame`](Self::next_frame) returned
+    /// last, if any (only with [`accept_fds`](Self::accept_fds)).
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        self.fds
+            .as_mut()
+            .and_then(|fds| fds.binder.take())
+            .unwrap_or_default()
+    }
+
+    /// Frames `message` and queues it to be written with `fds`, which go with its first byte;
+    /// it counts as owed if `replies`. Only when nothing is queued and no call is owed (call
+    /// [`catch_up`](Self::catch_up) first), so that the server reads the descriptors with this
+    /// message and no earlier one.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Message`] if the message does not fit the framing;
+    /// [`ClientError::TooManyFds`] past [`MAX_FDS_PER_MESSAGE`]; [`ClientError::Unusable`]
+    /// if something is still queued or owed. Nothing is queued then (and `fds` are closed).
+    pub fn queue_with_fds(
+        &mut self,
+        message: impl AsRef<[u8]>,
+        fds: Vec<OwnedFd>,
+        replies: bool,
+    ) -> Result<(), ClientError> {
+        if fds.len() > MAX_FDS_PER_MESSAGE {
+            return Err(ClientError::TooManyFds {
+                count: fds.len(),
+                max: MAX_FDS_PER_MESSAGE,
+            });
+        }
+        if !self.pending.is_empty() || self.owed > 0 {
+            return Err(ClientError::Unusable {
+                reason: "descriptors are sent only once every earlier call is answered".into(),
+            });
+        }
+        self.queue([message], replies)?;
+        if !fds.is_empty() {
+            self.fds.get_or_insert_with(Box::default).outgoing = Some(fds);
+        }
+        Ok(())
     }
 
     /// The framing of this channel.
@@ -141,6 +221,9 @@ impl Channel {
     /// The connection's failure ([`ClientError::Closed`] if the server went away); the
     /// channel is then unusable.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
+        if let Err(e) = self.send_fds().await {
+            return Err(self.fail(crate::client::io_error(e)));
+        }
         while !self.pending.is_empty() {
             if let Err(e) = self.stream.write_buf(&mut self.pending).await {
                 return Err(self.fail(crate::client::io_error(e)));
@@ -159,20 +242,35 @@ impl Channel {
     /// reply that breaks the framing, [`ClientError::Io`]; the channel is then unusable.
     pub async fn next_frame(&mut self) -> Result<Bytes, ClientError> {
         loop {
+            let before = self.rbuf.len();
             match self.codec.decode(&mut self.rbuf) {
-                Ok(Some(frame)) => return Ok(frame),
+                Ok(Some(frame)) => {
+                    self.bind_fds(before - self.rbuf.len())?;
+                    return Ok(frame);
+                }
                 Ok(None) => {}
                 Err(e) => return Err(self.fail(ClientError::Protocol(e))),
+            }
+            if let Err(e) = self.send_fds().await {
+                return Err(self.fail(crate::client::io_error(e)));
             }
             if self.rbuf.capacity() - self.rbuf.len() < READ_ROOM {
                 self.rbuf.reserve(READ_GROW);
             }
             let (mut reader, mut writer) = self.stream.split();
+            // With replies' descriptors taken, reads are made with recvmsg.
+            let fds = self.fds.as_deref_mut().filter(|fds| fds.cap > 0);
+            let read = async {
+                match fds {
+                    Some(fds) => read_with_fds(reader.as_ref(), &mut self.rbuf, fds).await,
+                    None => reader.read_buf(&mut self.rbuf).await,
+                }
+            };
             let read = if self.pending.is_empty() {
-                reader.read_buf(&mut self.rbuf).await
+                read.await
             } else {
                 tokio::select! {
-                    read = reader.read_buf(&mut self.rbuf) => read,
+                    read = read => read,
                     written = writer.write_buf(&mut self.pending) => match written {
                         Ok(_) => continue,
                         Err(e) => Err(e),
@@ -194,9 +292,43 @@ impl Channel {
                     };
                 }
                 Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Err(self.fail(ClientError::Fds(e.to_string())));
+                }
                 Err(e) => return Err(self.fail(crate::client::io_error(e))),
             }
         }
+    }
+
+    /// The frame of `taken` bytes was decoded: binds the descriptors that came with its first
+    /// byte to it.
+    fn bind_fds(&mut self, taken: usize) -> Result<(), ClientError> {
+        let Some(fds) = self.fds.as_deref_mut() else {
+            return Ok(());
+        };
+        if let Err(e) = fds.binder.advance(taken) {
+            return Err(self.fail(ClientError::Fds(e.to_string())));
+        }
+        Ok(())
+    }
+
+    /// Sends the descriptors due with the first queued byte, with as much of the queue as the
+    /// socket takes in that `sendmsg`. Cancel-safe: they are sent, or kept, whole.
+    async fn send_fds(&mut self) -> io::Result<()> {
+        let Some(fds) = self.fds.as_deref_mut() else {
+            return Ok(());
+        };
+        let (Some(outgoing), false) = (&fds.outgoing, self.pending.is_empty()) else {
+            return Ok(());
+        };
+        let pending = &self.pending;
+        let written = self
+            .stream
+            .async_io(Interest::WRITABLE, || send_with_fds(&self.stream, pending, outgoing))
+            .await?;
+        fds.outgoing = None;
+        bytes::Buf::advance(&mut self.pending, written);
+        Ok(())
     }
 
     /// One owed call has had its last reply.
@@ -251,4 +383,84 @@ impl Channel {
         self.broken.get_or_insert(Cow::Owned(error.to_string()));
         error
     }
+}
+
+/// One `sendmsg` of `bytes` with `fds` (`SCM_RIGHTS`), without waiting; returns how many
+/// bytes went (at least one, with the descriptors).
+fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+    let mut space = vec![
+        std::mem::MaybeUninit::<u8>::uninit();
+        rustix::cmsg_space!(ScmRights(borrowed.len()))
+    ];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+        return Err(io::Error::other("no room for the descriptors' control message"));
+    }
+    Ok(rustix::net::sendmsg(
+        stream,
+        &[io::IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    )?)
+}
+
+/// Waits until `stream` is readable and reads into `rbuf` with `recvmsg`, keeping the
+/// descriptors that come with the bytes in `fds`' binder. Cancel-safe: bytes are only taken
+/// by the poll that returns them.
+async fn read_with_fds(stream: &UnixStream, rbuf: &mut BytesMut, fds: &mut Fds) -> io::Result<usize> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let start = rbuf.len();
+    let room = rbuf.capacity() - start;
+    let cap = fds.cap;
+    let (n, received) = stream
+        .async_io(Interest::READABLE, || {
+            // recvmsg takes initialised memory: the spare room is zeroed, then cut back.
+            rbuf.resize(start + room, 0);
+            let mut space = vec![
+                std::mem::MaybeUninit::<u8>::uninit();
+                rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))
+            ];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let result = rustix::net::recvmsg(
+                stream,
+                &mut [io::IoSliceMut::new(&mut rbuf[start..])],
+                &mut control,
+                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+            );
+            // Owned at once, so any return below closes them.
+            let received: Vec<OwnedFd> = control
+                .drain()
+                .filter_map(|m| match m {
+                    RecvAncillaryMessage::ScmRights(fds) => Some(fds),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            let msg = match result {
+                Ok(msg) => msg,
+                Err(e) => {
+                    rbuf.truncate(start);
+                    return Err(e.into());
+                }
+            };
+            rbuf.truncate(start + msg.bytes);
+            if msg.flags.contains(ReturnFlags::CTRUNC) || received.len() > cap {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a reply came with more descriptors than the {cap} accepted \
+                         ({} received)",
+                        received.len()
+                    ),
+                ));
+            }
+            Ok((msg.bytes, received))
+        })
+        .await?;
+    if n > 0 {
+        fds.binder.received(start, start + n, received);
+    }
+    Ok(n)
 }

@@ -16,6 +16,7 @@
 //! same after the connection broke (the server closed it, or sent something unreadable).
 
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,6 +46,10 @@ pub struct ClientOptions {
     /// In raw framing, where a reply has no end marker: once some of the reply has arrived, the
     /// reply ends when the server closes the connection or sends nothing more for this long.
     pub raw_quiet: Duration,
+    /// Most descriptors taken with one reply (`SCM_RIGHTS`), for
+    /// [`Client::request_with_fds`]; 0, the default, takes none (the kernel then drops any
+    /// the server sends). A reply with more breaks the connection ([`ClientError::Fds`]).
+    pub accept_fds: usize,
 }
 
 impl Default for ClientOptions {
@@ -54,6 +59,7 @@ impl Default for ClientOptions {
             max_frame: DEFAULT_MAX_FRAME,
             timeout: Some(DEFAULT_TIMEOUT),
             raw_quiet: DEFAULT_RAW_QUIET,
+            accept_fds: 0,
         }
     }
 }
@@ -74,6 +80,12 @@ impl ClientOptions {
     /// Sets [`ClientOptions::timeout`].
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Sets [`ClientOptions::accept_fds`].
+    pub fn accept_fds(mut self, max: usize) -> Self {
+        self.accept_fds = max;
         self
     }
 
@@ -123,10 +135,11 @@ impl Client {
             crate::runtime::check(Some(options.raw_quiet))?;
         }
         let stream = connect_socket(path.as_ref(), options.timeout).await?;
-        Ok(Self {
-            channel: Channel::new(stream, options.framing, options.max_frame),
-            options,
-        })
+        let mut channel = Channel::new(stream, options.framing, options.max_frame);
+        if options.accept_fds > 0 {
+            channel.accept_fds(options.accept_fds);
+        }
+        Ok(Self { channel, options })
     }
 
     /// Sends one message and waits for its reply.
@@ -147,6 +160,48 @@ impl Client {
             Ok(mut replies) => Ok(replies.pop().expect("one reply per message")),
             Err(e) => Err(e.error),
         }
+    }
+
+    /// Sends one message with `fds` (file descriptors, passed with its first byte) and waits
+    /// for its reply; returns the reply with the descriptors that came with it (none unless
+    /// [`ClientOptions::accept_fds`] is set). The message leaves once every earlier call is
+    /// answered, so the server binds the descriptors to it and no other.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::request`]; [`ClientError::TooManyFds`] past 253 descriptors (nothing is
+    /// sent); [`ClientError::Fds`] for a reply with more descriptors than accepted.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`Client::request`]. The descriptors go whole with the message or not at all.
+    pub async fn request_with_fds(
+        &mut self,
+        message: impl AsRef<[u8]>,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(Bytes, Vec<OwnedFd>), ClientError> {
+        let result = within(self.options.timeout, async {
+            self.channel
+                .catch_up(|_, _| Ok::<_, ClientError>(true))
+                .await?;
+            self.channel.queue_with_fds(message, fds, true)?;
+            self.channel.flush().await?;
+            let reply = if self.options.framing.can_pipeline() {
+                let reply = self.channel.next_frame().await?;
+                (reply, self.channel.take_fds())
+            } else {
+                self.raw_reply().await?
+            };
+            self.channel.settle();
+            Ok(reply)
+        })
+        .await
+        .and_then(|r| r);
+        if matches!(result, Err(ClientError::Timeout(_))) && !self.options.framing.can_pipeline() {
+            self.channel
+                .break_off("an earlier call timed out in raw framing");
+        }
+        result
     }
 
     /// Sends every message before reading any reply, then returns the replies in order. Writing
@@ -211,7 +266,7 @@ impl Client {
             for message in messages {
                 self.channel.queue([message], true)?;
                 self.channel.flush().await?;
-                let reply = self.raw_reply().await?;
+                let (reply, _fds) = self.raw_reply().await?;
                 self.channel.settle();
                 replies.push(reply);
             }
@@ -228,16 +283,21 @@ impl Client {
         Ok(())
     }
 
-    /// Collects a reply in raw framing: what arrives until the server closes or goes quiet.
-    async fn raw_reply(&mut self) -> Result<Bytes, ClientError> {
+    /// Collects a reply in raw framing: what arrives until the server closes or goes quiet,
+    /// with the descriptors that came with it.
+    async fn raw_reply(&mut self) -> Result<(Bytes, Vec<OwnedFd>), ClientError> {
         let mut reply = BytesMut::from(&self.channel.next_frame().await?[..]);
+        let mut fds = self.channel.take_fds();
         loop {
             match tokio::time::timeout(self.options.raw_quiet, self.channel.next_frame()).await {
                 Err(_quiet) => break,
                 // The reply ends with the connection, which is of no more use.
                 Ok(Err(ClientError::Closed)) => break,
                 Ok(Err(e)) => return Err(e),
-                Ok(Ok(more)) => reply.extend_from_slice(&more),
+                Ok(Ok(more)) => {
+                    reply.extend_from_slice(&more);
+                    fds.extend(self.channel.take_fds());
+                }
             }
             if reply.len() > self.options.max_frame {
                 return Err(ClientError::Protocol(FrameError::TooLarge {
@@ -245,7 +305,7 @@ impl Client {
                 }));
             }
         }
-        Ok(reply.freeze())
+        Ok((reply.freeze(), fds))
     }
 }
 

@@ -76,6 +76,18 @@ pub enum ClientError {
         /// What happened to it.
         reason: String,
     },
+    /// More descriptors than one message can carry; nothing was sent.
+    #[error("cannot send {count} descriptors with one message; at most {max} go with one")]
+    TooManyFds {
+        /// The descriptors given.
+        count: usize,
+        /// The most one message carries.
+        max: usize,
+    },
+    /// The descriptors that came with the replies broke the convention (more than accepted
+    /// with one reply, or sent in the middle of one); the connection cannot be used any more.
+    #[error("bad descriptors from the server: {0}")]
+    Fds(String),
     /// The Tokio runtime the client runs on lacks what it needs: the client needs the I/O
     /// driver, and the time driver whenever a time limit is set or raw framing is used
     /// (`Builder::enable_all` gives both).

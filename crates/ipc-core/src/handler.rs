@@ -3,11 +3,12 @@
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::boxed::{BoxError, BoxFuture};
+use crate::fds::{CallFds, PushFdError};
 use crate::response::Response;
 use crate::trigger::{Fired, Trigger};
 
@@ -215,20 +216,9 @@ pub struct Context {
     connection_id: u64,
     peer: PeerCredentials,
     shutdown: Trigger,
-    /// The descriptors that came with the request being handled, if any (see
-    /// [`take_fd`](Context::take_fd)).
-    fds: Option<Arc<ReceivedFds>>,
-}
-
-/// The descriptors of one request, each taken at most once.
-#[derive(Debug)]
-struct ReceivedFds(Mutex<Vec<Option<OwnedFd>>>);
-
-impl ReceivedFds {
-    fn with<T>(&self, f: impl FnOnce(&mut Vec<Option<OwnedFd>>) -> T) -> T {
-        // A panic while the lock was held leaves a list of descriptors, still valid.
-        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
-    }
+    /// The descriptors of the call being handled, if it has any or may send some (see
+    /// [`take_fd`](Context::take_fd) and [`push_fd`](Context::push_fd)).
+    fds: Option<Arc<CallFds>>,
 }
 
 impl PartialEq for Context {
@@ -252,20 +242,26 @@ impl Context {
         }
     }
 
-    /// This context for one request that came with `fds` (descriptors passed with
-    /// `SCM_RIGHTS`, in the order the peer sent them). The server makes one for each request
-    /// that carries descriptors; tests of a handler can too.
-    pub fn with_fds(mut self, fds: Vec<OwnedFd>) -> Self {
-        self.fds = Some(Arc::new(ReceivedFds(Mutex::new(
-            fds.into_iter().map(Some).collect(),
-        ))));
+    /// This context for one call whose request came with `fds` (descriptors passed with
+    /// `SCM_RIGHTS`, in the order the peer sent them), and whose replies may carry up to
+    /// `send_max` descriptors each ([`push_fd`](Self::push_fd); 0 for none). The server makes
+    /// one for each request that carries descriptors, and for every request when it sends
+    /// descriptors; tests of a handler can too.
+    pub fn for_call(mut self, fds: Vec<OwnedFd>, send_max: usize) -> Self {
+        self.fds = Some(Arc::new(CallFds::new(fds, send_max)));
         self
+    }
+
+    /// This context for one request that came with `fds`, and whose replies carry none:
+    /// `for_call(fds, 0)`.
+    pub fn with_fds(self, fds: Vec<OwnedFd>) -> Self {
+        self.for_call(fds, 0)
     }
 
     /// How many descriptors came with the request (taken or not). Zero unless the server
     /// accepts descriptors and the peer sent some with this request.
     pub fn fd_count(&self) -> usize {
-        self.fds.as_ref().map_or(0, |fds| fds.with(|fds| fds.len()))
+        self.fds.as_ref().map_or(0, |fds| fds.received_count())
     }
 
     /// Takes the descriptor at `index` (0 for the first the peer sent with this request; in
@@ -273,8 +269,7 @@ impl Context {
     /// index or it was taken before. A descriptor not taken by the time
     /// [`Handler::handle`] returns is closed, so take those a stream needs before returning it.
     pub fn take_fd(&self, index: usize) -> Option<OwnedFd> {
-        let fds = self.fds.as_ref()?;
-        fds.with(|fds| fds.get_mut(index).and_then(Option::take))
+        self.fds.as_ref()?.take_received(index)
     }
 
     /// Closes the descriptors of the request that were not taken. The server calls this when
@@ -282,8 +277,44 @@ impl Context {
     /// [`fd_count`](Self::fd_count) stays).
     pub fn close_fds(&self) {
         if let Some(fds) = &self.fds {
-            fds.with(|fds| fds.iter_mut().for_each(|fd| drop(fd.take())));
+            fds.close_received();
         }
+    }
+
+    /// Attaches `fd` to the next reply of this call: the reply [`Handler::handle`] returns, or
+    /// a stream's next item. Returns its index among that reply's descriptors (0 for the
+    /// first), by which a Varlink reply's parameters name it. The descriptor goes with the
+    /// reply's first byte and is closed here once sent (or if the reply is never sent).
+    ///
+    /// # Errors
+    ///
+    /// [`PushFdError::NotEnabled`] unless the server sends descriptors (its `send_fds`
+    /// setting); [`PushFdError::TooMany`] past the most one message may carry. `fd` is closed
+    /// then.
+    pub fn push_fd(&self, fd: OwnedFd) -> Result<usize, PushFdError> {
+        match &self.fds {
+            Some(fds) => fds.push(fd),
+            None => Err(PushFdError::NotEnabled),
+        }
+    }
+
+    /// Pushes every descriptor of the request not taken yet for the next reply, in order (an
+    /// echo's descriptors). Where the server sends none, they are closed.
+    pub fn echo_fds(&self) {
+        for index in 0..self.fd_count() {
+            if let Some(fd) = self.take_fd(index) {
+                // Refused where replies carry none: closed.
+                let _ = self.push_fd(fd);
+            }
+        }
+    }
+
+    /// Takes the descriptors pushed since the last reply: the server calls this for each reply
+    /// it sends, and sends them with it.
+    pub fn take_pushed_fds(&self) -> Vec<OwnedFd> {
+        self.fds
+            .as_ref()
+            .map_or_else(Vec::new, |fds| fds.take_pushed())
     }
 
     /// This context with `shutdown` as the server's shutdown signal.

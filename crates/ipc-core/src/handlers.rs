@@ -9,12 +9,14 @@ use crate::response::Response;
 /// The reply [`Ack`] sends by default.
 pub const DEFAULT_ACK_TEXT: &str = "Mensagem recebida!";
 
-/// Replies with the request bytes, exactly (no copy: the reply shares the request's buffer).
+/// Replies with the request bytes, exactly (no copy: the reply shares the request's buffer),
+/// and with the descriptors that came with the request, where the server sends descriptors.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Echo;
 
 impl Handler for Echo {
-    async fn handle(&self, request: Bytes, _ctx: &Context) -> Result<Response, BoxError> {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
+        ctx.echo_fds();
         Ok(request.into())
     }
 }

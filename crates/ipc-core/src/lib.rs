@@ -5,6 +5,7 @@
 pub mod adapt;
 pub mod boxed;
 pub mod counters;
+pub mod fds;
 pub mod framing;
 pub mod handler;
 pub mod handlers;
@@ -17,6 +18,7 @@ pub mod trigger;
 pub use adapt::{HandlerExt, Inspect};
 pub use boxed::{BoxError, BoxFuture};
 pub use counters::ServerCounters;
+pub use fds::{FdBinder, MidMessage, PushFdError};
 pub use framing::{DEFAULT_MAX_FRAME, FrameCodec, FrameError, Framing, RAW_READ};
 pub use handler::{BoxHandler, Context, Handler, HandlerFn, PeerCredentials, handler_fn};
 pub use handlers::{Ack, DEFAULT_ACK_TEXT, Echo};

@@ -162,6 +162,12 @@ impl<H: Handler> Builder<H> {
         self
     }
 
+    /// Sets [`ServerConfig::send_fds`].
+    pub fn send_fds(mut self, on: bool) -> Self {
+        self.config.send_fds = on;
+        self
+    }
+
     /// Sets [`ServerConfig::max_fds_per_message`].
     pub fn max_fds_per_message(mut self, n: usize) -> Self {
         self.config.max_fds_per_message = n;

@@ -84,10 +84,17 @@ pub struct ServerConfig {
     /// (`SO_PASSRIGHTS`, Linux 6.16 and later), so none is ever installed in the server. On,
     /// a handler takes a request's descriptors from its [`Context`](localipc_core::Context).
     pub accept_fds: bool,
-    /// Most descriptors accepted with one message, when [`accept_fds`](Self::accept_fds) is
-    /// on (1 to [`MAX_FDS_PER_MESSAGE`]); a message with more ends its connection, and all of
-    /// them are closed. One connection holds at most `concurrency + 1` times this many.
+    /// Most descriptors with one message (1 to [`MAX_FDS_PER_MESSAGE`]): accepted with a
+    /// request, when [`accept_fds`](Self::accept_fds) is on (a message with more ends its
+    /// connection, and all of them are closed; one connection holds at most
+    /// `concurrency + 1` times this many), and pushed for one reply, when
+    /// [`send_fds`](Self::send_fds) is.
     pub max_fds_per_message: usize,
+    /// Whether replies may carry file descriptors (`SCM_RIGHTS`), which a handler attaches
+    /// with [`Context::push_fd`](localipc_core::Context::push_fd), at most
+    /// [`max_fds_per_message`](Self::max_fds_per_message) per reply; each goes with its
+    /// reply's first byte. Off by default (a descriptor pushed is then refused, and closed).
+    pub send_fds: bool,
     /// Permission bits of the socket file (for example `0o660`).
     pub socket_mode: u32,
     /// Group that owns the socket file; `None` keeps the server's group.
@@ -115,6 +122,7 @@ impl ServerConfig {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             accept_fds: false,
             max_fds_per_message: DEFAULT_MAX_FDS_PER_MESSAGE,
+            send_fds: false,
             socket_mode: DEFAULT_SOCKET_MODE,
             socket_group: None,
             access: AccessPolicy::default(),
@@ -124,6 +132,15 @@ impl ServerConfig {
 }
 
 impl ServerConfig {
+    /// Most descriptors a handler may push for one reply: 0 unless replies carry some.
+    pub(crate) fn send_max(&self) -> usize {
+        if self.send_fds {
+            self.max_fds_per_message
+        } else {
+            0
+        }
+    }
+
     /// The per-uid cap in force: [`max_connections_per_uid`](Self::max_connections_per_uid)
     /// if set, else [`DEFAULT_MAX_CONNECTIONS_PER_UID`] or three quarters of
     /// [`max_connections`](Self::max_connections), whichever is less (at least 1).

@@ -16,7 +16,7 @@ use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
 use localipc_core::PeerCredentials;
-use nix::sys::socket::{MsgFlags, UnixAddr, getsockopt, send, sendmsg, sockopt};
+use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, getsockopt, send, sendmsg, sockopt};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -45,15 +45,19 @@ pub(crate) struct Connection {
     unread_maybe: bool,
     /// For a connection that accepts descriptors: what its reads take (boxed, so that the
     /// usual connection, which takes none, stays small and reads with `recv`).
-    intake: Option<Box<FdIntake>>,
+    fds: Option<Box<FdPassing>>,
 }
 
-/// The descriptors a connection's reads take.
-struct FdIntake {
-    /// Most descriptors taken with one message.
+/// The descriptors a connection's reads take, and those its next write sends.
+#[derive(Default)]
+struct FdPassing {
+    /// Most descriptors taken with one message; 0 when the connection accepts none (its
+    /// reads then take none, with `recv`).
     cap: usize,
     /// The descriptors that came with the last read.
     received: Option<Vec<OwnedFd>>,
+    /// The descriptors to send with the first byte of the next write.
+    outgoing: Option<Vec<OwnedFd>>,
 }
 
 impl Connection {
@@ -64,7 +68,7 @@ impl Connection {
             fd: Some(register(stream, Interest::READABLE)?),
             writable: false,
             unread_maybe: false,
-            intake: None,
+            fds: None,
         })
     }
 
@@ -72,10 +76,7 @@ impl Connection {
     /// (`recvmsg` with `MSG_CMSG_CLOEXEC`); more, or a truncated control message, is an
     /// [`FdError`] and closes all of them.
     pub(crate) fn accept_fds(mut self, max: usize) -> Self {
-        self.intake = Some(Box::new(FdIntake {
-            cap: max.min(MAX_FDS),
-            received: None,
-        }));
+        self.fds.get_or_insert_with(Box::default).cap = max.min(MAX_FDS);
         self
     }
 
@@ -89,25 +90,6 @@ impl Connection {
         let c = getsockopt(stream, sockopt::PeerCredentials)?;
         let peer = PeerCredentials::new(c.uid(), c.gid(), Some(c.pid()));
         Ok(peer.with_groups(peer_groups(stream)?))
-    }
-
-    /// One send of what `buf` holds (vectored when it holds several chunks), without waiting;
-    /// advances `buf` past what went.
-    fn send_buf<B: Buf>(&self, buf: &mut B) -> io::Result<usize> {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let count = buf.chunks_vectored(&mut slices);
-        // MSG_NOSIGNAL: a peer that went away is an EPIPE error, never a SIGPIPE that kills an
-        // application embedding the server without ignoring that signal.
-        let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
-        let fd = self.fd()?.get_ref().as_raw_fd();
-        let written = match &slices[..count] {
-            [] => 0,
-            // The usual case (small replies coalesced); send(2) skips copying in an iovec.
-            [one] => send(fd, one, flags)?,
-            several => sendmsg::<UnixAddr>(fd, several, &[], flags, None)?,
-        };
-        buf.advance(written);
-        Ok(written)
     }
 
     /// Adds write readiness to the registration (once per connection).
@@ -148,7 +130,7 @@ impl Transport for Connection {
             }
         }
         let fd = registered(&self.fd)?;
-        let intake = &mut self.intake;
+        let intake = &mut self.fds;
         // poll_read_ready keeps the waker in the registration's one reader slot (this session
         // is the socket's only reader), which costs less than a `readable()` future per wait.
         std::future::poll_fn(|cx| {
@@ -175,7 +157,7 @@ impl Transport for Connection {
     fn try_read(&mut self, rbuf: &mut BytesMut, expect: usize) -> io::Result<usize> {
         loop {
             let stream = registered(&self.fd)?.get_ref();
-            match read_from(stream, &mut self.intake, rbuf, expect) {
+            match read_from(stream, &mut self.fds, rbuf, expect) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return result.map(|(n, _asked)| n),
             }
@@ -186,7 +168,7 @@ impl Transport for Connection {
     /// advances `buf` past it; `WouldBlock` if it takes nothing. Several chunks of `buf` go out
     /// in one vectored write.
     fn try_write_buf<B: Buf>(&mut self, buf: &mut B) -> io::Result<usize> {
-        self.send_buf(buf)
+        send_buf(registered(&self.fd)?.get_ref(), &mut self.fds, buf)
     }
 
     /// Waits until the socket has room, then writes from `buf` as [`try_write_buf`] does;
@@ -197,8 +179,8 @@ impl Transport for Connection {
     async fn write_buf<B: Buf + Send>(&mut self, buf: &mut B) -> io::Result<usize> {
         self.register_writable()?;
         loop {
-            let mut ready = self.fd()?.writable().await?;
-            match self.send_buf(buf) {
+            let mut ready = registered(&self.fd)?.writable().await?;
+            match send_buf(ready.get_inner(), &mut self.fds, buf) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => ready.clear_ready(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 result => return result,
@@ -243,7 +225,13 @@ impl Transport for Connection {
     }
 
     fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
-        self.intake.as_mut()?.received.take()
+        self.fds.as_mut()?.received.take()
+    }
+
+    /// Keeps `fds` for the next send, which passes them (`SCM_RIGHTS`) with its first byte.
+    fn attach_fds(&mut self, fds: Vec<OwnedFd>) -> io::Result<()> {
+        self.fds.get_or_insert_with(Box::default).outgoing = Some(fds);
+        Ok(())
     }
 
     /// Reads and drops what the peer has sent and nobody will read (at most `limit` bytes,
@@ -299,18 +287,53 @@ fn registered(fd: &Option<AsyncFd<UnixStream>>) -> io::Result<&AsyncFd<UnixStrea
         .ok_or_else(|| io::Error::other("connection lost its runtime registration"))
 }
 
-/// One non-blocking read from `stream` into `rbuf`, taking descriptors as `intake` says
-/// (none without one); returns the bytes read and how many were asked for.
+/// One send on `stream` of what `buf` holds (vectored when it holds several chunks), without
+/// waiting, passing the descriptors `fds` holds for it with its first byte; advances `buf`
+/// past what went.
+fn send_buf<B: Buf>(
+    stream: &UnixStream,
+    fds: &mut Option<Box<FdPassing>>,
+    buf: &mut B,
+) -> io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+    let count = buf.chunks_vectored(&mut slices);
+    // MSG_NOSIGNAL: a peer that went away is an EPIPE error, never a SIGPIPE that kills an
+    // application embedding the server without ignoring that signal.
+    let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
+    let fd = stream.as_raw_fd();
+    let outgoing = fds.as_deref().and_then(|fds| fds.outgoing.as_ref());
+    let written = match (&slices[..count], outgoing) {
+        ([], _) => 0,
+        // The usual case (small replies coalesced); send(2) skips copying in an iovec.
+        ([one], None) => send(fd, one, flags)?,
+        (several, None) => sendmsg::<UnixAddr>(fd, several, &[], flags, None)?,
+        (some, Some(outgoing)) => {
+            let raw: Vec<_> = outgoing.iter().map(AsRawFd::as_raw_fd).collect();
+            let rights = [ControlMessage::ScmRights(&raw)];
+            let written = sendmsg::<UnixAddr>(fd, some, &rights, flags, None)?;
+            // Sent with the first byte: the peer has its own copies now.
+            if let Some(fds) = fds {
+                fds.outgoing = None;
+            }
+            written
+        }
+    };
+    buf.advance(written);
+    Ok(written)
+}
+
+/// One non-blocking read from `stream` into `rbuf`, taking descriptors as `fds` says (none
+/// unless the connection accepts them); returns the bytes read and how many were asked for.
 #[inline(always)]
 fn read_from(
     stream: &UnixStream,
-    intake: &mut Option<Box<FdIntake>>,
+    fds: &mut Option<Box<FdPassing>>,
     rbuf: &mut BytesMut,
     expect: usize,
 ) -> io::Result<(usize, usize)> {
-    match intake {
-        None => read_some(rbuf, expect, |buf| recv_uninit(stream, buf)),
-        Some(intake) => read_with_fds(stream, intake, rbuf, expect),
+    match fds {
+        Some(fds) if fds.cap > 0 => read_with_fds(stream, fds, rbuf, expect),
+        _ => read_some(rbuf, expect, |buf| recv_uninit(stream, buf)),
     }
 }
 
@@ -319,11 +342,11 @@ fn read_from(
 #[inline(never)]
 fn read_with_fds(
     stream: &UnixStream,
-    intake: &mut FdIntake,
+    fds: &mut FdPassing,
     rbuf: &mut BytesMut,
     expect: usize,
 ) -> io::Result<(usize, usize)> {
-    let FdIntake { cap, received } = intake;
+    let FdPassing { cap, received, .. } = fds;
     read_some(rbuf, expect, |buf| {
         recv_with_fds(stream, buf, *cap, received)
     })

@@ -11,6 +11,7 @@
 //! subscription), so the client refuses further calls (`ClientError::Unusable`) instead of
 //! waiting for it.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::pin::Pin;
 use std::time::Duration;
@@ -117,6 +118,45 @@ impl VarlinkClient {
             reply.map_err(CallError::Reply)
         })
         .await
+    }
+
+    /// Calls `method` with `fds` (file descriptors, passed with the call's first byte;
+    /// parameters name them by index, 0 for the first) and returns its reply with the
+    /// descriptors that came with it (none unless [`accept_fds`](Self::accept_fds) was
+    /// called), which the reply's parameters name by index in the same way. The call leaves
+    /// once every earlier call is answered, so the service binds the descriptors to it.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call); [`CallError::Connection`] with
+    /// [`ClientError::TooManyFds`] past 253 descriptors (nothing is sent), or
+    /// [`ClientError::Fds`] for a reply with more descriptors than accepted.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Self::call); the descriptors go whole with the call or not at all.
+    pub async fn call_with_fds<P: Serialize, R: DeserializeOwned>(
+        &mut self,
+        method: &str,
+        parameters: &P,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(R, Vec<OwnedFd>), CallError> {
+        within(self.timeout, async {
+            self.catch_up().await?;
+            let call = encode(method, parameters, false, false)?;
+            self.channel.queue_with_fds(call, fds, true)?;
+            let (reply, _) = self.reply::<R>(method).await?;
+            let fds = self.channel.take_fds();
+            Ok((reply.map_err(CallError::Reply)?, fds))
+        })
+        .await
+    }
+
+    /// From now on, takes the descriptors that come with replies (up to `max` with one, at
+    /// most 253), for [`call_with_fds`](Self::call_with_fds); by default the kernel drops any
+    /// a service sends. A reply with more breaks the connection.
+    pub fn accept_fds(&mut self, max: usize) {
+        self.channel.accept_fds(max);
     }
 
     /// Calls `method` without waiting for, or getting, a reply (`oneway`).
@@ -267,14 +307,8 @@ impl VarlinkClient {
         oneway: bool,
         more: bool,
     ) -> Result<(), CallError> {
-        let call = OutgoingCall {
-            method,
-            parameters,
-            oneway,
-            more,
-        };
-        let bytes = serde_json::to_vec(&call).map_err(|e| CallError::json(method, e))?;
-        self.channel.queue([bytes], !oneway)?;
+        let call = encode(method, parameters, oneway, more)?;
+        self.channel.queue([call], !oneway)?;
         Ok(())
     }
 
@@ -295,6 +329,22 @@ impl VarlinkClient {
             .map_err(|e| CallError::json(method, e))?;
         Ok((reply, continues))
     }
+}
+
+/// A call to `method`, as JSON.
+fn encode<P: Serialize>(
+    method: &str,
+    parameters: &P,
+    oneway: bool,
+    more: bool,
+) -> Result<Vec<u8>, CallError> {
+    let call = OutgoingCall {
+        method,
+        parameters,
+        oneway,
+        more,
+    };
+    serde_json::to_vec(&call).map_err(|e| CallError::json(method, e))
 }
 
 /// `frame` as a Varlink reply; anything else leaves `channel` unusable, out of step.

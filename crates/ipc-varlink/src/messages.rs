@@ -27,8 +27,9 @@ impl messages::Methods for Messages {
     async fn echo(
         &self,
         p: EchoParameters,
-        _ctx: &Context,
+        ctx: &Context,
     ) -> Result<EchoReply, MethodError<Error>> {
+        ctx.echo_fds();
         Ok(EchoReply { message: p.message })
     }
 

@@ -112,7 +112,13 @@ struct Cli {
     #[arg(long, env = "IPC_ACCEPT_FDS")]
     accept_fds: bool,
 
-    /// Most descriptors accepted with one message (1 to 253); more ends the connection.
+    /// Send file descriptors with replies (SCM_RIGHTS), as handlers attach them; the echo
+    /// handlers give back the descriptors of a request with its reply.
+    #[arg(long, env = "IPC_SEND_FDS")]
+    send_fds: bool,
+
+    /// Most descriptors with one message (1 to 253), received or sent; receiving more ends
+    /// the connection.
     #[arg(
         long,
         default_value_t = DEFAULT_MAX_FDS_PER_MESSAGE,
@@ -377,6 +383,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
     config.concurrency = cli.concurrency;
     config.accept_fds = cli.accept_fds;
     config.max_fds_per_message = cli.max_fds_per_message;
+    config.send_fds = cli.send_fds;
     config.shutdown_timeout = cli.shutdown_timeout;
     config.socket_mode = cli.socket_mode;
     config.socket_group = cli

@@ -13,28 +13,35 @@ use tokio::time::Instant;
 
 use super::error::SessionError;
 
+/// A call's response, with the call's own context when it has one (the descriptors pushed
+/// for its replies are taken from it).
+pub(super) type Answer = (Response, Option<Context>);
+
 /// One handler call, with its panics caught and its time bounded by the request timeout
 /// (counted from now).
 ///
-/// A request that came with descriptors gets its own copy of `ctx` that holds them; those the
-/// handler did not take are closed when the call returns.
+/// A request that came with descriptors, or any request when replies may carry up to
+/// `send_max` descriptors, gets its own copy of `ctx`, which holds them; those of the request
+/// the handler did not take are closed when the call returns.
 pub(super) fn call<'a, H: Handler>(
     handler: &'a H,
     ctx: &'a Context,
     request: Bytes,
     fds: Option<Vec<OwnedFd>>,
+    send_max: usize,
     timeout: Option<Duration>,
-) -> impl Future<Output = Result<Response, SessionError>> + Send + 'a {
+) -> impl Future<Output = Result<Answer, SessionError>> + Send + 'a {
     let due = Due::from_now(timeout);
     async move {
-        let own = fds.map(|fds| ctx.clone().with_fds(fds));
+        let own = (fds.is_some() || send_max > 0)
+            .then(|| ctx.clone().for_call(fds.unwrap_or_default(), send_max));
         let outcome = due
             .bound(caught(handler, own.as_ref().unwrap_or(ctx), request))
             .await;
         if let Some(own) = &own {
             own.close_fds();
         }
-        settle(outcome?)
+        Ok((settle(outcome?)?, own))
     }
 }
 

@@ -7,13 +7,12 @@
 //! stop reads it), so framing, the size limit and the end of the stream are handled in one
 //! place.
 
-use std::collections::VecDeque;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use localipc_core::FrameCodec;
+use localipc_core::{FdBinder, FrameCodec};
 use tokio_util::codec::Decoder;
 
 use super::error::SessionError;
@@ -56,55 +55,7 @@ pub(crate) struct Inbox {
     counted: u32,
     /// Descriptors received and not yet handed out with their requests (boxed: only
     /// connections that are sent descriptors have any).
-    fds: Option<Box<Fds>>,
-}
-
-/// Descriptors read and the requests they belong to.
-///
-/// A read that brings descriptors binds them to the first message that starts in it: the
-/// kernel hands them over with the bytes of the write that carried them, which starts with
-/// that message's first byte, but it may join in one read, before those bytes, what earlier
-/// writes sent and the server had not read yet. A read that brings descriptors and holds no
-/// message's first byte brought them in the middle of a message: a protocol error.
-#[derive(Debug, Default)]
-struct Fds {
-    /// Each read's descriptors with where its bytes start and end in the read buffer, oldest
-    /// first.
-    pending: VecDeque<(usize, usize, Vec<OwnedFd>)>,
-    /// How many descriptors `pending` holds.
-    held: usize,
-    /// The descriptors of the request handed out last.
-    current: Option<Vec<OwnedFd>>,
-}
-
-impl Fds {
-    /// A request of `taken` bytes was taken from the front of the buffer: binds the
-    /// descriptors that came with its first byte to it, and moves the others' positions.
-    ///
-    /// # Errors
-    ///
-    /// [`FdError::MidMessage`] if a read that brought descriptors lies inside the request.
-    fn advance(&mut self, taken: usize) -> Result<(), FdError> {
-        self.current = None;
-        if let Some((0, _, _)) = self.pending.front()
-            && let Some((_, _, fds)) = self.pending.pop_front()
-        {
-            self.held -= fds.len();
-            self.current = Some(fds);
-        }
-        for (start, end, _) in &mut self.pending {
-            if *start < taken {
-                if *end <= taken {
-                    return Err(FdError::MidMessage);
-                }
-                // The read began inside this request: its descriptors belong to the next one.
-                *start = taken;
-            }
-            *start -= taken;
-            *end -= taken;
-        }
-        Ok(())
-    }
+    fds: Option<Box<FdBinder>>,
 }
 
 /// What [`Inbox::try_fill`] found.
@@ -153,7 +104,8 @@ impl Inbox {
             None => return Ok(None),
         };
         if let Some(fds) = &mut self.fds {
-            fds.advance(before - self.buf.len())?;
+            fds.advance(before - self.buf.len())
+                .map_err(|_| FdError::MidMessage)?;
         }
         // The next message is probably about as large.
         self.expect = small(self.codec.read_hint(request.len()));
@@ -175,7 +127,7 @@ impl Inbox {
     /// The descriptors that came with the request [`next_request`](Self::next_request)
     /// handed out last, if any.
     pub(crate) fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
-        self.fds.as_mut()?.current.take()
+        self.fds.as_mut()?.take()
     }
 
     /// Whether reading on while a stream is sent is worth it: the peer has not ended its side,
@@ -183,7 +135,7 @@ impl Inbox {
     pub(crate) fn reads_ahead(&self) -> bool {
         !self.eof
             && self.buf.len() < READ_AHEAD
-            && self.fds.as_ref().is_none_or(|fds| fds.pending.is_empty())
+            && self.fds.as_ref().is_none_or(|fds| !fds.is_waiting())
     }
 
     /// Keeps the descriptors the last read brought, if any, with where its bytes lie in the
@@ -205,13 +157,12 @@ impl Inbox {
             return Ok(());
         };
         let fds = self.fds.get_or_insert_with(Box::default);
-        if fds.held + received.len() > config.max_fds_per_message {
+        if fds.held() + received.len() > config.max_fds_per_message {
             return Err(FdError::Backlog {
                 max: config.max_fds_per_message,
             });
         }
-        fds.held += received.len();
-        fds.pending.push_back((start, self.buf.len(), received));
+        fds.received(start, self.buf.len(), received);
         Ok(())
     }
 
@@ -421,32 +372,6 @@ mod tests {
         inbox.eof = true;
         assert_eq!(inbox.next_request().unwrap().unwrap(), "two");
         assert_eq!(inbox.next_request().unwrap(), None);
-    }
-
-    /// Descriptors for a test: each an end of a fresh pipe.
-    fn some_fds(n: usize) -> Vec<OwnedFd> {
-        (0..n).map(|_| std::io::pipe().unwrap().0.into()).collect()
-    }
-
-    #[test]
-    fn descriptors_go_to_the_first_message_that_starts_in_their_read() {
-        let mut fds = Fds::default();
-        // Reads of the buffer "one\ntwo\nthree\n" (14 bytes): one brought descriptors with
-        // "one\n" (bytes 0 to 4); one began inside "two\n" (byte 6) and brought those of
-        // "three\n", the kernel having joined the end of "two\n" before them.
-        fds.pending.push_back((0, 4, some_fds(1)));
-        fds.pending.push_back((6, 14, some_fds(2)));
-        fds.held = 3;
-        fds.advance(4).unwrap();
-        assert_eq!(fds.current.take().map(|f| f.len()), Some(1), "one");
-        fds.advance(4).unwrap();
-        assert!(fds.current.is_none(), "two came with none");
-        fds.advance(6).unwrap();
-        assert_eq!(fds.current.take().map(|f| f.len()), Some(2), "three");
-        assert_eq!(fds.held, 0);
-        // A read that lies wholly inside a message brought them in its middle.
-        fds.pending.push_back((2, 5, some_fds(1)));
-        assert!(matches!(fds.advance(8), Err(FdError::MidMessage)));
     }
 
     #[tokio::test]

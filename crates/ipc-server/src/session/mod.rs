@@ -63,7 +63,7 @@ use futures::stream::FuturesOrdered;
 use localipc_core::{Context, FrameCodec, FrameError, Handler, ReplyStream, Response, Trigger};
 use tracing::{debug, info, warn};
 
-use self::call::{Due, call, caught, settle};
+use self::call::{Answer, Due, call, caught, settle};
 pub(crate) use self::error::SessionError;
 use self::idle::IdleTimer;
 use self::inbox::{Filled, Inbox};
@@ -292,7 +292,14 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 progress = true;
                 idle.activity();
                 let fds = inbox.take_fds();
-                calls.push_back(call(handler, ctx, request, fds, request_timeout));
+                calls.push_back(call(
+                    handler,
+                    ctx,
+                    request,
+                    fds,
+                    config.send_max(),
+                    request_timeout,
+                ));
             }
             // Queue the replies of the calls already done, in order, and write them.
             while let Poll::Ready(Some(response)) = futures::poll!(calls.next()) {
@@ -348,21 +355,14 @@ impl<H: Handler, T: Transport> Session<H, T> {
         outbox: &'a mut Outbox,
     ) -> impl Future<Output = Result<(), SessionError>> + Send + 'a {
         async move {
-            // In its own block, so the call's state and the stream's below share the same space in
-            // the session's future.
-            let response = if let Some(fds) = self.inbox.take_fds() {
-                // Rare, and boxed, so that every session's future stays small.
-                Box::pin(call_with_fds(
-                    &*self.handler,
-                    &self.ctx,
-                    request,
-                    fds,
-                    &self.config,
-                    &mut self.conn,
-                    outbox,
-                ))
-                .await?
-            } else {
+            // Rare, and boxed, so that every session's future stays small.
+            match self.inbox.take_fds() {
+                None if !self.config.send_fds => {}
+                fds => return Box::pin(answer_with_fds(self, request, fds, outbox)).await,
+            }
+            // In its own block, so the call's state and the stream's below share the same
+            // space in the session's future.
+            let response = {
                 // Pinned where it is made (`tokio::pin!` would move it, and the future would
                 // hold it twice).
                 let mut call = std::pin::pin!(caught(&*self.handler, &self.ctx, request));
@@ -382,13 +382,13 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 };
                 settle(outcome)?
             };
-            if let Some(stream) = queue(outbox, response)? {
+            if let Some(stream) = queue(outbox, response, None)? {
                 stream_out(
                     &mut self.conn,
                     &mut self.inbox,
                     &self.config,
                     outbox,
-                    stream,
+                    (stream, None),
                     &self.shutdown,
                 )
                 .await?;
@@ -403,26 +403,41 @@ impl<H: Handler, T: Transport> Session<H, T> {
     }
 }
 
-/// Calls the handler for a request that came with descriptors (see [`call`]), writing the
-/// replies queued before it while it works.
-async fn call_with_fds<H: Handler>(
-    handler: &H,
-    ctx: &Context,
+/// Answers a request that came with descriptors, or any request when replies may carry some:
+/// calls the handler with the call's own context (see [`call`]), writing the replies queued
+/// before it while it works, then queues its replies with the descriptors pushed for them.
+async fn answer_with_fds<H: Handler, T: Transport>(
+    session: &mut Session<H, T>,
     request: Bytes,
-    fds: Vec<std::os::fd::OwnedFd>,
-    config: &ServerConfig,
-    conn: &mut impl Transport,
+    fds: Option<Vec<std::os::fd::OwnedFd>>,
     outbox: &mut Outbox,
-) -> Result<Response, SessionError> {
-    let call = call(handler, ctx, request, Some(fds), config.request_timeout);
-    finish_call(
+) -> Result<(), SessionError> {
+    let Session {
+        conn,
+        inbox,
+        handler,
+        ctx,
+        config,
+        shutdown,
+        ..
+    } = session;
+    let call = call(
+        &**handler,
+        ctx,
+        request,
+        fds,
+        config.send_max(),
+        config.request_timeout,
+    );
+    let answer = finish_call(
         std::pin::pin!(call),
         None,
         conn,
         config.idle_timeout,
         outbox,
     )
-    .await?
+    .await??;
+    deliver(conn, inbox, config, outbox, answer, shutdown).await
 }
 
 /// Finishes a call that did not answer on its first poll: writes the replies queued before it
@@ -446,24 +461,35 @@ async fn deliver(
     inbox: &mut Inbox,
     config: &ServerConfig,
     outbox: &mut Outbox,
-    response: Response,
+    (response, own): Answer,
     shutdown: &Trigger,
 ) -> Result<(), SessionError> {
-    if let Some(stream) = queue(outbox, response)? {
-        stream_out(conn, inbox, config, outbox, stream, shutdown).await?;
+    if let Some(stream) = queue(outbox, response, own.as_ref())? {
+        stream_out(conn, inbox, config, outbox, (stream, own), shutdown).await?;
     }
     Ok(())
 }
 
-/// Queues the response of one request: its one reply, or nothing; a stream is handed back, for
+/// Queues the response of one request: its one reply (with the descriptors the call pushed
+/// for it, if it has its own context `own`), or nothing; a stream is handed back, for
 /// [`stream_out`].
-fn queue(outbox: &mut Outbox, response: Response) -> Result<Option<ReplyStream>, FrameError> {
+fn queue(
+    outbox: &mut Outbox,
+    response: Response,
+    own: Option<&Context>,
+) -> Result<Option<ReplyStream>, FrameError> {
     match response {
-        Response::Reply(reply) => outbox.push(reply)?,
-        Response::Silent => {}
+        Response::Reply(reply) => outbox.push_with_fds(reply, pushed_fds(own))?,
+        // Descriptors pushed for no reply are closed.
+        Response::Silent => drop(pushed_fds(own)),
         Response::Stream(stream) => return Ok(Some(stream)),
     }
     Ok(None)
+}
+
+/// The descriptors a call pushed for its next reply, if it has its own context.
+fn pushed_fds(own: Option<&Context>) -> Vec<std::os::fd::OwnedFd> {
+    own.map(Context::take_pushed_fds).unwrap_or_default()
 }
 
 /// Completes once `shutdown` has fired, without registering for its notification: only for

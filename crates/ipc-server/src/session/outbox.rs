@@ -2,9 +2,15 @@
 //! ones kept as they are. The queue is a [`bytes::Buf`] whose chunks go to the kernel in one
 //! vectored write, so an echoed 64 KiB message is never copied in user space. It also counts
 //! the replies that have left whole, which is what the server reports as answered.
+//!
+//! A reply may carry descriptors, which must go with its first byte: the queue marks where
+//! such a reply starts, and as a [`Buf`] it stops short of the next mark, so a write ends
+//! before that reply and the next write starts with it, its descriptors attached
+//! ([`Outbox::take_due_fds`]).
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::os::fd::OwnedFd;
 
 use bytes::{Buf, Bytes, BytesMut};
 use localipc_core::{FrameCodec, FrameError, Framing};
@@ -13,6 +19,10 @@ use localipc_core::{FrameCodec, FrameError, Framing};
 const COPY_BELOW: usize = 4096;
 /// A coalescing buffer that grew past this is freed once written rather than kept.
 const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// A reply with descriptors: where it starts, in bytes since the connection opened, and its
+/// descriptors.
+type Mark = (u64, Vec<OwnedFd>);
 
 /// The replies of one connection not yet written.
 #[derive(Debug)]
@@ -36,6 +46,11 @@ pub(crate) struct Outbox {
     queued: u64,
     /// Bytes written since the connection opened.
     written: u64,
+    /// Replies with descriptors not yet written: where each starts (in bytes since the
+    /// connection opened) and its descriptors, oldest first. Boxed: only servers that send
+    /// descriptors have any.
+    #[expect(clippy::box_collection, reason = "8 bytes in every session's future, not 32")]
+    marks: Option<Box<VecDeque<Mark>>>,
 }
 
 impl Outbox {
@@ -51,7 +66,34 @@ impl Outbox {
             pushed: 0,
             queued: 0,
             written: 0,
+            marks: None,
         }
+    }
+
+    /// Queues `reply`, framed, with `fds` to go with its first byte. A reply of no bytes at
+    /// all (an empty one in raw framing) cannot carry descriptors: they are closed.
+    pub(crate) fn push_with_fds(
+        &mut self,
+        reply: Bytes,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(), FrameError> {
+        let start = self.queued;
+        self.push(reply)?;
+        if !fds.is_empty() && self.queued > start {
+            let marks = self.marks.get_or_insert_with(Box::default);
+            marks.push_back((start, fds));
+        }
+        Ok(())
+    }
+
+    /// The descriptors of the reply whose first byte is the next to be written, if it has
+    /// any: they go with the next write, which then carries no later reply with descriptors.
+    pub(crate) fn take_due_fds(&mut self) -> Option<Vec<OwnedFd>> {
+        let marks = self.marks.as_mut()?;
+        if marks.front()?.0 != self.written {
+            return None;
+        }
+        marks.pop_front().map(|(_, fds)| fds)
     }
 
     /// Queues `reply`, framed.
@@ -102,6 +144,21 @@ impl Outbox {
 }
 
 impl Outbox {
+    /// Bytes the next write may take: all that waits, or up to the start of the next reply
+    /// with descriptors, which must start a write of its own (none until its descriptors
+    /// are taken by [`take_due_fds`](Self::take_due_fds)). So even a writer that goes on
+    /// taking chunks stops there.
+    fn writable_now(&self) -> usize {
+        let len = self.len();
+        let Some(marks) = &self.marks else {
+            return len;
+        };
+        match marks.iter().find(|(start, _)| *start >= self.written) {
+            Some((start, _)) => (start - self.written) as usize,
+            None => len,
+        }
+    }
+
     /// Forgets the ends of older replies that have been written whole.
     fn settle(&mut self) {
         while self
@@ -116,18 +173,23 @@ impl Outbox {
 
 impl Buf for Outbox {
     fn remaining(&self) -> usize {
-        self.len()
+        self.writable_now()
     }
 
     fn chunk(&self) -> &[u8] {
-        match self.chunks.front() {
+        let chunk = match self.chunks.front() {
             Some(chunk) => chunk,
-            None => &self.tail,
+            None => &self.tail[..],
+        };
+        if self.marks.is_none() {
+            return chunk;
         }
+        &chunk[..chunk.len().min(self.writable_now())]
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
+        let mut room = self.writable_now();
         let slices = self
             .chunks
             .iter()
@@ -135,6 +197,11 @@ impl Buf for Outbox {
             .chain(std::iter::once(&self.tail[..]))
             .filter(|s| !s.is_empty());
         for (slot, slice) in dst.iter_mut().zip(slices) {
+            if room == 0 {
+                break;
+            }
+            let slice = &slice[..slice.len().min(room)];
+            room -= slice.len();
             *slot = IoSlice::new(slice);
             count += 1;
         }
@@ -142,7 +209,10 @@ impl Buf for Outbox {
     }
 
     fn advance(&mut self, cnt: usize) {
-        assert!(cnt <= self.len(), "advanced past the end of the outbox");
+        assert!(
+            cnt <= self.remaining(),
+            "advanced past the end of the outbox"
+        );
         self.written += cnt as u64;
         let mut n = cnt;
         while n > 0 {
@@ -236,6 +306,63 @@ mod tests {
                 assert!(got == expected, "{framing} step {step}");
                 assert_eq!(outbox.replies_sent(), replies.len() as u64);
                 assert!(outbox.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn descriptors_start_a_write_with_their_replys_first_byte() {
+        for framing in Framing::ALL {
+            for (step, slots) in [(usize::MAX, 64), (1000, 3), (7, 1)] {
+                let replies = replies();
+                let expected = encoded(framing, &replies);
+                let mut outbox = Outbox::new(FrameCodec::new(framing, 1 << 20));
+                // Every third reply carries (i % 4 + 1) descriptors; where each reply starts.
+                let mut starts = Vec::new();
+                let mut at = 0;
+                for (i, r) in replies.iter().enumerate() {
+                    let before = outbox.len();
+                    let fds = if i % 3 == 0 {
+                        (0..i % 4 + 1)
+                            .map(|_| std::fs::File::open("/dev/null").unwrap().into())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let carries = fds.len();
+                    outbox.push_with_fds(r.clone(), fds).unwrap();
+                    let size = outbox.len() - before;
+                    if carries > 0 && size > 0 {
+                        starts.push((at, carries));
+                    }
+                    at += size;
+                }
+                // Drain as a writer does, taking the due descriptors before each write.
+                let (mut out, mut sent) = (Vec::new(), Vec::new());
+                while !outbox.is_empty() {
+                    if let Some(fds) = outbox.take_due_fds() {
+                        sent.push((out.len(), fds.len()));
+                    }
+                    let limit = outbox.remaining();
+                    let mut slices = vec![IoSlice::new(&[]); slots];
+                    let n = outbox.chunks_vectored(&mut slices);
+                    let mut took = 0;
+                    for s in &slices[..n] {
+                        let want = (step - took).min(s.len());
+                        out.extend_from_slice(&s[..want]);
+                        took += want;
+                        if took == step {
+                            break;
+                        }
+                    }
+                    assert!(took > 0 && took <= limit);
+                    // A write never runs into the next reply with descriptors.
+                    let next = starts.iter().find(|(s, _)| *s > out.len() - took);
+                    assert!(next.is_none_or(|(s, _)| out.len() <= *s), "{framing}");
+                    outbox.advance(took);
+                }
+                assert!(out == expected, "{framing} step {step}");
+                assert_eq!(sent, starts, "{framing} step {step}");
             }
         }
     }

@@ -13,14 +13,14 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use futures::{FutureExt, StreamExt};
-use localipc_core::{ReplyStream, Trigger};
+use localipc_core::{Context, ReplyStream, Trigger};
 
 use super::call::{Caught, settle};
 use super::error::SessionError;
 use super::inbox::Inbox;
 use super::outbox::Outbox;
 use super::write::write_out;
-use super::{WRITE_HIGH_WATER, stop_requested};
+use super::{WRITE_HIGH_WATER, pushed_fds, stop_requested};
 use crate::config::ServerConfig;
 use crate::transport::Transport;
 
@@ -28,6 +28,7 @@ use crate::transport::Transport;
 /// leave in one write; while the peer does not read, the stream is not polled. At shutdown the
 /// stream is dropped between two replies and its farewell message, if any, is its last reply.
 /// A panic inside the stream is caught and ends the connection, as a handler panic does.
+/// With the call's own context `own`, each reply carries the descriptors pushed before it.
 ///
 /// Boxed: streams are rare, and inline their state would enlarge every session's future.
 pub(super) fn stream_out<'a>(
@@ -35,7 +36,7 @@ pub(super) fn stream_out<'a>(
     inbox: &'a mut Inbox,
     config: &'a ServerConfig,
     outbox: &'a mut Outbox,
-    mut stream: ReplyStream,
+    (mut stream, own): (ReplyStream, Option<Context>),
     shutdown: &'a Trigger,
 ) -> Pin<Box<impl Future<Output = Result<(), SessionError>> + Send + 'a>> {
     let idle_timeout = config.idle_timeout;
@@ -43,7 +44,7 @@ pub(super) fn stream_out<'a>(
         loop {
             if shutdown.is_fired() {
                 if let Some(last) = stream.take_farewell() {
-                    outbox.push(last)?;
+                    outbox.push_with_fds(last, pushed_fds(own.as_ref()))?;
                 }
                 return Ok(());
             }
@@ -64,7 +65,7 @@ pub(super) fn stream_out<'a>(
             let item: Caught<_> = item.map(|item| item.transpose());
             match settle(item)? {
                 Some(reply) => {
-                    outbox.push(reply)?;
+                    outbox.push_with_fds(reply, pushed_fds(own.as_ref()))?;
                     if outbox.len() >= WRITE_HIGH_WATER {
                         write_out(conn, idle_timeout, outbox).await?;
                     }

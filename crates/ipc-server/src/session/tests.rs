@@ -456,3 +456,95 @@ async fn a_slow_but_steady_reader_is_not_closed_as_stalled() {
     let outcome = running.await.unwrap();
     assert_eq!(outcome.answered, 6000);
 }
+
+/// Echoes, and for `fdN` pushes N descriptors with the reply; for `streamN`, streams N
+/// replies `itemK`, each with K+1 descriptors.
+struct Pusher;
+
+impl Handler for Pusher {
+    async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
+        let null = || std::fs::File::open("/dev/null").map(std::os::fd::OwnedFd::from);
+        let text = String::from_utf8_lossy(&request).into_owned();
+        if let Some(n) = text.strip_prefix("stream") {
+            let n: usize = n.parse()?;
+            let ctx = ctx.clone();
+            let items = futures::stream::iter(0..n).then(move |k| {
+                let ctx = ctx.clone();
+                async move {
+                    for _ in 0..=k {
+                        ctx.push_fd(null()?)?;
+                    }
+                    tokio::task::yield_now().await;
+                    Ok(Bytes::from(format!("item{k}")))
+                }
+            });
+            return Ok(Response::Stream(ReplyStream::new(items)));
+        }
+        if let Some(n) = text.strip_prefix("fd") {
+            for _ in 0..n.parse::<usize>()? {
+                ctx.push_fd(null()?)?;
+            }
+        }
+        Ok(request.into())
+    }
+}
+
+#[tokio::test]
+async fn pushed_descriptors_start_a_write_with_their_replys_first_byte() {
+    for concurrency in [1, 4] {
+        // A small pipe: replies are written in many pieces.
+        let (ours, client) = memory::pair(7);
+        let config = Arc::new(ServerConfig {
+            send_fds: true,
+            ..(*config(Framing::Line, concurrency)).clone()
+        });
+        let session = Session::new(
+            ours,
+            Arc::new(Pusher),
+            Context::new(1, PeerCredentials::new(0, 0, None)),
+            config,
+            Trigger::default(),
+            Trigger::default(),
+        );
+        let running = tokio::spawn(session.run());
+        let mut requests = String::new();
+        let (mut replies, mut expected) = (String::new(), Vec::new());
+        for i in 0..60 {
+            let request = match i % 4 {
+                0 => format!("fd{}", i % 5 + 1),
+                1 => format!("plain{i}"),
+                2 => "stream3".to_owned(),
+                _ => "fd0".to_owned(),
+            };
+            requests.push_str(&request);
+            requests.push('\n');
+            if request == "stream3" {
+                for k in 0..3 {
+                    expected.push((replies.len(), k + 1));
+                    replies.push_str(&format!("item{k}\n"));
+                }
+            } else {
+                if let Some(n) = request.strip_prefix("fd").map(|n| n.parse().unwrap())
+                    && n > 0
+                {
+                    expected.push((replies.len(), n));
+                }
+                replies.push_str(&request);
+                replies.push('\n');
+            }
+        }
+        // Written while the replies are read: the pipe holds only a few bytes.
+        let (mut reader, mut writer) = tokio::io::split(client);
+        let writing = tokio::spawn(async move {
+            writer.write_all(requests.as_bytes()).await.unwrap();
+            writer
+        });
+        let mut got = vec![0; replies.len()];
+        within(reader.read_exact(&mut got)).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), replies);
+        let client = reader.unsplit(within(writing).await.unwrap());
+        assert_eq!(client.fds_received(), expected, "concurrency {concurrency}");
+        drop(client);
+        within(running).await.unwrap().result.unwrap();
+    }
+}

@@ -28,6 +28,10 @@ pub(super) async fn write_out(
     outbox: &mut Outbox,
 ) -> Result<(), SessionError> {
     while !outbox.is_empty() {
+        // A reply with descriptors starts this write; they go with its first byte.
+        if let Some(fds) = outbox.take_due_fds() {
+            conn.attach_fds(fds)?;
+        }
         // Fast path, with no timer: the socket buffer usually has room.
         match conn.try_write_buf(outbox) {
             Ok(_) => continue,

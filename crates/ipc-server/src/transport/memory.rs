@@ -32,6 +32,7 @@ pub(crate) fn pair(capacity: usize) -> (MemoryTransport, Peer) {
         MemoryTransport {
             shared: Arc::clone(&shared),
             counters,
+            attached: None,
         },
         Peer { shared },
     )
@@ -53,6 +54,10 @@ struct Shared {
     peer_gone: bool,
     /// The session's end was dropped.
     session_gone: bool,
+    /// Reply bytes the session wrote, in all.
+    written: usize,
+    /// Where in the replies descriptors came (the byte they came with), and how many.
+    fds: Vec<(usize, usize)>,
     session_waker: Option<Waker>,
     peer_waker: Option<Waker>,
     peer_write_waker: Option<Waker>,
@@ -96,6 +101,8 @@ pub(crate) struct Counters {
 pub(crate) struct MemoryTransport {
     shared: Arc<Mutex<Shared>>,
     counters: Arc<Counters>,
+    /// Descriptors to go with the first byte of the next write.
+    attached: Option<Vec<std::os::fd::OwnedFd>>,
 }
 
 impl MemoryTransport {
@@ -126,8 +133,11 @@ impl MemoryTransport {
     }
 
     /// One write of what fits, without waiting.
-    fn write_now<B: Buf>(&self, buf: &mut B) -> io::Result<usize> {
-        let mut shared = self.lock();
+    fn write_now<B: Buf>(&mut self, buf: &mut B) -> io::Result<usize> {
+        let mut shared = self
+            .shared
+            .lock()
+            .expect("the pipe's lock is never poisoned");
         if shared.peer_gone {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
@@ -144,6 +154,11 @@ impl MemoryTransport {
             written += n;
         }
         if written > 0 {
+            if let Some(fds) = self.attached.take() {
+                let at = shared.written;
+                shared.fds.push((at, fds.len()));
+            }
+            shared.written += written;
             self.counters.writes.fetch_add(1, Ordering::SeqCst);
             shared.wake_peer();
         }
@@ -232,6 +247,12 @@ impl Transport for MemoryTransport {
             dropped += chunk.len();
         }
     }
+
+    /// Records where the descriptors go (they are closed then): see [`Peer::fds_received`].
+    fn attach_fds(&mut self, fds: Vec<std::os::fd::OwnedFd>) -> io::Result<()> {
+        self.attached = Some(fds);
+        Ok(())
+    }
 }
 
 /// The peer's end: every write is one chunk for the session; `shutdown` is a half-close;
@@ -246,6 +267,12 @@ impl Peer {
         self.shared
             .lock()
             .expect("the pipe's lock is never poisoned")
+    }
+
+    /// Where in the replies descriptors came so far (the offset of the byte they came with),
+    /// and how many each time.
+    pub(crate) fn fds_received(&self) -> Vec<(usize, usize)> {
+        self.lock().fds.clone()
     }
 
     /// Bytes of replies written and not read yet by this peer.

@@ -22,7 +22,8 @@
 //!   apart from one that stopped; a transport that cannot tell returns `None`.
 //! - **Descriptors** (for a transport that carries them): a read hands over the descriptors
 //!   that came with its bytes through [`take_fds`](Transport::take_fds); the session binds
-//!   them to the first message that starts in that read (see `session::inbox`).
+//!   them to the first message that starts in that read (see `session::inbox`); descriptors
+//!   handed to [`attach_fds`](Transport::attach_fds) go with the first byte of the next write.
 
 use std::future::Future;
 use std::io;
@@ -77,6 +78,17 @@ pub(crate) trait Transport: Send {
     /// carries none returns `None`.
     fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
         None
+    }
+
+    /// Sends `fds` with the first byte of the next write that writes something (they are
+    /// closed here once sent, or when the transport is dropped). A transport that carries
+    /// none says `Unsupported`.
+    fn attach_fds(&mut self, fds: Vec<OwnedFd>) -> io::Result<()> {
+        drop(fds);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this transport carries no descriptors",
+        ))
     }
 }
 

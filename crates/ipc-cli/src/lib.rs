@@ -339,11 +339,55 @@ pub fn client_failure(e: localipc_client::ClientError) -> (u8, String) {
         ClientError::Message(FrameError::Io(_)) => (exit::IO, None),
         ClientError::Message(_) => (exit::DATA, None),
         ClientError::Runtime(_) => (exit::SOFTWARE, None),
+        ClientError::TooManyFds { .. } => (exit::USAGE, None),
+        ClientError::Fds(_) => (exit::PROTOCOL, None),
         _ => (exit::IO, None),
     };
     match hint {
         Some(hint) => (code, format!("{e}; {hint}")),
         None => (code, e.to_string()),
+    }
+}
+
+/// Opens what `--push-fd` names: a number is a descriptor `ipc-client` inherited (opened again
+/// through `/proc/self/fd`, with the same file and access), anything else a path, opened for
+/// reading and writing where allowed, else for reading only.
+///
+/// # Errors
+///
+/// The exit code and line to print when it cannot be opened.
+pub fn open_push_fd(spec: &str) -> Result<std::os::fd::OwnedFd, (u8, String)> {
+    let path = match spec.parse::<u32>() {
+        Ok(n) => std::path::PathBuf::from(format!("/proc/self/fd/{n}")),
+        Err(_) => std::path::PathBuf::from(spec),
+    };
+    let open = |write: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(&path)
+    };
+    match open(true).or_else(|_| open(false)) {
+        Ok(file) => Ok(file.into()),
+        Err(e) => {
+            let code = match e.kind() {
+                std::io::ErrorKind::NotFound => exit::NO_SOCKET,
+                std::io::ErrorKind::PermissionDenied => exit::NO_PERMISSION,
+                _ => exit::IO,
+            };
+            Err((code, format!("--push-fd {spec}: {e}")))
+        }
+    }
+}
+
+/// Writes one line per descriptor received with a reply to stderr: its index and what it is
+/// (`descriptor 0: /tmp/file`, as `/proc/self/fd` names it); the descriptors are closed then.
+pub fn report_fds(fds: Vec<std::os::fd::OwnedFd>) {
+    use std::os::fd::AsRawFd;
+    for (index, fd) in fds.into_iter().enumerate() {
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .map_or_else(|e| format!("({e})"), |p| p.display().to_string());
+        eprintln!("descriptor {index}: {target}");
     }
 }
 

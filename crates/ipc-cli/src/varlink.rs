@@ -2,6 +2,7 @@
 //! line) and their exit codes.
 
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -46,7 +47,9 @@ pub fn parse_parameters(text: Option<&str>) -> Result<Value, Failure> {
     }
 }
 
-/// Calls `method` and writes each reply's parameters to `out`, one JSON object per line.
+/// Calls `method` (with `fds`, for a plain call) and writes each reply's parameters to `out`,
+/// one JSON object per line; the descriptors that come with a plain call's reply are listed
+/// on stderr.
 /// `timeout` bounds connecting and, but for `more` calls (which may stream for ever), the reply.
 ///
 /// # Errors
@@ -59,12 +62,19 @@ pub async fn call(
     method: &str,
     parameters: &Value,
     kind: CallKind,
+    fds: Vec<OwnedFd>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let mut client = connect(path, timeout, max_message).await?;
     match kind {
         CallKind::Plain => {
-            let reply: Value = client.call(method, parameters).await.map_err(failure)?;
+            // Descriptors that come with the reply are taken, to be listed.
+            client.accept_fds(localipc_client::MAX_FDS_PER_MESSAGE);
+            let (reply, received): (Value, _) = client
+                .call_with_fds(method, parameters, fds)
+                .await
+                .map_err(failure)?;
+            crate::report_fds(received);
             print(out, &reply)
         }
         CallKind::Oneway => client.oneway(method, parameters).await.map_err(failure),

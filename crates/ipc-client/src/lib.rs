@@ -9,7 +9,7 @@ pub mod error;
 mod runtime;
 
 pub use bytes::Bytes;
-pub use channel::Channel;
+pub use channel::{Channel, MAX_FDS_PER_MESSAGE};
 pub use client::{
     Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, connect_socket, send, send_with,
     within,

@@ -2,6 +2,7 @@
 //! there. Thin over the library.
 
 use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -71,6 +72,12 @@ enum Command {
         /// Write the reply bytes exactly as received, with no newline added.
         #[arg(long)]
         raw: bool,
+
+        /// Pass a file descriptor with the first message (SCM_RIGHTS), for a server run with
+        /// --accept-fds: a number is one ipc-client inherited, anything else a path it opens.
+        /// Repeat for more. Descriptors that come with the first reply are listed on stderr.
+        #[arg(long, value_name = "FD|PATH")]
+        push_fd: Vec<String>,
     },
     /// Tell whether a server answers at the socket path: prints `live: PATH`, `not answering:
     /// PATH`, `stale socket: PATH`, `not a socket: PATH`, `nothing there: PATH` or `permission
@@ -98,6 +105,12 @@ enum Command {
         /// Send the call without waiting for a reply (`oneway`).
         #[arg(long)]
         oneway: bool,
+        /// Pass a file descriptor with the call (SCM_RIGHTS), for a service that takes them;
+        /// parameters name them by index, from 0. A number is one ipc-client inherited,
+        /// anything else a path it opens. Repeat for more. Descriptors that come with the
+        /// reply are listed on stderr.
+        #[arg(long, value_name = "FD|PATH", conflicts_with_all = ["more", "oneway"])]
+        push_fd: Vec<String>,
     },
     /// Ask a Varlink service who it is (GetInfo, printed as JSON), or with an interface name,
     /// print that interface's description (Varlink IDL).
@@ -115,6 +128,14 @@ enum Command {
 }
 
 type Failure = (u8, String);
+
+/// Most descriptors taken with one reply.
+const MAX_FDS: usize = localipc_client::MAX_FDS_PER_MESSAGE;
+
+/// The descriptors `--push-fd` names, opened.
+fn open_fds(specs: &[String]) -> Result<Vec<OwnedFd>, Failure> {
+    specs.iter().map(|spec| cli::open_push_fd(spec)).collect()
+}
 
 fn main() -> ExitCode {
     let (cli, matches) = match cli::parse_args::<Cli>() {
@@ -141,9 +162,15 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         .raw_quiet(cli.raw_quiet);
     let mut out = std::io::stdout().lock();
     match cli.command {
-        Command::Send { messages, raw } => {
+        Command::Send {
+            messages,
+            raw,
+            push_fd,
+        } => {
             let messages = read_messages(messages, framing)?;
-            let (replies, error) = match runtime()?.block_on(exchange(&path, messages, options)) {
+            let fds = open_fds(&push_fd)?;
+            let exchanged = runtime()?.block_on(exchange(&path, messages, fds, options));
+            let (replies, error) = match exchanged {
                 Ok(replies) => (replies, None),
                 Err(PipelineError { replies, error }) => (replies, Some(error)),
             };
@@ -165,8 +192,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             parameters,
             more,
             oneway,
+            push_fd,
         } => {
             let parameters = varlink::parse_parameters(parameters.as_deref())?;
+            let fds = open_fds(&push_fd)?;
             let kind = match (more, oneway) {
                 (true, _) => CallKind::More,
                 (_, true) => CallKind::Oneway,
@@ -180,6 +209,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 &method,
                 &parameters,
                 kind,
+                fds,
                 &mut out,
             ))?;
             Ok(exit::OK)
@@ -297,13 +327,34 @@ fn read_messages(args: Vec<String>, framing: Framing) -> Result<Vec<Bytes>, Fail
 async fn exchange(
     path: &std::path::Path,
     messages: Vec<Bytes>,
+    fds: Vec<OwnedFd>,
     options: ClientOptions,
 ) -> Result<Vec<Bytes>, PipelineError> {
-    let connect = Client::connect_with(path, options.timeout(None));
+    // Descriptors that come with the first reply are taken, to be listed.
+    let connect = Client::connect_with(path, options.timeout(None).accept_fds(MAX_FDS));
     let limit = options.timeout;
     let run = async {
         let mut client = connect.await.map_err(PipelineError::from)?;
-        client.pipeline(messages).await
+        let mut replies = Vec::new();
+        let mut messages = messages.into_iter();
+        if !fds.is_empty()
+            && let Some(first) = messages.next()
+        {
+            // The descriptors go with the first message.
+            let (reply, received) = client.request_with_fds(first, fds).await?;
+            cli::report_fds(received);
+            replies.push(reply);
+        }
+        // The others, pipelined.
+        match client.pipeline(messages).await {
+            Ok(more) => replies.extend(more),
+            Err(mut e) => {
+                replies.append(&mut e.replies);
+                e.replies = replies;
+                return Err(e);
+            }
+        }
+        Ok(replies)
     };
     match limit {
         Some(limit) => tokio::time::timeout(limit, run)

@@ -16,10 +16,13 @@ use crate::exit;
 pub type Failure = (u8, String);
 
 /// How to make a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum CallKind {
-    /// One reply.
-    Plain,
+    /// One reply; `fds` go with the call.
+    Plain {
+        /// Descriptors passed with the call.
+        fds: Vec<OwnedFd>,
+    },
     /// `more`: every reply, until the last.
     More,
     /// `oneway`: no reply.
@@ -47,7 +50,7 @@ pub fn parse_parameters(text: Option<&str>) -> Result<Value, Failure> {
     }
 }
 
-/// Calls `method` (with `fds`, for a plain call) and writes each reply's parameters to `out`,
+/// Calls `method` (with descriptors, for a plain call) and writes each reply's parameters to `out`,
 /// one JSON object per line; the descriptors that come with a plain call's reply are listed
 /// on stderr.
 /// `timeout` bounds connecting and, but for `more` calls (which may stream for ever), the reply.
@@ -62,12 +65,11 @@ pub async fn call(
     method: &str,
     parameters: &Value,
     kind: CallKind,
-    fds: Vec<OwnedFd>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
     let mut client = connect(path, timeout, max_message).await?;
     match kind {
-        CallKind::Plain => {
+        CallKind::Plain { fds } => {
             // Descriptors that come with the reply are taken, to be listed.
             client.accept_fds(localipc_client::MAX_FDS_PER_MESSAGE);
             let (reply, received): (Value, _) = client

@@ -195,11 +195,12 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             push_fd,
         } => {
             let parameters = varlink::parse_parameters(parameters.as_deref())?;
-            let fds = open_fds(&push_fd)?;
             let kind = match (more, oneway) {
                 (true, _) => CallKind::More,
                 (_, true) => CallKind::Oneway,
-                _ => CallKind::Plain,
+                _ => CallKind::Plain {
+                    fds: open_fds(&push_fd)?,
+                },
             };
             let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
             runtime()?.block_on(varlink::call(
@@ -209,7 +210,6 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 &method,
                 &parameters,
                 kind,
-                fds,
                 &mut out,
             ))?;
             Ok(exit::OK)

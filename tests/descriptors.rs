@@ -1,7 +1,8 @@
-//! Descriptors sent with requests (`SCM_RIGHTS`), against the real `ipc-server`, from Python's
-//! standard `socket.send_fds` (`tests/peers/fds.py`): accepted only when asked for, closed
-//! when no handler takes them, refused past the cap or in the middle of a message, and none
-//! left behind by connections that die holding some.
+//! Descriptors sent with requests and replies (`SCM_RIGHTS`), against the real `ipc-server`,
+//! from Python's standard `socket.send_fds` and `recv_fds` (`tests/peers/fds.py`): accepted
+//! only when asked for, closed when no handler takes them, given back by the echo with
+//! `--send-fds` (and only then), refused past the cap or in the middle of a message, and none
+//! left behind by connections that die holding some; `ipc-client --push-fd`.
 
 mod support;
 
@@ -46,32 +47,57 @@ fn run(server: &TestServer, protocol: &str, mode: &str, count: usize) -> Vec<Str
 fn ten_thousand_calls_that_each_pass_a_descriptor_leave_none_open() {
     for protocol in PROTOCOLS {
         let server = server(protocol, &[]);
-        let before = server.open_fds();
-        // The connection stays open while the server's descriptors are counted.
-        let mut child = Reaped(
-            Command::new("python3")
-                .arg(peer("fds.py"))
-                .arg(server.path())
-                .args([protocol, "calls", "10000"])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(line, "answered 10000\n", "{protocol}: {}", server.log());
-        // The built-in handlers take none: each was closed when its call returned. The
-        // server holds one more descriptor than before: the open connection.
-        assert_eq!(server.open_fds(), before + 1, "{protocol}");
-        drop(child.stdin.take());
-        assert!(wait_within(&mut child).success());
-        wait_until("the connection's descriptor is closed", || {
-            server.open_fds() == before
-        });
+        keeps_none(&server, protocol, "calls", "answered 10000\n");
     }
+}
+
+#[test]
+fn the_echo_gives_back_each_descriptor_and_keeps_none() {
+    for protocol in PROTOCOLS {
+        let server = server(protocol, &["--send-fds"]);
+        keeps_none(&server, protocol, "echo", "echoed 10000\n");
+    }
+}
+
+#[test]
+fn without_send_fds_a_reply_carries_none() {
+    for protocol in PROTOCOLS {
+        let server = server(protocol, &[]);
+        let out = run(&server, protocol, "echo", 1);
+        assert!(
+            out[0].starts_with("reply 0 came with 0 descriptors"),
+            "{protocol}: {out:?}"
+        );
+    }
+}
+
+/// Runs `fds.py MODE 10000` and checks its first line is `expected`; the server then holds
+/// one descriptor more than before (the open connection), and none more once it closes.
+fn keeps_none(server: &TestServer, protocol: &str, mode: &str, expected: &str) {
+    let before = server.open_fds();
+    // The connection stays open while the server's descriptors are counted.
+    let mut child = Reaped(
+        Command::new("python3")
+            .arg(peer("fds.py"))
+            .arg(server.path())
+            .args([protocol, mode, "10000"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, expected, "{protocol}: {}", server.log());
+    // Taken by no handler, or sent back: each was closed when its call or reply was done.
+    assert_eq!(server.open_fds(), before + 1, "{protocol}");
+    drop(child.stdin.take());
+    assert!(wait_within(&mut child).success());
+    wait_until("the connection's descriptor is closed", || {
+        server.open_fds() == before
+    });
 }
 
 #[test]
@@ -124,5 +150,71 @@ fn a_thousand_connections_that_die_holding_descriptors_leave_none_open() {
         );
         // The server still serves.
         assert!(run(&server, protocol, "too-many", 1)[1].contains("with-fds"));
+    }
+}
+
+#[test]
+fn ipc_client_pushes_descriptors_and_lists_those_that_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pushed.txt");
+    std::fs::write(&file, "contents").unwrap();
+    for protocol in PROTOCOLS {
+        let server = server(protocol, &["--send-fds"]);
+        let push = ["--push-fd", file.to_str().unwrap()];
+        let out = if protocol == "plain" {
+            let mut args = vec!["send"];
+            args.extend(push);
+            args.extend(["hello", "again"]);
+            server.client(&args)
+        } else {
+            let mut args = vec!["call", "io.ipc.Messages.Echo", r#"{"message":"hello"}"#];
+            args.extend(push);
+            server.client(&args)
+        };
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{protocol}: {stderr}");
+        let expected = match protocol {
+            "plain" => "hello\nagain\n",
+            _ => "{\"message\":\"hello\"}\n",
+        };
+        assert_eq!(stdout, expected, "{protocol}");
+        assert_eq!(
+            stderr,
+            format!("descriptor 0: {}\n", file.display()),
+            "{protocol}"
+        );
+    }
+}
+
+#[test]
+fn a_server_that_does_not_accept_descriptors_refuses_them_in_the_kernel() {
+    for protocol in PROTOCOLS {
+        let server = TestServer::start(&["--protocol", protocol]);
+        let out = if protocol == "plain" {
+            server.client(&["send", "--push-fd", "/dev/null", "hello"])
+        } else {
+            server.client(&[
+                "call",
+                "io.ipc.Messages.Echo",
+                r#"{"message":"hello"}"#,
+                "--push-fd",
+                "/dev/null",
+            ])
+        };
+        assert_eq!(out.status.code(), Some(76), "{protocol}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "ipc-client: the server does not accept file descriptors\n",
+            "{protocol}"
+        );
+        // The server never saw the message, and goes on serving.
+        let again = match protocol {
+            "plain" => server.client(&["send", "x"]),
+            _ => server.client(&["call", "io.ipc.Messages.Echo", r#"{"message":"x"}"#]),
+        };
+        assert!(again.status.success(), "{protocol}");
     }
 }

@@ -6,6 +6,10 @@ Modes:
   calls N       N calls on one connection, each carrying one descriptor; prints "answered N".
                 Then waits on stdin, so the test counts the server's descriptors while the
                 connection is open.
+  echo N        as calls, to a server that sends descriptors: each reply must bring back the
+                descriptor sent (the pipe's write end: a byte written through it is read from
+                the read end); prints "echoed N" and waits on stdin. Without descriptors
+                back, prints "reply I came with K descriptors".
   too-many N    a call, then one carrying N descriptors; prints each reply and "closed".
   mid-message   a call and the first half of another in one send, then the rest with a
                 descriptor; prints each reply and "closed".
@@ -39,17 +43,25 @@ def connect():
 
 class Replies:
     def __init__(self, s):
-        self.s, self.buf = s, b""
+        self.s, self.buf, self.fds = s, b"", []
 
     def next(self):
-        """The next reply, or None at the end of the stream."""
+        """The next reply, or None at the end of the stream. The descriptors that came with
+        the reads that completed it are in self.fds (the server sends one reply at a time)."""
         while end not in self.buf:
-            chunk = self.s.recv(65536)
+            chunk, fds, flags, _ = socket.recv_fds(self.s, 65536, 16)
+            self.fds += fds
+            if flags & socket.MSG_CTRUNC:
+                raise SystemExit("MSG_CTRUNC")
             if not chunk:
                 return None
             self.buf += chunk
         reply, self.buf = self.buf.split(end, 1)
         return reply.decode()
+
+    def take_fds(self):
+        fds, self.fds = self.fds, []
+        return fds
 
 
 r, w = os.pipe()
@@ -65,6 +77,25 @@ if mode == "calls":
             break
         answered += 1
     print(f"answered {answered}", flush=True)
+    sys.stdin.read()
+elif mode == "echo":
+    s = connect()
+    replies = Replies(s)
+    echoed = 0
+    for i in range(count):
+        socket.send_fds(s, [call(f"m{i}")], [w])
+        reply = replies.next()
+        fds = replies.take_fds()
+        if reply is None or f"m{i}" not in reply or len(fds) != 1:
+            print(f"reply {i} came with {len(fds)} descriptors: {reply!r}")
+            break
+        os.write(fds[0], b"x")
+        os.close(fds[0])
+        if os.read(r, 1) != b"x":
+            print(f"reply {i}: not the pipe sent")
+            break
+        echoed += 1
+    print(f"echoed {echoed}", flush=True)
     sys.stdin.read()
 elif mode == "too-many":
     s = connect()

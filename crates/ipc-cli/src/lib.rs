@@ -340,7 +340,7 @@ pub fn client_failure(e: localipc_client::ClientError) -> (u8, String) {
         ClientError::Message(_) => (exit::DATA, None),
         ClientError::Runtime(_) => (exit::SOFTWARE, None),
         ClientError::TooManyFds { .. } => (exit::USAGE, None),
-        ClientError::Fds(_) => (exit::PROTOCOL, None),
+        ClientError::Fds(_) | ClientError::FdsRefused => (exit::PROTOCOL, None),
         _ => (exit::IO, None),
     };
     match hint {

@@ -222,7 +222,7 @@ impl Channel {
     /// channel is then unusable.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         if let Err(e) = self.send_fds().await {
-            return Err(self.fail(crate::client::io_error(e)));
+            return Err(self.fail(fd_send_error(e)));
         }
         while !self.pending.is_empty() {
             if let Err(e) = self.stream.write_buf(&mut self.pending).await {
@@ -252,7 +252,7 @@ impl Channel {
                 Err(e) => return Err(self.fail(ClientError::Protocol(e))),
             }
             if let Err(e) = self.send_fds().await {
-                return Err(self.fail(crate::client::io_error(e)));
+                return Err(self.fail(fd_send_error(e)));
             }
             if self.rbuf.capacity() - self.rbuf.len() < READ_ROOM {
                 self.rbuf.reserve(READ_GROW);
@@ -382,6 +382,16 @@ impl Channel {
     fn fail(&mut self, error: ClientError) -> ClientError {
         self.broken.get_or_insert(Cow::Owned(error.to_string()));
         error
+    }
+}
+
+/// Why a `sendmsg` with descriptors failed: `EPERM` is the peer's socket refusing them
+/// (`SO_PASSRIGHTS` off).
+fn fd_send_error(e: io::Error) -> ClientError {
+    if e.kind() == io::ErrorKind::PermissionDenied {
+        ClientError::FdsRefused
+    } else {
+        crate::client::io_error(e)
     }
 }
 

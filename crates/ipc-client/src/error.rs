@@ -84,6 +84,10 @@ pub enum ClientError {
         /// The most one message carries.
         max: usize,
     },
+    /// The server's socket refuses descriptors (on Linux 6.16 and later, a server that does
+    /// not accept them says so in the kernel); nothing of the message was sent.
+    #[error("the server does not accept file descriptors")]
+    FdsRefused,
     /// The descriptors that came with the replies broke the convention (more than accepted
     /// with one reply, or sent in the middle of one); the connection cannot be used any more.
     #[error("bad descriptors from the server: {0}")]

@@ -324,7 +324,9 @@ impl Channel {
         let pending = &self.pending;
         let written = self
             .stream
-            .async_io(Interest::WRITABLE, || send_with_fds(&self.stream, pending, outgoing))
+            .async_io(Interest::WRITABLE, || {
+                send_with_fds(&self.stream, pending, outgoing)
+            })
             .await?;
         fds.outgoing = None;
         bytes::Buf::advance(&mut self.pending, written);
@@ -400,13 +402,13 @@ fn fd_send_error(e: io::Error) -> ClientError {
 fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
     use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
     let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-    let mut space = vec![
-        std::mem::MaybeUninit::<u8>::uninit();
-        rustix::cmsg_space!(ScmRights(borrowed.len()))
-    ];
+    let mut space =
+        vec![std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
     let mut control = SendAncillaryBuffer::new(&mut space);
     if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-        return Err(io::Error::other("no room for the descriptors' control message"));
+        return Err(io::Error::other(
+            "no room for the descriptors' control message",
+        ));
     }
     Ok(rustix::net::sendmsg(
         stream,
@@ -419,7 +421,11 @@ fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Resu
 /// Waits until `stream` is readable and reads into `rbuf` with `recvmsg`, keeping the
 /// descriptors that come with the bytes in `fds`' binder. Cancel-safe: bytes are only taken
 /// by the poll that returns them.
-async fn read_with_fds(stream: &UnixStream, rbuf: &mut BytesMut, fds: &mut Fds) -> io::Result<usize> {
+async fn read_with_fds(
+    stream: &UnixStream,
+    rbuf: &mut BytesMut,
+    fds: &mut Fds,
+) -> io::Result<usize> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
     let start = rbuf.len();
     let room = rbuf.capacity() - start;

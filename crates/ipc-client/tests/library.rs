@@ -287,3 +287,126 @@ fn a_runtime_without_io_gives_an_error_not_a_panic() {
     assert!(matches!(e, ClientError::Runtime(_)), "{e:?}");
     assert!(e.to_string().contains("enable_io"), "{e}");
 }
+
+/// Echoes with the request's descriptors given back; `slow` answers after 100 ms.
+fn echo_fds() -> impl Handler {
+    handler_fn(|request: Bytes, ctx| async move {
+        ctx.echo_fds();
+        if &request[..] == b"slow" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<_, BoxError>(request)
+    })
+}
+
+/// A byte written through `sent_back` arrives at `read_end`: they are the same pipe.
+fn same_pipe(sent_back: std::os::fd::OwnedFd, read_end: &mut std::io::PipeReader) -> bool {
+    use std::io::{Read, Write};
+    let mut w = std::fs::File::from(sent_back);
+    w.write_all(b"x").unwrap();
+    let mut byte = [0];
+    read_end.read_exact(&mut byte).unwrap();
+    byte == *b"x"
+}
+
+#[tokio::test]
+async fn descriptors_go_with_their_own_call_even_after_abandoned_ones() {
+    for framing in [Framing::Line, Framing::Length] {
+        within(async {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("fds.sock");
+            let server = Server::builder(echo_fds())
+                .socket(&path)
+                .framing(framing)
+                .accept_fds(true)
+                .send_fds(true)
+                .bind()
+                .unwrap();
+            tokio::spawn(server.serve(std::future::pending()));
+            let options = ClientOptions::default().framing(framing).accept_fds(4);
+            let mut client = Client::connect_with(&path, options).await.unwrap();
+            let (mut r, w) = std::io::pipe().unwrap();
+            for i in 0..20 {
+                // A call abandoned before its reply: the next one must not take that reply,
+                // nor let the server bind its descriptor to the abandoned request.
+                let abandoned =
+                    tokio::time::timeout(Duration::from_millis(20), client.request("slow"));
+                assert!(abandoned.await.is_err());
+                let message = format!("with-fd {i}");
+                let (reply, fds) = client
+                    .request_with_fds(&message, vec![w.try_clone().unwrap().into()])
+                    .await
+                    .unwrap();
+                assert_eq!(reply, message.as_bytes(), "{framing}");
+                assert_eq!(fds.len(), 1, "{framing} call {i}");
+                assert!(same_pipe(fds.into_iter().next().unwrap(), &mut r));
+                // A call without descriptors gets none back.
+                let (reply, fds) = client.request_with_fds("plain", Vec::new()).await.unwrap();
+                assert_eq!((&reply[..], fds.len()), (&b"plain"[..], 0));
+            }
+        })
+        .await;
+    }
+}
+
+/// A server written here that answers the first request with `fds` descriptors, sent with the
+/// reply's second byte when `late`; returns the client's error.
+async fn bad_descriptors(count: usize, late: bool) -> ClientError {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    use std::os::fd::AsFd;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0; 4];
+        conn.read_exact(&mut request).unwrap();
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let fds: Vec<_> = (0..count).map(|_| null.as_fd()).collect();
+        let mut space =
+            vec![std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(count))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+        let reply: &[u8] = if late {
+            // The first byte alone, read by the client before the rest comes (the kernel
+            // would otherwise join the two in one read).
+            conn.write_all(b"o").unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            b"ne\n"
+        } else {
+            b"one\n"
+        };
+        rustix::net::sendmsg(
+            &conn,
+            &[std::io::IoSlice::new(reply)],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .unwrap();
+        // Held open until the client is done.
+        let _ = conn.read(&mut request);
+    });
+    let options = ClientOptions::default().accept_fds(4);
+    let mut client = Client::connect_with(&path, options).await.unwrap();
+    let e = client
+        .request_with_fds("one", Vec::new())
+        .await
+        .unwrap_err();
+    drop(client);
+    server.join().unwrap();
+    e
+}
+
+#[tokio::test]
+async fn descriptors_past_the_cap_or_in_the_middle_of_a_reply_are_refused() {
+    within(async {
+        let e = bad_descriptors(5, false).await;
+        assert!(matches!(e, ClientError::Fds(_)), "{e:?}");
+        assert!(e.to_string().contains("more descriptors than the 4"), "{e}");
+        let e = bad_descriptors(1, true).await;
+        assert!(matches!(e, ClientError::Fds(_)), "{e:?}");
+        assert!(e.to_string().contains("middle of a message"), "{e}");
+    })
+    .await;
+}

@@ -49,7 +49,10 @@ pub(crate) struct Outbox {
     /// Replies with descriptors not yet written: where each starts (in bytes since the
     /// connection opened) and its descriptors, oldest first. Boxed: only servers that send
     /// descriptors have any.
-    #[expect(clippy::box_collection, reason = "8 bytes in every session's future, not 32")]
+    #[expect(
+        clippy::box_collection,
+        reason = "8 bytes in every session's future, not 32"
+    )]
     marks: Option<Box<VecDeque<Mark>>>,
 }
 

@@ -599,11 +599,16 @@ fn a_policy_for_a_method_the_description_does_not_have_is_refused_at_build() {
 }
 
 /// `org.example.fds.Read` reads the pipe that the parameter `fd` names (an index into the
-/// descriptors sent with the call, as sd-varlink numbers them).
+/// descriptors sent with the call, as sd-varlink numbers them); `Open` opens a file and sends
+/// it back, named by its index in the reply's descriptors.
 fn fds_interface() -> Interface {
     #[derive(Deserialize)]
     struct Read {
         fd: usize,
+    }
+    #[derive(Deserialize)]
+    struct Open {
+        path: String,
     }
     #[derive(Serialize)]
     struct Text {
@@ -612,6 +617,7 @@ fn fds_interface() -> Interface {
     Interface::new(
         "interface org.example.fds\n\
          method Read(fd: int) -> (text: string)\n\
+         method Open(path: string) -> (fd: int)\n\
          error NoSuchDescriptor(fd: int)\n",
     )
     .unwrap()
@@ -635,6 +641,17 @@ fn fds_interface() -> Interface {
                     )
                 })?;
             Ok(Text { text })
+        },
+    )
+    .method(
+        "Open",
+        |p: Open, ctx: localipc_varlink::Context| async move {
+            let fail = |e: String| {
+                VarlinkError::new("org.example.fds.NoSuchDescriptor", json!({ "error": e }))
+            };
+            let file = std::fs::File::open(&p.path).map_err(|e| fail(e.to_string()))?;
+            let fd = ctx.push_fd(file.into()).map_err(|e| fail(e.to_string()))?;
+            Ok::<_, VarlinkError>(json!({ "fd": fd }))
         },
     )
 }
@@ -695,4 +712,57 @@ async fn a_method_reads_the_descriptor_its_parameters_name_by_index() {
     .unwrap();
     assert_eq!(replies[0], json!({"parameters": {"text": "second"}}));
     assert_eq!(replies[1]["error"], "org.example.fds.NoSuchDescriptor");
+}
+
+#[tokio::test]
+async fn the_client_passes_descriptors_both_ways() {
+    use std::io::Write;
+    within(async {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fds.sock");
+        let service = Service::builder()
+            .interface(fds_interface())
+            .build()
+            .unwrap();
+        let server = Server::builder(service)
+            .socket(&path)
+            .framing(Framing::Nul)
+            .accept_fds(true)
+            .send_fds(true)
+            .bind()
+            .unwrap();
+        tokio::spawn(server.serve(std::future::pending()));
+        let file = dir.path().join("handed-back.txt");
+        std::fs::write(&file, "from the server").unwrap();
+        let mut client = VarlinkClient::connect(&path).await.unwrap();
+        client.accept_fds(4);
+        for round in 0..10 {
+            // To the server: the pipe the parameters name.
+            let (r, mut w) = std::io::pipe().unwrap();
+            w.write_all(format!("round {round}").as_bytes()).unwrap();
+            drop(w);
+            let (reply, fds): (Value, _) = client
+                .call_with_fds("org.example.fds.Read", &json!({"fd": 0}), vec![r.into()])
+                .await
+                .unwrap();
+            assert_eq!(reply, json!({"text": format!("round {round}")}));
+            assert!(fds.is_empty());
+            // From the server: the file it opened, named by index.
+            let (reply, mut fds): (Value, _) = client
+                .call_with_fds("org.example.fds.Open", &json!({"path": file}), Vec::new())
+                .await
+                .unwrap();
+            assert_eq!(reply, json!({"fd": 0}));
+            assert_eq!(fds.len(), 1);
+            let text = std::io::read_to_string(std::fs::File::from(fds.remove(0))).unwrap();
+            assert_eq!(text, "from the server");
+        }
+        // A plain call between them carries none.
+        let e = client
+            .call::<_, Value>("org.example.fds.Read", &json!({"fd": 0}))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("NoSuchDescriptor"), "{e}");
+    })
+    .await;
 }

@@ -82,6 +82,62 @@ print(f.readline().decode().strip())
 }
 
 #[test]
+fn descriptors_example_hands_a_file_to_a_peer_that_may_not_open_it() {
+    // Two real users: the test runs as root and starts the other one with setpriv.
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: running as two users needs root (CI runs it as root)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let served = tempfile::tempdir().unwrap();
+    let notes = served.path().join("notes.txt");
+    std::fs::write(&notes, "for the server's eyes").unwrap();
+    // Only root may read the file, or even look into its directory.
+    std::fs::set_permissions(&notes, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(served.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (child, path, dir) = start_with("descriptors", &[served.path().to_str().unwrap()]);
+    // nobody may reach the socket.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    // Python's standard recv_fds as nobody's client: it cannot open the file itself, and
+    // reads it through the descriptor the server sends back.
+    let script = r#"
+import os, socket, sys
+try:
+    open(sys.argv[2])
+    print("opened it myself")
+except PermissionError:
+    print("denied")
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(20)
+s.connect(sys.argv[1])
+for request in [b"open notes.txt\n", b"open ../etc\n"]:
+    s.sendall(request)
+    msg, fds, _, _ = socket.recv_fds(s, 1000, 4)
+    print(msg.decode().strip(), len(fds))
+    for fd in fds:
+        print(os.read(fd, 100).decode())
+        os.close(fd)
+"#;
+    // The system's Python: one under root's home is not nobody's to run.
+    let out = as_nobody("--clear-groups", "/usr/bin/python3")
+        .args(["-c", script])
+        .arg(&path)
+        .arg(&notes)
+        .output_within();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "denied\nopened notes.txt 1\nfor the server's eyes\nerror: give a plain file name 0\n"
+    );
+    stop(child, &path);
+}
+
+#[test]
 fn counter_example_counts_across_connections() {
     let (child, path, _dir) = start("counter");
     for expected in ["1\n", "2\n", "3\n"] {

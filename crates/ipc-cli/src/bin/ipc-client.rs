@@ -17,11 +17,11 @@ use localipc_core::{Framing, PathState};
 ///
 /// Exit codes (sysexits): 0 success (ping: a server answers); 64 bad usage (including a socket
 /// path over 107 bytes, or a flag the subcommand does not use); 65 the message does not fit the
-/// framing; 66 nothing at the socket path; 69 unavailable: a stale socket, connection refused;
-/// 70 internal error (a bug: please report it); 74 other I/O error; 75 timeout (ping: a server
-/// holds the socket but does not answer); 76 protocol: the server closed without replying or
-/// sent a bad reply; 77 permission denied; 78 the path is not a socket; 79 a Varlink call got an
-/// error reply.
+/// framing; 66 nothing at the socket path (or a --push-fd path); 69 unavailable: a stale
+/// socket, connection refused; 70 internal error (a bug: please report it); 74 other I/O error;
+/// 75 timeout (ping: a server holds the socket but does not answer); 76 protocol: the server
+/// closed without replying, sent a bad reply, or refuses descriptors; 77 permission denied; 78
+/// the path is not a socket; 79 a Varlink call got an error reply.
 #[derive(Debug, Parser)]
 #[command(name = "ipc-client", version, max_term_width = 100)]
 struct Cli {

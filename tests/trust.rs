@@ -264,7 +264,6 @@ fn every_stop_signal_removes_the_socket() {
         Signal::SIGHUP,
         Signal::SIGQUIT,
         Signal::SIGUSR1,
-        Signal::SIGUSR2,
         Signal::SIGALRM,
         Signal::SIGPWR,
     ] {

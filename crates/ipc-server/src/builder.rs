@@ -20,8 +20,9 @@ enum Source {
     Path,
     /// Bind this name in the abstract namespace (`config.socket_path` is `@name`).
     Abstract(Vec<u8>),
-    /// Serve a socket someone else created; its file is theirs and is never removed.
-    Listener(UnixListener),
+    /// Serve a socket someone else created; its file is theirs and is never removed, unless
+    /// the path's lock came with it (a handover).
+    Listener(UnixListener, Option<std::fs::File>),
 }
 
 /// Configures and binds a [`Server`]. Start with [`Server::builder`].
@@ -80,7 +81,17 @@ impl<H: Handler> Builder<H> {
     /// the server never removes it, and the socket mode and group settings do not apply. The
     /// server reports the address the socket really has ([`Server::address`]).
     pub fn listener(mut self, listener: UnixListener) -> Self {
-        self.source = Source::Listener(listener);
+        self.source = Source::Listener(listener, None);
+        self
+    }
+
+    /// Serves what [`activation::inherited`](crate::activation::inherited) took: a socket
+    /// passed by systemd, whose file is never removed (as with [`Builder::listener`]), or one
+    /// handed over by a predecessor (or kept in systemd's file descriptor store) with the
+    /// path's lock, whose file is then this server's: removed at its end, or handed on.
+    #[cfg(feature = "systemd")]
+    pub fn inherited(mut self, inherited: crate::activation::Inherited) -> Self {
+        self.source = Source::Listener(inherited.listener, inherited.lock);
         self
     }
 
@@ -96,7 +107,7 @@ impl<H: Handler> Builder<H> {
         let path = config.socket_path.clone();
         self.config = config;
         match self.source {
-            Source::Listener(_) => self,
+            Source::Listener(..) => self,
             Source::Path | Source::Abstract(_) => self.socket(path),
         }
     }
@@ -209,7 +220,9 @@ impl<H: Handler> Builder<H> {
         match self.source {
             Source::Path => Server::bind_path(self.config, self.handler),
             Source::Abstract(name) => Server::bind_abstract(&name, self.config, self.handler),
-            Source::Listener(listener) => Server::adopt(listener, self.config, self.handler),
+            Source::Listener(listener, lock) => {
+                Server::adopt(listener, lock, self.config, self.handler)
+            }
         }
     }
 }

@@ -251,21 +251,25 @@ impl Transport for Connection {
     }
 }
 
-/// Takes ownership of a descriptor systemd passed (socket activation), once in the process's
-/// life; `None` if it was taken before. Only for a descriptor `sd_notify::listen_fds` returned,
-/// which checks that `LISTEN_PID` is this process.
+/// Takes ownership of the descriptors systemd (or a predecessor) passed, once in the process's
+/// life; `None` if they were taken before. Only for descriptors `sd_notify::listen_fds`
+/// returned, which checks that `LISTEN_PID` is this process.
 #[cfg(feature = "systemd")]
-pub(crate) fn take_inherited(fd: std::os::fd::RawFd) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::{FromRawFd, OwnedFd};
+pub(crate) fn take_inherited(fds: &[std::os::fd::RawFd]) -> Option<Vec<OwnedFd>> {
+    use std::os::fd::FromRawFd;
     use std::sync::atomic::{AtomicBool, Ordering};
     static TAKEN: AtomicBool = AtomicBool::new(false);
     if TAKEN.swap(true, Ordering::SeqCst) {
         return None;
     }
     // SAFETY: by the socket activation protocol (LISTEN_PID names this process, checked by
-    // sd_notify), `fd` is open and was handed to this process, and nothing else in the process
-    // owns it; the `TAKEN` flag makes sure it becomes an owner only once.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    // sd_notify), each of `fds` is open and was handed to this process, and nothing else in
+    // the process owns it; the `TAKEN` flag makes sure each becomes an owner only once.
+    Some(
+        fds.iter()
+            .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect(),
+    )
 }
 
 /// A socket type that owns its file descriptor for its whole life.

@@ -19,6 +19,8 @@ pub mod config;
 #[allow(unsafe_code)]
 mod conn;
 pub mod error;
+#[cfg(feature = "systemd")]
+pub mod handover;
 mod limit;
 mod listener;
 pub mod server;

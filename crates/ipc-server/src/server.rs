@@ -37,6 +37,9 @@ pub struct Server<H> {
     handle: ShutdownHandle,
     /// The listening socket was passed in (socket activation): its backlog is not ours.
     inherited: bool,
+    /// Handovers asked for through the handle.
+    #[cfg(feature = "systemd")]
+    handovers: tokio::sync::mpsc::Receiver<crate::handover::Request>,
 }
 
 /// Stops a running server from anywhere, and waits for it to finish: clone it, keep it, call it
@@ -46,16 +49,68 @@ pub struct ShutdownHandle {
     shutdown: Trigger,
     force: Trigger,
     stopped: CancellationToken,
+    #[cfg(feature = "systemd")]
+    handovers: tokio::sync::mpsc::Sender<crate::handover::Request>,
+}
+
+/// What only the server keeps of its handle's channels.
+#[derive(Debug)]
+struct HandleEnds {
+    #[cfg(feature = "systemd")]
+    handovers: tokio::sync::mpsc::Receiver<crate::handover::Request>,
 }
 
 impl ShutdownHandle {
-    /// A handle for a server not yet serving.
-    fn new() -> Self {
-        Self {
-            shutdown: Trigger::default(),
-            force: Trigger::default(),
-            stopped: CancellationToken::new(),
+    /// A handle for a server not yet serving, and the ends the server keeps.
+    fn new() -> (Self, HandleEnds) {
+        #[cfg(feature = "systemd")]
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        (
+            Self {
+                shutdown: Trigger::default(),
+                force: Trigger::default(),
+                stopped: CancellationToken::new(),
+                #[cfg(feature = "systemd")]
+                handovers: tx,
+            },
+            HandleEnds {
+                #[cfg(feature = "systemd")]
+                handovers: rx,
+            },
+        )
+    }
+
+    /// Hands the listening socket (and the path's lock) to `successor`, a new process, and
+    /// once it says it is ready, stops accepting and drains: a seamless restart (see
+    /// [`handover`](crate::handover)). Returns the successor's process id once it is ready;
+    /// [`Server::serve`] then returns when the connections it had are done, leaving the socket
+    /// file to the successor.
+    ///
+    /// # Errors
+    ///
+    /// [`HandoverError`](crate::handover::HandoverError): another handover under way, the
+    /// server not serving, or a successor that could not start, exited, or was not ready in
+    /// time (it is killed). The server goes on serving.
+    #[cfg(feature = "systemd")]
+    pub async fn hand_over(
+        &self,
+        successor: crate::handover::Successor,
+    ) -> Result<u32, crate::handover::HandoverError> {
+        use crate::handover::HandoverError;
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        if self.shutdown.is_fired() {
+            return Err(HandoverError::NotServing);
         }
+        match self.handovers.try_send((successor, reply)) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                return Err(HandoverError::InProgress);
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                return Err(HandoverError::NotServing);
+            }
+        }
+        outcome.await.unwrap_or(Err(HandoverError::NotServing))
     }
 
     /// Begins a graceful shutdown: stop accepting, answer the requests already read, close.
@@ -112,6 +167,7 @@ impl<H: Handler> Server<H> {
             private_dir,
         };
         let (listener, file) = socket_file::bind(&config.socket_path, opts)?;
+        let (handle, ends) = ShutdownHandle::new();
         Ok(Self {
             // As the kernel recorded it (an absolute path, even for a relative `socket_path`).
             address: ListenAddress::of(&listener),
@@ -119,8 +175,10 @@ impl<H: Handler> Server<H> {
             socket_file: Some(file),
             handler: Arc::new(handler),
             config: Arc::new(config),
-            handle: ShutdownHandle::new(),
+            handle,
             inherited: false,
+            #[cfg(feature = "systemd")]
+            handovers: ends.handovers,
         })
     }
 
@@ -142,20 +200,25 @@ impl<H: Handler> Server<H> {
                 ServerError::io("bind", path, e)
             }
         })?;
+        let (handle, ends) = ShutdownHandle::new();
         Ok(Self {
             address: ListenAddress::Abstract(name.to_owned()),
             listener,
             socket_file: None,
             handler: Arc::new(handler),
             config: Arc::new(config),
-            handle: ShutdownHandle::new(),
+            handle,
             inherited: false,
+            #[cfg(feature = "systemd")]
+            handovers: ends.handovers,
         })
     }
 
-    /// Serves a socket bound elsewhere; its file is never removed.
+    /// Serves a socket bound elsewhere; its file is never removed, unless the path's `lock`
+    /// came with it: then the file is this server's.
     pub(crate) fn adopt(
         listener: std::os::unix::net::UnixListener,
+        lock: Option<std::fs::File>,
         config: ServerConfig,
         handler: H,
     ) -> Result<Self, ServerError> {
@@ -164,14 +227,23 @@ impl<H: Handler> Server<H> {
         listener
             .local_addr()
             .map_err(|e| ServerError::io("use the inherited socket for", &config.socket_path, e))?;
+        let address = ListenAddress::of(&listener);
+        let socket_file = match (lock, address.as_path()) {
+            (Some(lock), Some(path)) => Some(SocketFile::adopt(path.to_owned(), lock)?),
+            _ => None,
+        };
+        let (handle, ends) = ShutdownHandle::new();
         Ok(Self {
-            address: ListenAddress::of(&listener),
+            // With the path taken over, its backlog is this server's too.
+            inherited: socket_file.is_none(),
+            address,
             listener,
-            socket_file: None,
+            socket_file,
             handler: Arc::new(handler),
             config: Arc::new(config),
-            handle: ShutdownHandle::new(),
-            inherited: true,
+            handle,
+            #[cfg(feature = "systemd")]
+            handovers: ends.handovers,
         })
     }
 
@@ -206,11 +278,13 @@ impl<H: Handler> Server<H> {
         let Server {
             listener,
             address,
-            socket_file,
+            mut socket_file,
             handler,
             config,
             handle,
             inherited,
+            #[cfg(feature = "systemd")]
+            handovers,
         } = self;
         let _stopped = handle.stopped.clone().drop_guard();
         let name = PathBuf::from(address.to_string());
@@ -229,6 +303,27 @@ impl<H: Handler> Server<H> {
             ),
             Err(e) => return Err(ServerError::io("configure", &name, e)),
         }
+        // Under systemd with a file descriptor store, the socket and its lock are kept there, so
+        // a restart of the service keeps them: then, as after a handover, the socket file and
+        // the backlog are left to the next instance.
+        #[cfg(feature = "systemd")]
+        let stored = match &socket_file {
+            Some(file) if crate::activation::fd_store_available() => {
+                match crate::activation::store_fds(&listener, file.lock()) {
+                    Ok(()) => {
+                        info!("the socket is kept in systemd's file descriptor store");
+                        true
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot store the socket in systemd's file descriptor store");
+                        false
+                    }
+                }
+            }
+            _ => false,
+        };
+        #[cfg(not(feature = "systemd"))]
+        let stored = false;
         let listener = crate::conn::register(listener, tokio::io::Interest::READABLE)
             .map_err(|e| ServerError::io("listen on", &name, e))?;
         info!(
@@ -258,17 +353,35 @@ impl<H: Handler> Server<H> {
             tracker: tracker.clone(),
             next_id: 0,
         };
-        tokio::select! {
-            () = accept_loop.run() => unreachable!("the accept loop only ends when dropped"),
-            () = shutdown => info!("shutdown requested"),
-            () = handle.shutdown.fired() => info!("shutdown requested"),
-        }
-        // Stop accepting new connections and take the name away first; sessions answer what
-        // has arrived, then close.
+        #[cfg(feature = "systemd")]
+        let handed_over = accept_until_stop(
+            &mut accept_loop,
+            shutdown,
+            &handle,
+            handovers,
+            socket_file.as_ref(),
+        )
+        .await
+        .map_err(|e| ServerError::io("hand over", &name, e))?;
+        #[cfg(not(feature = "systemd"))]
+        let handed_over = {
+            tokio::select! {
+                () = accept_loop.run() => unreachable!("the accept loop only ends when dropped"),
+                () = shutdown => info!("shutdown requested"),
+                () = handle.shutdown.fired() => info!("shutdown requested"),
+            }
+            false
+        };
+        // Stop accepting new connections and take the name away first (unless a successor
+        // took it over); sessions answer what has arrived, then close.
         handle.shutdown.fire();
-        drop(socket_file);
+        let handed_over = handed_over || stored;
+        match socket_file.take() {
+            Some(file) if handed_over => file.release(),
+            file => drop(file),
+        }
         let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
-        if !inherited {
+        if !inherited && !handed_over {
             // Connections already waiting in the backlog reached the socket before the stop:
             // they are answered too, not reset when it closes.
             tokio::select! {
@@ -296,6 +409,78 @@ impl<H: Handler> Server<H> {
         tracker.wait().await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Accepts until a stop is asked for (`shutdown`, or the handle), or a handover asked for
+/// through the handle is done: then returns whether the socket was handed over. While a
+/// successor starts, accepting goes on.
+///
+/// # Errors
+///
+/// The listening socket cannot be copied for a successor.
+#[cfg(feature = "systemd")]
+async fn accept_until_stop<H: Handler>(
+    accept_loop: &mut Listener<H>,
+    shutdown: impl Future<Output = ()>,
+    handle: &ShutdownHandle,
+    mut requests: tokio::sync::mpsc::Receiver<crate::handover::Request>,
+    socket_file: Option<&SocketFile>,
+) -> std::io::Result<bool> {
+    use crate::handover::{self, HandoverError};
+    use std::os::fd::AsFd;
+    // A copy of the listening socket for successors (the accept loop holds the original).
+    let listener = accept_loop.listener.get_ref().try_clone()?;
+    let mut launching = None;
+    tokio::pin!(shutdown);
+    loop {
+        let ready = async {
+            match &mut launching {
+                Some((launch, _)) => handover::Launch::ready(launch).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = accept_loop.run() => unreachable!("the accept loop only ends when dropped"),
+            () = &mut shutdown => {
+                info!("shutdown requested");
+                return Ok(false);
+            }
+            () = handle.shutdown.fired() => {
+                info!("shutdown requested");
+                return Ok(false);
+            }
+            Some((successor, reply)) = requests.recv() => {
+                if launching.is_some() {
+                    let _ = reply.send(Err(HandoverError::InProgress));
+                    continue;
+                }
+                let lock = socket_file.map(SocketFile::lock);
+                match handover::launch(&successor, listener.as_fd(), lock) {
+                    Ok(launch) => launching = Some((launch, reply)),
+                    Err(e) => {
+                        warn!(error = %e, "handover failed; serving on");
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            result = ready => {
+                let Some((launch, reply)) = launching.take() else { continue };
+                match result {
+                    Ok(pid) => {
+                        info!(successor = pid, "the successor is ready: handing over");
+                        drop(launch);
+                        let _ = reply.send(Ok(pid));
+                        return Ok(true);
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "handover failed; serving on");
+                        drop(launch);
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -57,8 +57,22 @@ impl ShutdownSignals {
     ///
     /// A handler could not be installed.
     pub fn new() -> io::Result<Self> {
+        Self::except(&[])
+    }
+
+    /// Installs the handlers of every signal of [`STOP_SIGNALS`] but those of `skip`, which
+    /// the program handles itself (`ipc-server` takes SIGUSR2 for a seamless restart). Must
+    /// be called inside a tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// A handler could not be installed.
+    pub fn except(skip: &[Sig]) -> io::Result<Self> {
         let mut signals = SelectAll::new();
-        for (sig, name) in STOP_SIGNALS {
+        for (sig, name) in STOP_SIGNALS
+            .into_iter()
+            .filter(|(sig, _)| !skip.contains(sig))
+        {
             let stream = signal_stream(signal(SignalKind::from_raw(sig as i32))?, name);
             signals.push(stream);
         }

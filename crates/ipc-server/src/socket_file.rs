@@ -27,11 +27,49 @@ pub struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
-    /// Held (`flock`) for the server's life; closing it releases the lock.
+    /// Held (`flock`) for the server's life; closing it releases the lock (unless a
+    /// successor holds the same open file).
     _lock: PathLock,
+    /// Handed over to a successor: left in place.
+    handed_over: bool,
 }
 
 impl SocketFile {
+    /// Takes over the socket file at `path` from the server that bound it, which handed this
+    /// process `lock`, its lock file, still locked (a descriptor of the same open file): the
+    /// file is then this server's, and removed at its end. The file at `path` now is the one
+    /// taken over (the lock kept anyone else from replacing it).
+    pub(crate) fn adopt(path: PathBuf, lock: fs::File) -> Result<Self, ServerError> {
+        let meta = fs::symlink_metadata(&path)
+            .map_err(|e| ServerError::io("inspect the inherited socket file", &path, e))?;
+        if !meta.file_type().is_socket() {
+            return Err(ServerError::NotASocket {
+                path,
+                kind: "not the socket that was handed over",
+            });
+        }
+        Ok(Self {
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            _lock: PathLock { _locked: lock },
+            handed_over: false,
+        })
+    }
+
+    /// The lock file's descriptor, to hand to a successor with the listening socket.
+    pub(crate) fn lock(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self._lock._locked)
+    }
+
+    /// Lets go of the socket file without removing it, and closes this process's descriptor
+    /// of the lock file without unlocking it: after a handover, the successor holds the same
+    /// lock and owns the file.
+    pub(crate) fn release(mut self) {
+        self.handed_over = true;
+        debug!(path = %self.path.display(), "socket file handed over; left in place");
+    }
+
     fn is_still_ours(&self) -> bool {
         fs::symlink_metadata(&self.path)
             .is_ok_and(|m| m.file_type().is_socket() && m.dev() == self.dev && m.ino() == self.ino)
@@ -41,6 +79,9 @@ impl SocketFile {
 impl Drop for SocketFile {
     fn drop(&mut self) {
         // Runs before the fields are dropped, so the file goes while the lock is still held.
+        if self.handed_over {
+            return;
+        }
         if !self.is_still_ours() {
             debug!(path = %self.path.display(), "socket file already gone or replaced; leaving it");
             return;
@@ -59,10 +100,14 @@ impl Drop for SocketFile {
 /// other server can interleave with: two servers started together on a stale path cannot
 /// remove each other's fresh socket. The lock file itself is never deleted (another process
 /// may be about to lock it); it is empty and harmless, and the next server reuses it.
+///
+/// The lock belongs to the open file: closing this process's descriptor releases it only if
+/// no other process holds a descriptor of the same open file, which is how a successor that
+/// inherited it keeps the path locked across a handover (so it is never unlocked explicitly).
 #[derive(Debug)]
 struct PathLock {
-    /// Unlocked and closed on drop.
-    _locked: nix::fcntl::Flock<fs::File>,
+    /// Locked; closed on drop.
+    _locked: fs::File,
 }
 
 impl PathLock {
@@ -112,12 +157,12 @@ impl PathLock {
                 kind: "not a regular file, where the lock file belongs",
             });
         }
-        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(locked) => Ok(Self { _locked: locked }),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(ServerError::InUse {
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Self { _locked: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(ServerError::InUse {
                 path: socket.to_owned(),
             }),
-            Err((_, e)) => Err(ServerError::io("lock", &path, e.into())),
+            Err(e) => Err(ServerError::io("lock", &path, e.into())),
         }
     }
 }
@@ -207,6 +252,7 @@ pub fn bind(path: &Path, opts: BindOptions) -> Result<(UnixListener, SocketFile)
             dev,
             ino,
             _lock: lock,
+            handed_over: false,
         },
     ))
 }

@@ -11,16 +11,19 @@ use localipc_server::config::{
     DEFAULT_CONCURRENCY, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FDS_PER_MESSAGE,
     DEFAULT_UNFINISHED_BUDGET,
 };
+use localipc_server::handover::Successor;
 use localipc_server::signal::{self, ShutdownSignals};
 use localipc_server::{AccessPolicy, Server, ServerConfig, ServerError};
 use tracing::{info, warn};
 
 /// Serve a Unix domain socket: every message gets a reply from the chosen handler.
 ///
-/// Stops gracefully on SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and the other signals
-/// that would kill it (a second one forces an immediate exit), and removes its socket file on the
-/// way out. Under systemd it serves an activated socket (LISTEN_FDS) and reports readiness
-/// (NOTIFY_SOCKET).
+/// Stops gracefully on SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1 and the other signals that
+/// would kill it (a second one forces an immediate exit), and removes its socket file on the way
+/// out. SIGUSR2 restarts it seamlessly: the program on disk is started again with the same
+/// arguments and takes over the listening socket, and once it is ready this one drains and
+/// exits. Under systemd it serves an activated socket (LISTEN_FDS), reports readiness
+/// (NOTIFY_SOCKET) and keeps its socket in the file descriptor store (FDSTORE).
 ///
 /// Exit codes: 0 stopped cleanly; 64 bad flag or setting; 70 internal error (a bug: please
 /// report it); 73 another server holds the path; 74 other I/O error; 77 unsafe socket directory
@@ -136,6 +139,17 @@ struct Cli {
         env = "IPC_SHUTDOWN_TIMEOUT"
     )]
     shutdown_timeout: Duration,
+
+    /// Seconds a successor started by SIGUSR2 (a seamless restart: the listening socket is
+    /// handed over) has to be ready; one that is not is killed, and this server serves on.
+    #[arg(
+        long,
+        default_value = "30",
+        value_parser = cli::parse_secs,
+        value_name = "SECS",
+        env = "IPC_HANDOVER_TIMEOUT"
+    )]
+    handover_timeout: Duration,
 
     /// Permission bits of the socket file, in octal (not applied to a systemd socket).
     #[arg(
@@ -270,8 +284,9 @@ type Failure = (u8, String);
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let config = config(&cli)?;
-    // Take an activated socket before any thread starts.
-    let inherited = activation::systemd_listener().map_err(failure)?;
+    // Take an activated or handed-over socket before any thread starts.
+    let inherited = activation::inherited().map_err(failure)?;
+    let handover_timeout = cli.handover_timeout;
     let workers = cli
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -292,10 +307,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 // Stats reports the server's own counters too.
                 let counters = std::sync::Arc::clone(&config.counters);
                 let service = varlink(&cli.ack_text, cli.monitor_backlog, counters)?;
-                serve(config, inherited, service).await
+                serve(config, inherited, handover_timeout, service).await
             }
-            (Protocol::Plain, Mode::Echo) => serve(config, inherited, Echo).await,
-            (Protocol::Plain, Mode::Ack) => serve(config, inherited, Ack::new(cli.ack_text)).await,
+            (Protocol::Plain, Mode::Echo) => serve(config, inherited, handover_timeout, Echo).await,
+            (Protocol::Plain, Mode::Ack) => {
+                let ack = Ack::new(cli.ack_text);
+                serve(config, inherited, handover_timeout, ack).await
+            }
         }
     })
 }
@@ -398,20 +416,46 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
 
 async fn serve<H: Handler>(
     config: ServerConfig,
-    inherited: Option<std::os::unix::net::UnixListener>,
+    inherited: Option<activation::Inherited>,
+    handover_timeout: Duration,
     handler: H,
 ) -> Result<(), Failure> {
-    // Install the signal handlers before the socket exists, so no early signal is missed.
-    let mut signals = ShutdownSignals::new()
+    // Install the signal handlers before the socket exists, so no early signal is missed
+    // (SIGUSR2 would otherwise end the process).
+    let mut signals = ShutdownSignals::except(&[nix::sys::signal::Signal::SIGUSR2])
         .map_err(|e| (exit::IO, format!("cannot install signal handlers: {e}")))?;
+    let mut restarts =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+            .map_err(|e| (exit::IO, format!("cannot install signal handlers: {e}")))?;
     let builder = Server::builder(handler).config(config);
     let builder = match inherited {
-        // systemd owns that socket file: it is served, never created or removed here.
-        Some(listener) => builder.listener(listener),
+        // A socket systemd owns is served, never created or removed here; one handed over by
+        // a predecessor comes with its path, which is then this server's.
+        Some(inherited) => builder.inherited(inherited),
         None => builder,
     };
     let server = builder.bind().map_err(failure)?;
     let handle = server.handle();
+    let restart = server.handle();
+    tokio::spawn(async move {
+        // SIGUSR2: a seamless restart. This program, as it is on disk now, takes the socket
+        // over; once it is ready this server stops accepting and drains.
+        while restarts.recv().await.is_some() {
+            info!(
+                signal = "SIGUSR2",
+                "starting a successor to hand the socket over to"
+            );
+            let successor = match Successor::this_program() {
+                Ok(successor) => successor.ready_timeout(handover_timeout),
+                Err(e) => {
+                    warn!(error = %e, "cannot find this program to restart it");
+                    continue;
+                }
+            };
+            // The server logs how it went.
+            let _ = restart.hand_over(successor).await;
+        }
+    });
     tokio::spawn(async move {
         let first = signals.recv().await;
         info!(

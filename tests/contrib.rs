@@ -90,6 +90,31 @@ fn the_service_unit_runs_as_written() {
 }
 
 #[test]
+fn the_service_unit_restarts_without_refusing_anyone() {
+    let unit = contrib("systemd/ipc-server.service");
+    // A reload is the server's seamless restart signal...
+    assert_eq!(
+        unit_values(&unit, "ExecReload"),
+        ["/bin/kill -USR2 $MAINPID"]
+    );
+    assert!(
+        server_cmd()
+            .arg("--help")
+            .output_within()
+            .stdout
+            .windows(b"SIGUSR2 restarts it seamlessly".len())
+            .any(|w| w == b"SIGUSR2 restarts it seamlessly"),
+        "SIGUSR2 is the restart signal"
+    );
+    // ...and a restart keeps the socket and its lock in the descriptor store.
+    let max: Vec<u32> = unit_values(&unit, "FileDescriptorStoreMax")
+        .iter()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert!(matches!(max[..], [n] if n >= 2), "{max:?}");
+}
+
+#[test]
 fn the_socket_unit_and_the_service_agree() {
     let socket = contrib("systemd/ipc-server.socket");
     let service = contrib("systemd/ipc-server.service");

@@ -138,6 +138,43 @@ for request in [b"open notes.txt\n", b"open ../etc\n"]:
 }
 
 #[test]
+fn restart_example_hands_its_socket_over_on_sigusr2() {
+    let (mut child, path, _dir) = start("restart");
+    let served_by = || {
+        let out = client(&path, &["send", "who"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = served_by();
+    assert_eq!(first, format!("served by pid {}\n", child.id()));
+    // Clients keep coming while it restarts: none is refused, each is answered.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let (path, stop) = (path.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut answered = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = client(&path, &["send", "x"]);
+                assert!(out.status.success(), "{out:?}");
+                assert!(out.stdout.starts_with(b"served by pid "));
+                answered += 1;
+            }
+            answered
+        })
+    };
+    signal(&child, Signal::SIGUSR2);
+    // The old process drains and exits; the new one serves.
+    assert!(wait_within(&mut child).success());
+    let second = served_by();
+    assert_ne!(second, first);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(looping.join().unwrap() > 0);
+    let pid: i32 = second.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    wait_until("the new process removed the socket", || !path.exists());
+}
+
+#[test]
 fn counter_example_counts_across_connections() {
     let (child, path, _dir) = start("counter");
     for expected in ["1\n", "2\n", "3\n"] {

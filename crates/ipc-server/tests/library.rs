@@ -466,3 +466,66 @@ async fn a_handler_takes_the_descriptors_that_came_with_its_request() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_handover_that_fails_leaves_the_server_serving_and_says_why() {
+    use localipc_server::handover::{HandoverError, Successor};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.sock");
+    let server = Server::builder(localipc_server::Echo)
+        .socket(&path)
+        .bind()
+        .unwrap();
+    let handle = server.handle();
+    let serving = tokio::spawn(server.serve(std::future::pending()));
+    let echo = |text: &'static str| {
+        let path = path.clone();
+        async move {
+            let mut s = UnixStream::connect(&path).await.unwrap();
+            s.write_all(format!("{text}\n").as_bytes()).await.unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).await.unwrap();
+            line
+        }
+    };
+    // A successor that exits at once.
+    let e = within(
+        "a failed successor",
+        handle.hand_over(Successor::new("/bin/false")),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, HandoverError::Exited(_)), "{e:?}");
+    // One that never says it is ready; meanwhile a second handover is refused.
+    let hung = Successor::new("/bin/sleep")
+        .args(["30"])
+        .ready_timeout(Duration::from_millis(500));
+    let (first, second) = tokio::join!(handle.hand_over(hung), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        handle.hand_over(Successor::new("/bin/true")).await
+    });
+    assert!(
+        matches!(first, Err(HandoverError::NotReady(_))),
+        "{first:?}"
+    );
+    assert!(
+        matches!(second, Err(HandoverError::InProgress)),
+        "{second:?}"
+    );
+    // A program that cannot start.
+    let e = handle
+        .hand_over(Successor::new(dir.path().join("nothing-here")))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, HandoverError::Exited(_)), "{e:?}");
+    // Still serving, and still the socket's owner.
+    assert_eq!(within("an echo", echo("still")).await, "still\n");
+    handle.shutdown();
+    within("the stop", serving).await.unwrap().unwrap();
+    assert!(!path.exists());
+    let e = handle
+        .hand_over(Successor::new("/bin/true"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, HandoverError::NotServing), "{e:?}");
+}

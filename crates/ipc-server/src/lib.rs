@@ -4,7 +4,9 @@
 //! `listener` (accept loop and limits), `conn` (an accepted socket's registration and I/O),
 //! `transport` (the seam a session runs over), `session` (one connection: its read side, its
 //! write side, handler calls, streams), [`server`] (the public entry
-//! point and shutdown), [`signal`] (SIGINT/SIGTERM for binaries), [`error`].
+//! point and shutdown), [`signal`] (SIGINT/SIGTERM for binaries), `activation` (systemd and
+//! what a predecessor passes) and `handover` (a seamless restart), with the `systemd`
+//! feature, [`error`].
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

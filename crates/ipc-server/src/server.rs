@@ -8,6 +8,11 @@
 //! was inherited through socket activation: then they stay queued for the next instance);
 //! wait for all of it up to [`ServerConfig::shutdown_timeout`], or until
 //! [`ShutdownHandle::force`]; drop whatever is left.
+//!
+//! A handover ([`ShutdownHandle::hand_over`], see [`handover`](crate::handover)) ends serving
+//! the same way once the successor is ready, except that the socket file and the backlog are
+//! left to the successor; so does a stop when the socket is kept in systemd's file descriptor
+//! store, for the next start.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

@@ -377,28 +377,22 @@ fn a_socket_activated_restart_loses_nothing() {
 /// Receives what the server stores (`FDSTORE=1`) on the fake service manager's socket: the
 /// descriptors by name.
 fn stored_fds(notify: &std::os::unix::net::UnixDatagram) -> Vec<(String, std::os::fd::OwnedFd)> {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     let mut stored = Vec::new();
+    let started = std::time::Instant::now();
     while stored.len() < 2 {
+        assert!(started.elapsed() < PATIENCE, "nothing stored: {stored:?}");
         let mut buf = [0u8; 512];
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(4))];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let msg = rustix::net::recvmsg(
-            notify,
-            &mut [std::io::IoSliceMut::new(&mut buf)],
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC,
-        )
-        .unwrap();
-        let fds: Vec<std::os::fd::OwnedFd> = control
-            .drain()
-            .filter_map(|m| match m {
-                RecvAncillaryMessage::ScmRights(fds) => Some(fds),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        let text = String::from_utf8_lossy(&buf[..msg.bytes]).into_owned();
+        let (n, fds) = match localipc_core::fds::recv_with_fds(notify, &mut buf, 4) {
+            Ok(got) => got,
+            Err(localipc_core::fds::RecvFdsError::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
         if let Some(name) = text.lines().find_map(|l| l.strip_prefix("FDNAME=")) {
             for fd in fds {
                 stored.push((name.to_owned(), fd));

@@ -27,7 +27,7 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use bytes::{Bytes, BytesMut};
 use localipc_core::{FdBinder, FrameCodec, Framing};
@@ -75,8 +75,7 @@ struct Fds {
     binder: FdBinder,
 }
 
-/// Most descriptors one message carries (the kernel's `SCM_MAX_FD`).
-pub const MAX_FDS_PER_MESSAGE: usize = 253;
+pub use localipc_core::fds::MAX_FDS_PER_MESSAGE;
 
 impl Channel {
     /// A channel over a connected `stream`, framing messages with `framing` and refusing
@@ -325,7 +324,8 @@ impl Channel {
         let written = self
             .stream
             .async_io(Interest::WRITABLE, || {
-                send_with_fds(&self.stream, pending, outgoing)
+                let bytes = [io::IoSlice::new(pending)];
+                localipc_core::fds::send_with_fds(&self.stream, &bytes, outgoing)
             })
             .await?;
         fds.outgoing = None;
@@ -397,27 +397,6 @@ fn fd_send_error(e: io::Error) -> ClientError {
     }
 }
 
-/// One `sendmsg` of `bytes` with `fds` (`SCM_RIGHTS`), without waiting; returns how many
-/// bytes went (at least one, with the descriptors).
-fn send_with_fds(stream: &UnixStream, bytes: &[u8], fds: &[OwnedFd]) -> io::Result<usize> {
-    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-    let mut space =
-        vec![std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
-        return Err(io::Error::other(
-            "no room for the descriptors' control message",
-        ));
-    }
-    Ok(rustix::net::sendmsg(
-        stream,
-        &[io::IoSlice::new(bytes)],
-        &mut control,
-        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
-    )?)
-}
-
 /// Waits until `stream` is readable and reads into `rbuf` with `recvmsg`, keeping the
 /// descriptors that come with the bytes in `fds`' binder. Cancel-safe: bytes are only taken
 /// by the poll that returns them.
@@ -426,7 +405,7 @@ async fn read_with_fds(
     rbuf: &mut BytesMut,
     fds: &mut Fds,
 ) -> io::Result<usize> {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    use localipc_core::fds::RecvFdsError;
     let start = rbuf.len();
     let room = rbuf.capacity() - start;
     let cap = fds.cap;
@@ -434,45 +413,20 @@ async fn read_with_fds(
         .async_io(Interest::READABLE, || {
             // recvmsg takes initialised memory: the spare room is zeroed, then cut back.
             rbuf.resize(start + room, 0);
-            let mut space = vec![
-                std::mem::MaybeUninit::<u8>::uninit();
-                rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))
-            ];
-            let mut control = RecvAncillaryBuffer::new(&mut space);
-            let result = rustix::net::recvmsg(
-                stream,
-                &mut [io::IoSliceMut::new(&mut rbuf[start..])],
-                &mut control,
-                RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-            );
-            // Owned at once, so any return below closes them.
-            let received: Vec<OwnedFd> = control
-                .drain()
-                .filter_map(|m| match m {
-                    RecvAncillaryMessage::ScmRights(fds) => Some(fds),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
-            let msg = match result {
-                Ok(msg) => msg,
+            let result = localipc_core::fds::recv_with_fds(stream, &mut rbuf[start..], cap);
+            let (n, received) = match result {
+                Ok(got) => got,
+                Err(RecvFdsError::Io(e)) => {
+                    rbuf.truncate(start);
+                    return Err(e);
+                }
                 Err(e) => {
                     rbuf.truncate(start);
-                    return Err(e.into());
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string()));
                 }
             };
-            rbuf.truncate(start + msg.bytes);
-            if msg.flags.contains(ReturnFlags::CTRUNC) || received.len() > cap {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "a reply came with more descriptors than the {cap} accepted \
-                         ({} received)",
-                        received.len()
-                    ),
-                ));
-            }
-            Ok((msg.bytes, received))
+            rbuf.truncate(start + n);
+            Ok((n, received))
         })
         .await?;
     if n > 0 {

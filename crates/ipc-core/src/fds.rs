@@ -17,7 +17,8 @@
 //! - Varlink parameters name descriptors by their index in this list, in the order sent.
 
 use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Mutex, PoisonError};
 
 /// Descriptors read and not yet bound to their message: for a reader that decodes messages
@@ -96,6 +97,105 @@ impl FdBinder {
     pub fn take(&mut self) -> Option<Vec<OwnedFd>> {
         self.current.take()
     }
+}
+
+/// The most descriptors one message can carry (the kernel's `SCM_MAX_FD`).
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Why [`recv_with_fds`] failed. Descriptors received with the bytes are closed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvFdsError {
+    /// More descriptors came than the reader takes with one read.
+    #[error("{got} descriptors came with one message; at most {max} are accepted")]
+    TooMany {
+        /// How many came.
+        got: usize,
+        /// How many are accepted.
+        max: usize,
+    },
+    /// The kernel could not hand over every descriptor (`MSG_CTRUNC`).
+    #[error("more descriptors came with one message than the kernel could hand over (MSG_CTRUNC)")]
+    Truncated,
+    /// The read failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// One `recvmsg(2)` from `socket` into `buf`, without waiting, taking the descriptors that
+/// come with the bytes (with `MSG_CMSG_CLOEXEC`, so none leaks into a child process), owned
+/// from the moment they are received. Returns the bytes read and the descriptors.
+///
+/// # Errors
+///
+/// [`RecvFdsError::TooMany`] past `max` descriptors, [`RecvFdsError::Truncated`] for a
+/// control message the kernel truncated (every descriptor received is closed then), or the
+/// read's error (`WouldBlock` when nothing has arrived).
+pub fn recv_with_fds(
+    socket: impl AsFd,
+    buf: &mut [u8],
+    max: usize,
+) -> Result<(usize, Vec<OwnedFd>), RecvFdsError> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    let mut space = [std::mem::MaybeUninit::<u8>::uninit();
+        rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let msg = rustix::net::recvmsg(
+        socket,
+        &mut [io::IoSliceMut::new(buf)],
+        &mut control,
+        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(io::Error::from)?;
+    // Owned at once: any return below closes them.
+    let fds: Vec<OwnedFd> = control
+        .drain()
+        .filter_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(fds) => Some(fds),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(RecvFdsError::Truncated);
+    }
+    if fds.len() > max {
+        return Err(RecvFdsError::TooMany {
+            got: fds.len(),
+            max,
+        });
+    }
+    Ok((msg.bytes, fds))
+}
+
+/// One `sendmsg(2)` of `bytes` on `socket` with `fds` (`SCM_RIGHTS`), without waiting and
+/// without `SIGPIPE`; returns how many bytes went (the descriptors go with the first of them).
+///
+/// # Errors
+///
+/// The send's error: `WouldBlock` when the socket is full, `PermissionDenied` when the peer's
+/// socket refuses descriptors (`SO_PASSRIGHTS` off).
+pub fn send_with_fds(
+    socket: impl AsFd,
+    bytes: &[io::IoSlice<'_>],
+    fds: &[OwnedFd],
+) -> io::Result<usize> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+    let mut space =
+        vec![std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(borrowed.len()))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+        return Err(io::Error::other(
+            "no room for the descriptors' control message",
+        ));
+    }
+    Ok(rustix::net::sendmsg(
+        socket,
+        bytes,
+        &mut control,
+        SendFlags::DONTWAIT | SendFlags::NOSIGNAL,
+    )?)
 }
 
 /// The descriptors of one call: those of its request, each taken at most once, and those

@@ -32,9 +32,7 @@ pub const MAX_CONCURRENCY: usize = 1024;
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on descriptors accepted with one message (as dbus-daemon's).
 pub const DEFAULT_MAX_FDS_PER_MESSAGE: usize = 16;
-/// Most descriptors one message may carry: the kernel's limit for one `sendmsg`
-/// (`SCM_MAX_FD`).
-pub const MAX_FDS_PER_MESSAGE: usize = 253;
+pub use localipc_core::fds::MAX_FDS_PER_MESSAGE;
 /// Default permission bits of the socket file: owner read and write only.
 pub const DEFAULT_SOCKET_MODE: u32 = 0o600;
 

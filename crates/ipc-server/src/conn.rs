@@ -16,7 +16,7 @@ use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
 use localipc_core::PeerCredentials;
-use nix::sys::socket::{ControlMessage, MsgFlags, UnixAddr, getsockopt, send, sendmsg, sockopt};
+use nix::sys::socket::{MsgFlags, UnixAddr, getsockopt, send, sendmsg, sockopt};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
@@ -312,9 +312,8 @@ fn send_buf<B: Buf>(
         ([one], None) => send(fd, one, flags)?,
         (several, None) => sendmsg::<UnixAddr>(fd, several, &[], flags, None)?,
         (some, Some(outgoing)) => {
-            let raw: Vec<_> = outgoing.iter().map(AsRawFd::as_raw_fd).collect();
-            let rights = [ControlMessage::ScmRights(&raw)];
-            let written = sendmsg::<UnixAddr>(fd, some, &rights, flags, None)?;
+            // Without waiting or SIGPIPE, as the sends above.
+            let written = localipc_core::fds::send_with_fds(stream, some, outgoing)?;
             // Sent with the first byte: the peer has its own copies now.
             if let Some(fds) = fds {
                 fds.outgoing = None;
@@ -398,42 +397,21 @@ fn recv_with_fds<'b>(
     cap: usize,
     received: &mut Option<Vec<OwnedFd>>,
 ) -> io::Result<&'b mut [u8]> {
-    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags};
+    use localipc_core::fds::RecvFdsError;
     // recvmsg takes initialised memory: a cost only connections that accept descriptors pay.
     buf.fill(MaybeUninit::new(0));
     // SAFETY: every byte of `buf` was initialised just above, and `MaybeUninit<u8>` has the
     // layout of `u8`.
     let buf: &'b mut [u8] = unsafe { &mut *(std::ptr::from_mut(buf) as *mut [u8]) };
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let msg = rustix::net::recvmsg(
-        stream,
-        &mut [io::IoSliceMut::new(buf)],
-        &mut control,
-        RecvFlags::DONTWAIT | RecvFlags::CMSG_CLOEXEC,
-    )?;
-    // Owned at once: any return below closes them.
-    let fds: Vec<OwnedFd> = control
-        .drain()
-        .filter_map(|m| match m {
-            RecvAncillaryMessage::ScmRights(fds) => Some(fds),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    if msg.flags.contains(ReturnFlags::CTRUNC) {
-        return Err(FdError::Truncated.into());
-    }
-    if fds.len() > cap {
-        return Err(FdError::TooMany {
-            got: fds.len(),
-            max: cap,
-        }
-        .into());
-    }
+    let (n, fds) = localipc_core::fds::recv_with_fds(stream, buf, cap).map_err(|e| match e {
+        RecvFdsError::TooMany { got, max } => FdError::TooMany { got, max }.into(),
+        RecvFdsError::Truncated => FdError::Truncated.into(),
+        RecvFdsError::Io(e) => e,
+        other => io::Error::other(other),
+    })?;
     // Descriptors with no bytes (at the end of the stream) belong to nothing: closed here.
-    *received = (!fds.is_empty() && msg.bytes > 0).then_some(fds);
-    Ok(&mut buf[..msg.bytes])
+    *received = (!fds.is_empty() && n > 0).then_some(fds);
+    Ok(&mut buf[..n])
 }
 
 /// `recv(2)` without waiting into memory that need not be initialised (zero-filling it first

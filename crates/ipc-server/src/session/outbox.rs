@@ -272,10 +272,13 @@ mod tests {
     }
 
     /// Drains `outbox` the way a writer does, `step` bytes at most per write, through
-    /// `chunks_vectored` (at most `slots` slices per write).
-    fn drain(outbox: &mut Outbox, step: usize, slots: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        while outbox.has_remaining() {
+    /// `chunks_vectored` (at most `slots` slices per write), taking the due descriptors
+    /// before each write. Returns the bytes, and each write's start, length and descriptors.
+    fn drain(outbox: &mut Outbox, step: usize, slots: usize) -> (Vec<u8>, Vec<[usize; 3]>) {
+        let (mut out, mut writes) = (Vec::new(), Vec::new());
+        while !outbox.is_empty() {
+            let fds = outbox.take_due_fds().map_or(0, |fds| fds.len());
+            let limit = outbox.remaining();
             let mut slices = vec![IoSlice::new(&[]); slots];
             let n = outbox.chunks_vectored(&mut slices);
             assert!(n > 0);
@@ -288,9 +291,11 @@ mod tests {
                     break;
                 }
             }
+            assert!(took > 0 && took <= limit);
+            writes.push([out.len() - took, took, fds]);
             outbox.advance(took);
         }
-        out
+        (out, writes)
     }
 
     #[test]
@@ -305,7 +310,7 @@ mod tests {
                 }
                 assert_eq!(outbox.len(), expected.len());
                 assert_eq!(outbox.chunk(), &expected[..outbox.chunk().len()]);
-                let got = drain(&mut outbox, step, slots);
+                let (got, _) = drain(&mut outbox, step, slots);
                 assert!(got == expected, "{framing} step {step}");
                 assert_eq!(outbox.replies_sent(), replies.len() as u64);
                 assert!(outbox.is_empty());
@@ -340,31 +345,19 @@ mod tests {
                     }
                     at += size;
                 }
-                // Drain as a writer does, taking the due descriptors before each write.
-                let (mut out, mut sent) = (Vec::new(), Vec::new());
-                while !outbox.is_empty() {
-                    if let Some(fds) = outbox.take_due_fds() {
-                        sent.push((out.len(), fds.len()));
-                    }
-                    let limit = outbox.remaining();
-                    let mut slices = vec![IoSlice::new(&[]); slots];
-                    let n = outbox.chunks_vectored(&mut slices);
-                    let mut took = 0;
-                    for s in &slices[..n] {
-                        let want = (step - took).min(s.len());
-                        out.extend_from_slice(&s[..want]);
-                        took += want;
-                        if took == step {
-                            break;
-                        }
-                    }
-                    assert!(took > 0 && took <= limit);
-                    // A write never runs into the next reply with descriptors.
-                    let next = starts.iter().find(|(s, _)| *s > out.len() - took);
-                    assert!(next.is_none_or(|(s, _)| out.len() <= *s), "{framing}");
-                    outbox.advance(took);
-                }
+                let (out, writes) = drain(&mut outbox, step, slots);
                 assert!(out == expected, "{framing} step {step}");
+                // Each reply's descriptors start a write, and no write runs into the next
+                // reply with descriptors.
+                let sent: Vec<_> = writes
+                    .iter()
+                    .filter(|[_, _, fds]| *fds > 0)
+                    .map(|&[start, _, fds]| (start, fds))
+                    .collect();
+                for [start, len, _] in &writes {
+                    let inside = starts.iter().any(|(s, _)| s > start && *s < start + len);
+                    assert!(!inside, "{framing} step {step}: a write over a reply's start");
+                }
                 assert_eq!(sent, starts, "{framing} step {step}");
             }
         }

@@ -356,7 +356,10 @@ mod tests {
                     .collect();
                 for [start, len, _] in &writes {
                     let inside = starts.iter().any(|(s, _)| s > start && *s < start + len);
-                    assert!(!inside, "{framing} step {step}: a write over a reply's start");
+                    assert!(
+                        !inside,
+                        "{framing} step {step}: a write over a reply's start"
+                    );
                 }
                 assert_eq!(sent, starts, "{framing} step {step}");
             }

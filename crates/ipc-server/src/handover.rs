@@ -111,8 +111,16 @@ pub enum HandoverError {
 }
 
 /// A successor started, until it is ready (or not): killed if this is dropped before.
+///
+/// Its exit is awaited by a thread of its own, not by the runtime's process driver, which
+/// would otherwise look for exited children at every wake-up of every connection's runtime.
 pub(crate) struct Launch {
-    child: tokio::process::Child,
+    pid: u32,
+    /// The successor's process, for a kill that cannot reach another process that took its
+    /// id after it exited.
+    pidfd: std::os::fd::OwnedFd,
+    /// Its exit status, from the thread that waits for it.
+    exited: tokio::sync::oneshot::Receiver<io::Result<ExitStatus>>,
     /// Where the successor says it is ready.
     notify: tokio::net::UnixDatagram,
     /// The private directory of `notify`, removed with it.
@@ -155,7 +163,7 @@ pub(crate) fn launch(
         names = format!("{names}:{LOCK_FD_NAME}");
     }
     // The shell sets LISTEN_PID to its own process id, which `exec` keeps for the program.
-    let mut command = tokio::process::Command::new("/bin/sh");
+    let mut command = std::process::Command::new("/bin/sh");
     command
         .arg("-c")
         .arg(r#"LISTEN_PID=$$ exec "$0" "$@""#)
@@ -169,7 +177,7 @@ pub(crate) fn launch(
         .fd_mappings(mappings)
         .map_err(|e| io::Error::other(e.to_string()))
         .and_then(|c| c.spawn());
-    let child = match spawned {
+    let mut child = match spawned {
         Ok(child) => child,
         Err(source) => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -179,13 +187,40 @@ pub(crate) fn launch(
             });
         }
     };
+    let pid = child.id();
+    // Opened before anything can reap the child, so it names this very process.
+    let pidfd = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::other("the successor has no process id"))
+        .and_then(|p| {
+            Ok(rustix::process::pidfd_open(
+                p,
+                rustix::process::PidfdFlags::empty(),
+            )?)
+        });
+    let pidfd = match pidfd {
+        Ok(pidfd) => pidfd,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    };
+    let (tx, exited) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("successor-wait".into())
+        .spawn(move || {
+            let _ = tx.send(child.wait());
+        })?;
     info!(
-        pid = child.id(),
+        pid,
         program = %successor.program.display(),
         "handing the socket over: successor started"
     );
     Ok(Launch {
-        child,
+        pid,
+        pidfd,
+        exited,
         notify,
         dir,
         timeout: successor.ready_timeout,
@@ -198,7 +233,7 @@ impl Launch {
     /// Waits until the successor says `READY=1`: returns its process id. A successor that
     /// exits first, or is not ready within the timeout, is killed and reaped.
     pub(crate) async fn ready(&mut self) -> Result<u32, HandoverError> {
-        let pid = self.child.id().unwrap_or(0);
+        let pid = self.pid;
         let deadline = tokio::time::sleep_until(self.deadline);
         tokio::pin!(deadline);
         let mut buf = vec![0u8; 4096];
@@ -214,7 +249,10 @@ impl Launch {
                         return Ok(pid);
                     }
                 }
-                status = self.child.wait() => return Err(HandoverError::Exited(status?)),
+                status = &mut self.exited => {
+                    let status = status.map_err(|_| io::Error::other("lost the successor"))??;
+                    return Err(HandoverError::Exited(status));
+                }
                 () = &mut deadline => {
                     self.stop().await;
                     return Err(HandoverError::NotReady(self.timeout));
@@ -223,10 +261,18 @@ impl Launch {
         }
     }
 
-    /// Kills the successor and reaps it.
+    /// Kills the successor and waits until it is reaped.
     async fn stop(&mut self) {
-        if let Err(e) = self.child.kill().await {
-            warn!(error = %e, "cannot stop the successor");
+        self.kill();
+        let _ = (&mut self.exited).await;
+    }
+
+    fn kill(&self) {
+        if let Err(e) =
+            rustix::process::pidfd_send_signal(&self.pidfd, rustix::process::Signal::KILL)
+        {
+            // Gone already (ESRCH), which is what is wanted.
+            debug!(error = %e, "cannot kill the successor");
         }
     }
 }
@@ -235,8 +281,8 @@ impl Drop for Launch {
     fn drop(&mut self) {
         if !self.done {
             // A handover given up on (the server stops, or the successor failed): the
-            // successor must not serve. Killed now, reaped by the runtime.
-            let _ = self.child.start_kill();
+            // successor must not serve. Killed now, reaped by its waiting thread.
+            self.kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

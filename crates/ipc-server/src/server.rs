@@ -42,9 +42,8 @@ pub struct Server<H> {
     handle: ShutdownHandle,
     /// The listening socket was passed in (socket activation): its backlog is not ours.
     inherited: bool,
-    /// Handovers asked for through the handle.
-    #[cfg(feature = "systemd")]
-    handovers: tokio::sync::mpsc::Receiver<crate::handover::Request>,
+    /// What the handle asks of the server beyond a stop (handovers).
+    ends: HandleEnds,
 }
 
 /// Stops a running server from anywhere, and waits for it to finish: clone it, keep it, call it
@@ -182,8 +181,7 @@ impl<H: Handler> Server<H> {
             config: Arc::new(config),
             handle,
             inherited: false,
-            #[cfg(feature = "systemd")]
-            handovers: ends.handovers,
+            ends,
         })
     }
 
@@ -214,8 +212,7 @@ impl<H: Handler> Server<H> {
             config: Arc::new(config),
             handle,
             inherited: false,
-            #[cfg(feature = "systemd")]
-            handovers: ends.handovers,
+            ends,
         })
     }
 
@@ -247,8 +244,7 @@ impl<H: Handler> Server<H> {
             handler: Arc::new(handler),
             config: Arc::new(config),
             handle,
-            #[cfg(feature = "systemd")]
-            handovers: ends.handovers,
+            ends,
         })
     }
 
@@ -288,8 +284,7 @@ impl<H: Handler> Server<H> {
             config,
             handle,
             inherited,
-            #[cfg(feature = "systemd")]
-            handovers,
+            ends,
         } = self;
         let _stopped = handle.stopped.clone().drop_guard();
         let name = PathBuf::from(address.to_string());
@@ -363,13 +358,14 @@ impl<H: Handler> Server<H> {
             &mut accept_loop,
             shutdown,
             &handle,
-            handovers,
+            ends.handovers,
             socket_file.as_ref(),
         )
         .await
         .map_err(|e| ServerError::io("hand over", &name, e))?;
         #[cfg(not(feature = "systemd"))]
         let handed_over = {
+            let HandleEnds {} = ends;
             tokio::select! {
                 () = accept_loop.run() => unreachable!("the accept loop only ends when dropped"),
                 () = shutdown => info!("shutdown requested"),

@@ -58,6 +58,7 @@ impl SocketFile {
     }
 
     /// The lock file's descriptor, to hand to a successor with the listening socket.
+    #[cfg(feature = "systemd")]
     pub(crate) fn lock(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self._lock._locked)
     }

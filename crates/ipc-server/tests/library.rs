@@ -467,6 +467,7 @@ async fn a_handler_takes_the_descriptors_that_came_with_its_request() {
     }
 }
 
+#[cfg(feature = "systemd")]
 #[tokio::test]
 async fn a_handover_that_fails_leaves_the_server_serving_and_says_why() {
     use localipc_server::handover::{HandoverError, Successor};

@@ -264,6 +264,17 @@ impl CallFds {
         Ok(pushed.len() - 1)
     }
 
+    /// Pushes every received descriptor not taken yet (refused ones are closed).
+    pub(crate) fn echo(&self) {
+        let received: Vec<_> = lock(&self.received)
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for fd in received {
+            let _ = self.push(fd);
+        }
+    }
+
     pub(crate) fn take_pushed(&self) -> Vec<OwnedFd> {
         std::mem::take(&mut *lock(&self.pushed))
     }

@@ -305,23 +305,35 @@ fn send_buf<B: Buf>(
     // application embedding the server without ignoring that signal.
     let flags = MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT;
     let fd = stream.as_raw_fd();
-    let outgoing = fds.as_deref().and_then(|fds| fds.outgoing.as_ref());
-    let written = match (&slices[..count], outgoing) {
-        ([], _) => 0,
-        // The usual case (small replies coalesced); send(2) skips copying in an iovec.
-        ([one], None) => send(fd, one, flags)?,
-        (several, None) => sendmsg::<UnixAddr>(fd, several, &[], flags, None)?,
-        (some, Some(outgoing)) => {
-            // Without waiting or SIGPIPE, as the sends above.
-            let written = localipc_core::fds::send_with_fds(stream, some, outgoing)?;
-            // Sent with the first byte: the peer has its own copies now.
-            if let Some(fds) = fds {
-                fds.outgoing = None;
-            }
-            written
+    let written = match &slices[..count] {
+        [] => 0,
+        // Descriptors to pass with the first byte: rare, out of line.
+        some if fds.as_ref().is_some_and(|f| f.outgoing.is_some()) => {
+            send_attached(stream, some, fds)?
         }
+        // The usual case (small replies coalesced); send(2) skips copying in an iovec.
+        [one] => send(fd, one, flags)?,
+        several => sendmsg::<UnixAddr>(fd, several, &[], flags, None)?,
     };
     buf.advance(written);
+    Ok(written)
+}
+
+/// One `sendmsg` of `slices` with the descriptors `fds` holds for it (without waiting or
+/// `SIGPIPE`, as the usual sends); once sent, the peer has its own copies and ours are closed.
+#[cold]
+#[inline(never)]
+fn send_attached(
+    stream: &UnixStream,
+    slices: &[IoSlice<'_>],
+    fds: &mut Option<Box<FdPassing>>,
+) -> io::Result<usize> {
+    let Some(passing) = fds.as_deref_mut() else {
+        return Ok(0);
+    };
+    let outgoing = passing.outgoing.as_deref().unwrap_or_default();
+    let written = localipc_core::fds::send_with_fds(stream, slices, outgoing)?;
+    passing.outgoing = None;
     Ok(written)
 }
 

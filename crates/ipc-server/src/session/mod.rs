@@ -478,18 +478,25 @@ fn queue(
     response: Response,
     own: Option<&Context>,
 ) -> Result<Option<ReplyStream>, FrameError> {
-    match response {
-        Response::Reply(reply) => outbox.push_with_fds(reply, pushed_fds(own))?,
+    match (response, own) {
+        (Response::Reply(reply), None) => outbox.push(reply)?,
+        (Response::Reply(reply), Some(own)) => {
+            outbox.push_with_fds(reply, own.take_pushed_fds())?
+        }
         // Descriptors pushed for no reply are closed.
-        Response::Silent => drop(pushed_fds(own)),
-        Response::Stream(stream) => return Ok(Some(stream)),
+        (Response::Silent, own) => drop(own.map(Context::take_pushed_fds)),
+        (Response::Stream(stream), _) => return Ok(Some(stream)),
     }
     Ok(None)
 }
 
-/// The descriptors a call pushed for its next reply, if it has its own context.
-fn pushed_fds(own: Option<&Context>) -> Vec<std::os::fd::OwnedFd> {
-    own.map(Context::take_pushed_fds).unwrap_or_default()
+/// Queues one more reply of a call: with the descriptors it pushed for it, if it has its own
+/// context `own`.
+fn push_reply(outbox: &mut Outbox, reply: Bytes, own: Option<&Context>) -> Result<(), FrameError> {
+    match own {
+        None => outbox.push(reply),
+        Some(own) => outbox.push_with_fds(reply, own.take_pushed_fds()),
+    }
 }
 
 /// Completes once `shutdown` has fired, without registering for its notification: only for

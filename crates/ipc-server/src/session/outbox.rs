@@ -91,6 +91,13 @@ impl Outbox {
 
     /// The descriptors of the reply whose first byte is the next to be written, if it has
     /// any: they go with the next write, which then carries no later reply with descriptors.
+    /// Whether replies with descriptors wait (then [`take_due_fds`](Self::take_due_fds) is
+    /// called before each write).
+    #[inline]
+    pub(crate) fn has_fds(&self) -> bool {
+        self.marks.as_ref().is_some_and(|marks| !marks.is_empty())
+    }
+
     pub(crate) fn take_due_fds(&mut self) -> Option<Vec<OwnedFd>> {
         let marks = self.marks.as_mut()?;
         if marks.front()?.0 != self.written {
@@ -151,14 +158,19 @@ impl Outbox {
     /// with descriptors, which must start a write of its own (none until its descriptors
     /// are taken by [`take_due_fds`](Self::take_due_fds)). So even a writer that goes on
     /// taking chunks stops there.
+    #[inline]
     fn writable_now(&self) -> usize {
-        let len = self.len();
-        let Some(marks) = &self.marks else {
-            return len;
-        };
+        match &self.marks {
+            None => self.len(),
+            Some(marks) => self.before_next_mark(marks),
+        }
+    }
+
+    #[cold]
+    fn before_next_mark(&self, marks: &VecDeque<Mark>) -> usize {
         match marks.iter().find(|(start, _)| *start >= self.written) {
             Some((start, _)) => (start - self.written) as usize,
-            None => len,
+            None => self.len(),
         }
     }
 
@@ -192,19 +204,27 @@ impl Buf for Outbox {
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut count = 0;
-        let mut room = self.writable_now();
         let slices = self
             .chunks
             .iter()
             .map(|c| &c[..])
             .chain(std::iter::once(&self.tail[..]))
             .filter(|s| !s.is_empty());
-        for (slot, slice) in dst.iter_mut().zip(slices) {
-            if room == 0 {
-                break;
+        if self.marks.is_some() {
+            // Up to the next reply with descriptors only.
+            let mut room = self.writable_now();
+            for (slot, slice) in dst.iter_mut().zip(slices) {
+                if room == 0 {
+                    break;
+                }
+                let slice = &slice[..slice.len().min(room)];
+                room -= slice.len();
+                *slot = IoSlice::new(slice);
+                count += 1;
             }
-            let slice = &slice[..slice.len().min(room)];
-            room -= slice.len();
+            return count;
+        }
+        for (slot, slice) in dst.iter_mut().zip(slices) {
             *slot = IoSlice::new(slice);
             count += 1;
         }

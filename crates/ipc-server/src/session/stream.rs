@@ -20,7 +20,7 @@ use super::error::SessionError;
 use super::inbox::Inbox;
 use super::outbox::Outbox;
 use super::write::write_out;
-use super::{WRITE_HIGH_WATER, pushed_fds, stop_requested};
+use super::{WRITE_HIGH_WATER, push_reply, stop_requested};
 use crate::config::ServerConfig;
 use crate::transport::Transport;
 
@@ -44,7 +44,7 @@ pub(super) fn stream_out<'a>(
         loop {
             if shutdown.is_fired() {
                 if let Some(last) = stream.take_farewell() {
-                    outbox.push_with_fds(last, pushed_fds(own.as_ref()))?;
+                    push_reply(outbox, last, own.as_ref())?;
                 }
                 return Ok(());
             }
@@ -65,7 +65,7 @@ pub(super) fn stream_out<'a>(
             let item: Caught<_> = item.map(|item| item.transpose());
             match settle(item)? {
                 Some(reply) => {
-                    outbox.push_with_fds(reply, pushed_fds(own.as_ref()))?;
+                    push_reply(outbox, reply, own.as_ref())?;
                     if outbox.len() >= WRITE_HIGH_WATER {
                         write_out(conn, idle_timeout, outbox).await?;
                     }

@@ -29,8 +29,8 @@ pub(super) async fn write_out(
 ) -> Result<(), SessionError> {
     while !outbox.is_empty() {
         // A reply with descriptors starts this write; they go with its first byte.
-        if let Some(fds) = outbox.take_due_fds() {
-            conn.attach_fds(fds)?;
+        if outbox.has_fds() {
+            attach_due_fds(conn, outbox)?;
         }
         // Fast path, with no timer: the socket buffer usually has room.
         match conn.try_write_buf(outbox) {
@@ -44,6 +44,17 @@ pub(super) async fn write_out(
         Box::pin(wait_for_room(conn, idle_timeout, outbox)).await?;
     }
     Ok(())
+}
+
+/// Hands the transport the descriptors of the reply whose first byte is written next, if it
+/// has any (out of line: only servers that send descriptors get here).
+#[cold]
+#[inline(never)]
+fn attach_due_fds(conn: &mut impl Transport, outbox: &mut Outbox) -> io::Result<()> {
+    match outbox.take_due_fds() {
+        Some(fds) => conn.attach_fds(fds),
+        None => Ok(()),
+    }
 }
 
 /// Waits until the socket takes more of `outbox`, writing what it can then; with an idle

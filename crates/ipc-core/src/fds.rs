@@ -264,7 +264,10 @@ impl CallFds {
         Ok(pushed.len() - 1)
     }
 
-    /// Pushes every received descriptor not taken yet (refused ones are closed).
+    /// Pushes every received descriptor not taken yet (refused ones are closed). Out of line:
+    /// the usual request has none, and its handler's code stays small.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn echo(&self) {
         let received: Vec<_> = lock(&self.received)
             .iter_mut()

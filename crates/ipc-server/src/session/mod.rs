@@ -221,7 +221,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
             while let Some(request) = self.inbox.next_request()? {
                 handled = true;
                 self.answer(request, outbox).await?;
-                if outbox.len() >= WRITE_HIGH_WATER {
+                if outbox.should_write() {
                     // Write these out before answering the rest of what is buffered.
                     paused = true;
                     break;
@@ -276,7 +276,7 @@ impl<H: Handler, T: Transport> Session<H, T> {
         loop {
             // Start calls for the requests already read, up to the limit.
             let mut progress = false;
-            while calls.len() < limit && outbox.len() < WRITE_HIGH_WATER {
+            while calls.len() < limit && !outbox.should_write() {
                 let request = match inbox.next_request() {
                     Ok(Some(request)) => request,
                     Ok(None) => break,

@@ -91,6 +91,15 @@ impl Outbox {
 
     /// The descriptors of the reply whose first byte is the next to be written, if it has
     /// any: they go with the next write, which then carries no later reply with descriptors.
+    /// Whether the session should write what waits before it queues more: past the
+    /// high-water mark of bytes, or holding a reply with descriptors. So at most one reply's
+    /// descriptors wait here (beside those of the calls still running), and a peer that reads
+    /// nothing cannot make the server hold descriptors without bound.
+    #[inline]
+    pub(crate) fn should_write(&self) -> bool {
+        self.len() >= super::WRITE_HIGH_WATER || self.has_fds()
+    }
+
     /// Whether replies with descriptors wait (then [`take_due_fds`](Self::take_due_fds) is
     /// called before each write).
     #[inline]

@@ -20,7 +20,7 @@ use super::error::SessionError;
 use super::inbox::Inbox;
 use super::outbox::Outbox;
 use super::write::write_out;
-use super::{WRITE_HIGH_WATER, push_reply, stop_requested};
+use super::{push_reply, stop_requested};
 use crate::config::ServerConfig;
 use crate::transport::Transport;
 
@@ -66,7 +66,7 @@ pub(super) fn stream_out<'a>(
             match settle(item)? {
                 Some(reply) => {
                     push_reply(outbox, reply, own.as_ref())?;
-                    if outbox.len() >= WRITE_HIGH_WATER {
+                    if outbox.should_write() {
                         write_out(conn, idle_timeout, outbox).await?;
                     }
                 }

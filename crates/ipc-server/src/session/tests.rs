@@ -548,3 +548,53 @@ async fn pushed_descriptors_start_a_write_with_their_replys_first_byte() {
         within(running).await.unwrap().result.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_peer_that_reads_nothing_cannot_make_the_server_hold_descriptors() {
+    // A stream whose every item carries 4 descriptors, to a peer that reads nothing: the
+    // session stops polling the stream once an item with descriptors waits to be written, so
+    // it holds at most one item's worth, not the 32,768 items of the 64 KiB it would
+    // otherwise queue before writing.
+    struct Endless(Arc<AtomicUsize>);
+    impl Handler for Endless {
+        async fn handle(&self, _request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
+            let (made, ctx) = (Arc::clone(&self.0), ctx.clone());
+            let items = futures::stream::iter(0..).map(move |_| {
+                made.fetch_add(1, Ordering::SeqCst);
+                for _ in 0..4 {
+                    ctx.push_fd(std::fs::File::open("/dev/null")?.into())?;
+                }
+                Ok(Bytes::from_static(b"i"))
+            });
+            Ok(Response::Stream(ReplyStream::new(items)))
+        }
+    }
+    for concurrency in [1, 4] {
+        let made = Arc::new(AtomicUsize::new(0));
+        let (ours, mut client) = memory::pair(64);
+        let config = Arc::new(ServerConfig {
+            send_fds: true,
+            ..(*config(Framing::Line, concurrency)).clone()
+        });
+        let session = Session::new(
+            ours,
+            Arc::new(Endless(Arc::clone(&made))),
+            Context::new(1, PeerCredentials::new(0, 0, None)),
+            config,
+            Trigger::default(),
+            Trigger::default(),
+        );
+        let running = tokio::spawn(session.run());
+        within(client.write_all(b"go\n")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The items the pipe took (2 bytes each; their descriptors are in flight, as in a
+        // socket's buffer, where the kernel charges them) and one waiting to be written.
+        let items = made.load(Ordering::SeqCst);
+        assert!(
+            items <= 64 / 2 + 2,
+            "concurrency {concurrency}: {items} items made while the peer read nothing"
+        );
+        drop(client);
+        within(running).await.unwrap();
+    }
+}

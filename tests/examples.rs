@@ -30,6 +30,17 @@ fn start_with(
     (child, path, dir)
 }
 
+/// What `cmd` printed, once it succeeded (its stderr otherwise).
+fn stdout_of(mut cmd: std::process::Command) -> String {
+    let out = cmd.output_within();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn stop(mut child: std::process::Child, path: &std::path::Path) {
     signal(&child, Signal::SIGTERM);
     assert!(wait_within(&mut child).success());
@@ -65,17 +76,10 @@ print(f.readline().decode().strip())
 s.sendall(b"lines 1\n")
 print(f.readline().decode().strip())
 "#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script])
-        .arg(&path)
-        .output_within();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut python = std::process::Command::new("python3");
+    python.args(["-c", script]).arg(&path);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        stdout_of(python),
         "5000 line 1 line 5000\nstreamed 5000 lines\nerror: no descriptor came with the request\n"
     );
     stop(child, &path);
@@ -120,18 +124,10 @@ for request in [b"open notes.txt\n", b"open ../etc\n"]:
         os.close(fd)
 "#;
     // The system's Python: one under root's home is not nobody's to run.
-    let out = as_nobody("--clear-groups", "/usr/bin/python3")
-        .args(["-c", script])
-        .arg(&path)
-        .arg(&notes)
-        .output_within();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut python = as_nobody("--clear-groups", "/usr/bin/python3");
+    python.args(["-c", script]).arg(&path).arg(&notes);
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
+        stdout_of(python),
         "denied\nopened notes.txt 1\nfor the server's eyes\nerror: give a plain file name 0\n"
     );
     stop(child, &path);

@@ -656,10 +656,9 @@ fn fds_interface() -> Interface {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_method_reads_the_descriptor_its_parameters_name_by_index() {
-    use std::io::{BufRead, Write};
-    use std::os::fd::AsRawFd;
+/// Serves [`fds_interface`] on a socket in a new directory, accepting descriptors, and sending
+/// them when `send`; returns the directory and the socket's path.
+fn serve_fds(send: bool) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fds.sock");
     let service = Service::builder()
@@ -670,9 +669,18 @@ async fn a_method_reads_the_descriptor_its_parameters_name_by_index() {
         .socket(&path)
         .framing(Framing::Nul)
         .accept_fds(true)
+        .send_fds(send)
         .bind()
         .unwrap();
     tokio::spawn(server.serve(std::future::pending()));
+    (dir, path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_reads_the_descriptor_its_parameters_name_by_index() {
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsRawFd;
+    let (_dir, path) = serve_fds(false);
     let replies = within(tokio::task::spawn_blocking(move || {
         let stream = std::os::unix::net::UnixStream::connect(&path).unwrap();
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -718,20 +726,7 @@ async fn a_method_reads_the_descriptor_its_parameters_name_by_index() {
 async fn the_client_passes_descriptors_both_ways() {
     use std::io::Write;
     within(async {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fds.sock");
-        let service = Service::builder()
-            .interface(fds_interface())
-            .build()
-            .unwrap();
-        let server = Server::builder(service)
-            .socket(&path)
-            .framing(Framing::Nul)
-            .accept_fds(true)
-            .send_fds(true)
-            .bind()
-            .unwrap();
-        tokio::spawn(server.serve(std::future::pending()));
+        let (dir, path) = serve_fds(true);
         let file = dir.path().join("handed-back.txt");
         std::fs::write(&file, "from the server").unwrap();
         let mut client = VarlinkClient::connect(&path).await.unwrap();

@@ -479,16 +479,6 @@ async fn a_handover_that_fails_leaves_the_server_serving_and_says_why() {
         .unwrap();
     let handle = server.handle();
     let serving = tokio::spawn(server.serve(std::future::pending()));
-    let echo = |text: &'static str| {
-        let path = path.clone();
-        async move {
-            let mut s = UnixStream::connect(&path).await.unwrap();
-            s.write_all(format!("{text}\n").as_bytes()).await.unwrap();
-            let mut line = String::new();
-            BufReader::new(s).read_line(&mut line).await.unwrap();
-            line
-        }
-    };
     // A successor that exits at once.
     let e = within(
         "a failed successor",
@@ -520,7 +510,12 @@ async fn a_handover_that_fails_leaves_the_server_serving_and_says_why() {
         .unwrap_err();
     assert!(matches!(e, HandoverError::Exited(_)), "{e:?}");
     // Still serving, and still the socket's owner.
-    assert_eq!(within("an echo", echo("still")).await, "still\n");
+    let mut client = connect(&path).await;
+    assert_eq!(
+        exchange(&mut client, "still").await.as_deref(),
+        Some("still")
+    );
+    drop(client);
     handle.shutdown();
     within("the stop", serving).await.unwrap().unwrap();
     assert!(!path.exists());

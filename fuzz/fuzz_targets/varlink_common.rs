@@ -115,9 +115,18 @@ pub fn check_reply(reply: &[u8]) -> bool {
 }
 
 /// The flags of a message that is a JSON object: whether it asks for no reply, and for more.
+/// Its members are taken as raw JSON, so an object whose numbers `Value` cannot hold (such as
+/// `4e99999`, valid JSON) is still an object.
 pub fn flags(message: &[u8]) -> Option<(bool, bool)> {
-    let value: Value = serde_json::from_slice(message).ok()?;
-    let object = value.as_object()?;
-    let flag = |name| object.get(name).and_then(Value::as_bool).unwrap_or(false);
+    use serde_json::value::RawValue;
+    let object: std::collections::HashMap<String, Box<RawValue>> =
+        serde_json::from_slice(message).ok()?;
+    let flag = |name: &str| {
+        object
+            .get(name)
+            .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false)
+    };
     Some((flag("oneway"), flag("more")))
 }

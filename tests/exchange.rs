@@ -159,3 +159,71 @@ print("ok")
     );
     assert_eq!(out.stdout, b"ok\n");
 }
+
+/// `ipc-client bridge` as a remote command's end: stdin and stdout carry the protocol.
+fn bridge(server: &TestServer) -> std::process::Child {
+    client_cmd()
+        .arg("--socket")
+        .arg(server.path())
+        .arg("bridge")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn bridge_carries_the_plain_protocol_from_stdin_to_stdout() {
+    let server = TestServer::start(&[]);
+    // The end of stdin ends the sending side; the replies still come, then the bridge ends
+    // when the server closes.
+    let out = client_cmd()
+        .arg("--socket")
+        .arg(server.path())
+        .arg("bridge")
+        .output_fed_within(b"one\ntwo\n");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, b"one\ntwo\n");
+}
+
+#[test]
+fn bridge_carries_varlink_calls_while_its_stdin_stays_open() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = TestServer::start(&["--protocol", "varlink"]);
+    let mut child = Reaped(bridge(&server));
+    let mut stdin = child.stdin.take().unwrap();
+    // Replies are read on a thread, so a stalled bridge fails the test at its deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        loop {
+            let mut reply = Vec::new();
+            match stdout.read_until(0, &mut reply) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => tx.send(reply).unwrap(),
+            }
+        }
+    });
+    for text in ["first", "second"] {
+        let call = format!(
+            "{{\"method\":\"io.ipc.Messages.Echo\",\"parameters\":{{\"message\":\"{text}\"}}}}\0"
+        );
+        stdin.write_all(call.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        // No half-close: the reply must come while stdin stays open.
+        let reply = rx
+            .recv_timeout(PATIENCE)
+            .expect("the reply came through the bridge");
+        let expected = format!("{{\"parameters\":{{\"message\":\"{text}\"}}}}\0");
+        assert_eq!(String::from_utf8_lossy(&reply), expected);
+    }
+    drop(stdin);
+    assert!(wait_within(&mut child).success());
+}
+
+#[test]
+fn bridge_to_nothing_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = client(&dir.path().join("none.sock"), &["bridge"]);
+    assert_eq!(out.status.code(), Some(66), "{out:?}");
+}

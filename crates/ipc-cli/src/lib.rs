@@ -16,6 +16,7 @@ use std::time::Duration;
 
 pub use clap_complete::Shell;
 
+pub mod bridge;
 pub mod varlink;
 
 /// Exit codes of the binaries. Both use the same numbers for the same kind of failure.

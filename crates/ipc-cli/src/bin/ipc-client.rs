@@ -118,6 +118,10 @@ enum Command {
         /// The interface to describe.
         interface: Option<String>,
     },
+    /// Connect stdin and stdout to the server, until it closes: for a remote command such as
+    /// `ssh host ipc-client bridge`, which then carries either protocol (as `varlink bridge`
+    /// does). The end of stdin ends only the sending side; the replies still come.
+    Bridge,
     /// Print a shell completion script (for example: ipc-client completions zsh).
     Completions {
         /// The shell.
@@ -225,6 +229,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             ))?;
             Ok(exit::OK)
         }
+        Command::Bridge => {
+            let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
+            cli::bridge::bridge(&path, timeout, std::io::stdin(), std::io::stdout().lock())?;
+            Ok(exit::OK)
+        }
         Command::Ping => {
             let (line, code) = match localipc_core::probe(&path) {
                 Ok(PathState::Live) => match answers(&path, cli.timeout) {
@@ -261,7 +270,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
 fn refuse_unused_flags(matches: &clap::ArgMatches) -> Result<(), Failure> {
     cli::refuse_unused_flags(matches, "call", &["framing", "raw_quiet"])?;
     cli::refuse_unused_flags(matches, "introspect", &["framing", "raw_quiet"])?;
-    cli::refuse_unused_flags(matches, "ping", &["framing", "raw_quiet", "max_frame"])
+    cli::refuse_unused_flags(matches, "ping", &["framing", "raw_quiet", "max_frame"])?;
+    cli::refuse_unused_flags(matches, "bridge", &["framing", "raw_quiet", "max_frame"])
 }
 
 /// Whether the server at `path` takes a connection and answers its end (by closing, or by

@@ -106,8 +106,10 @@ pub fn refuse_unused_flags(
 pub struct SocketArgs {
     /// Socket path, or `@name` for a name in the abstract namespace, which no file permissions
     /// protect: use the allow-lists (default: `$XDG_RUNTIME_DIR/ipc/ipc.sock`, else
-    /// `/tmp/ipc-<uid>/ipc.sock`).
-    #[arg(long, global = true, env = "IPC_SOCKET", value_name = "PATH")]
+    /// `/tmp/ipc-<uid>/ipc.sock`). Varlink's address forms work too: `unix:PATH`,
+    /// `unix:@NAME`, and for ipc-client a server on another host through ssh,
+    /// `ssh-unix:[USER@]HOST:PATH` and `ssh-exec:[USER@]HOST:COMMAND`.
+    #[arg(long, global = true, env = "IPC_SOCKET", value_name = "ADDRESS")]
     pub socket: Option<std::path::PathBuf>,
 
     /// How messages are delimited: `line` (up to `\n`), `length` (4-byte big-endian length),
@@ -135,11 +137,50 @@ pub struct SocketArgs {
 }
 
 impl SocketArgs {
-    /// The socket path: `--socket` (or `$IPC_SOCKET`), else [`localipc_core::default_socket_path`].
-    pub fn path(&self) -> std::path::PathBuf {
-        self.socket
+    /// Where the server is: `--socket` (or `$IPC_SOCKET`) read as an address, else
+    /// [`localipc_core::default_socket_path`].
+    ///
+    /// # Errors
+    ///
+    /// The usage exit code and line for an address that cannot be read.
+    pub fn address(&self) -> Result<localipc_core::Address, (u8, String)> {
+        match &self.socket {
+            Some(given) => localipc_core::Address::parse(given)
+                .map_err(|e| (exit::USAGE, format!("--socket: {e}"))),
+            None => Ok(localipc_core::Address::from(
+                localipc_core::default_socket_path().as_path(),
+            )),
+        }
+    }
+
+    /// `--socket` (or `$IPC_SOCKET`) as given, else [`localipc_core::default_socket_path`],
+    /// checked to be an address the clients read (they read it again as they connect).
+    ///
+    /// # Errors
+    ///
+    /// As [`address`](Self::address).
+    pub fn checked(&self) -> Result<std::path::PathBuf, (u8, String)> {
+        self.address()?;
+        Ok(self
+            .socket
             .clone()
-            .unwrap_or_else(localipc_core::default_socket_path)
+            .unwrap_or_else(localipc_core::default_socket_path))
+    }
+
+    /// The socket of this host that `--socket` names (a path, or `@name`), for what only a
+    /// local socket can do: `doing` says what, for the error about a remote address.
+    ///
+    /// # Errors
+    ///
+    /// The usage exit code and line for an address that cannot be read or is remote.
+    pub fn local_path(&self, doing: &str) -> Result<std::path::PathBuf, (u8, String)> {
+        let address = self.address()?;
+        address.local_path().ok_or_else(|| {
+            (
+                exit::USAGE,
+                format!("{doing} a socket of this host, not {address}"),
+            )
+        })
     }
 }
 
@@ -342,6 +383,10 @@ pub fn client_failure(e: localipc_client::ClientError) -> (u8, String) {
         ClientError::Runtime(_) => (exit::SOFTWARE, None),
         ClientError::TooManyFds { .. } => (exit::USAGE, None),
         ClientError::Fds(_) | ClientError::FdsRefused => (exit::PROTOCOL, None),
+        ClientError::Address(_) | ClientError::FdsNotCarried | ClientError::SshTooOld { .. } => {
+            (exit::USAGE, None)
+        }
+        ClientError::Ssh { .. } | ClientError::SshEnded { .. } => (exit::UNAVAILABLE, None),
         _ => (exit::IO, None),
     };
     match hint {

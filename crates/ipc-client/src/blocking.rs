@@ -123,8 +123,8 @@ impl Client {
     /// # Errors
     ///
     /// As [`crate::Client::connect`].
-    pub fn connect(path: impl AsRef<Path> + Send) -> Result<Self, ClientError> {
-        Self::connect_with(path, ClientOptions::default())
+    pub fn connect(address: impl AsRef<Path> + Send) -> Result<Self, ClientError> {
+        Self::connect_with(address, ClientOptions::default())
     }
 
     /// Connects with the given options; see [`crate::Client::connect_with`].
@@ -133,11 +133,11 @@ impl Client {
     ///
     /// As [`crate::Client::connect`].
     pub fn connect_with(
-        path: impl AsRef<Path> + Send,
+        address: impl AsRef<Path> + Send,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
         let runner = Runner::new()?;
-        let inner = runner.run(crate::Client::connect_with(path, options))??;
+        let inner = runner.run(crate::Client::connect_with(address, options))??;
         Ok(Self { inner, runner })
     }
 
@@ -178,10 +178,10 @@ impl Client {
 ///
 /// As [`crate::send`].
 pub fn send(
-    path: impl AsRef<Path> + Send,
+    address: impl AsRef<Path> + Send,
     message: impl AsRef<[u8]> + Send,
 ) -> Result<Bytes, ClientError> {
-    send_with(path, message, ClientOptions::default())
+    send_with(address, message, ClientOptions::default())
 }
 
 /// [`send`] with the given options; the time limit covers connecting and the exchange together.
@@ -190,9 +190,9 @@ pub fn send(
 ///
 /// As [`send`].
 pub fn send_with(
-    path: impl AsRef<Path> + Send,
+    address: impl AsRef<Path> + Send,
     message: impl AsRef<[u8]> + Send,
     options: ClientOptions,
 ) -> Result<Bytes, ClientError> {
-    Runner::new()?.run(crate::send_with(path, message, options))?
+    Runner::new()?.run(crate::send_with(address, message, options))?
 }

@@ -35,6 +35,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio_util::codec::Decoder;
 
+use crate::connect::{Connection, Relay};
 use crate::error::ClientError;
 
 /// Free space below which the read buffer grows before a read.
@@ -61,6 +62,8 @@ pub struct Channel {
     open_call: Option<&'static str>,
     /// Descriptors, for a channel that passes them (boxed: most channels pass none).
     fds: Option<Box<Fds>>,
+    /// The `ssh` that carries a remote connection (boxed: most connections are local).
+    relay: Option<Box<Relay>>,
 }
 
 /// The descriptors a channel sends and receives.
@@ -78,9 +81,11 @@ struct Fds {
 pub use localipc_core::fds::MAX_FDS_PER_MESSAGE;
 
 impl Channel {
-    /// A channel over a connected `stream`, framing messages with `framing` and refusing
+    /// A channel over a `connection` (a connected [`UnixStream`], or what
+    /// [`connect`](crate::connect()) returns), framing messages with `framing` and refusing
     /// replies larger than `max_frame` bytes.
-    pub fn new(stream: UnixStream, framing: Framing, max_frame: usize) -> Self {
+    pub fn new(connection: impl Into<Connection>, framing: Framing, max_frame: usize) -> Self {
+        let (stream, relay) = connection.into().into_parts();
         Self {
             stream,
             codec: FrameCodec::new(framing, max_frame),
@@ -90,6 +95,7 @@ impl Channel {
             broken: None,
             open_call: None,
             fds: None,
+            relay: relay.map(Box::new),
         }
     }
 
@@ -117,7 +123,8 @@ impl Channel {
     /// # Errors
     ///
     /// [`ClientError::Message`] if the message does not fit the framing;
-    /// [`ClientError::TooManyFds`] past [`MAX_FDS_PER_MESSAGE`]; [`ClientError::Unusable`]
+    /// [`ClientError::TooManyFds`] past [`MAX_FDS_PER_MESSAGE`];
+    /// [`ClientError::FdsNotCarried`] on a connection through `ssh`; [`ClientError::Unusable`]
     /// if something is still queued or owed. Nothing is queued then (and `fds` are closed).
     pub fn queue_with_fds(
         &mut self,
@@ -130,6 +137,9 @@ impl Channel {
                 count: fds.len(),
                 max: MAX_FDS_PER_MESSAGE,
             });
+        }
+        if !fds.is_empty() && self.relay.is_some() {
+            return Err(ClientError::FdsNotCarried);
         }
         if !self.pending.is_empty() || self.owed > 0 {
             return Err(ClientError::Unusable {
@@ -380,8 +390,13 @@ impl Channel {
         self.open_call = None;
     }
 
-    /// Records `error`, which leaves the connection of no more use, and returns it.
+    /// Records `error`, which leaves the connection of no more use, and returns it. Through
+    /// `ssh`, the other end going away is `ssh` ending, which says more.
     fn fail(&mut self, error: ClientError) -> ClientError {
+        let error = match (error, self.relay.as_deref_mut()) {
+            (ClientError::Closed, Some(relay)) => relay.ended(),
+            (error, _) => error,
+        };
         self.broken.get_or_insert(Cow::Owned(error.to_string()));
         error
     }

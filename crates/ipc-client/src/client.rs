@@ -17,12 +17,11 @@
 
 use std::io;
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use localipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing, MAX_PATH_LEN};
-use tokio::net::UnixStream;
+use localipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing};
 
 use crate::channel::Channel;
 use crate::error::{ClientError, PipelineError};
@@ -109,16 +108,19 @@ pub struct Client {
 impl Client {
     /// Connects with the default [`ClientOptions`].
     ///
-    /// `path` is a socket file, or `@name` for a name in Linux's abstract namespace (see
-    /// [`localipc_core::abstract_name`]).
+    /// `address` is a socket file, `@name` for a name in Linux's abstract namespace (see
+    /// [`localipc_core::abstract_name`]), or any form [`Address`](localipc_core::Address)
+    /// reads: `unix:PATH`, `unix:@NAME`, and a server on another host through `ssh`
+    /// (`ssh-unix:HOST:PATH`, `ssh-exec:HOST:COMMAND`; see [`crate::connect`]).
     ///
     /// # Errors
     ///
     /// [`ClientError::NoSocket`], [`ClientError::Refused`], [`ClientError::NotASocket`],
     /// [`ClientError::PermissionDenied`], [`ClientError::PathTooLong`],
-    /// [`ClientError::Timeout`], [`ClientError::Runtime`] or [`ClientError::Io`].
-    pub async fn connect(path: impl AsRef<Path>) -> Result<Self, ClientError> {
-        Self::connect_with(path, ClientOptions::default()).await
+    /// [`ClientError::Address`], [`ClientError::Ssh`], [`ClientError::Timeout`],
+    /// [`ClientError::Runtime`] or [`ClientError::Io`].
+    pub async fn connect(address: impl AsRef<Path>) -> Result<Self, ClientError> {
+        Self::connect_with(address, ClientOptions::default()).await
     }
 
     /// Connects with the given options.
@@ -127,15 +129,15 @@ impl Client {
     ///
     /// As [`Client::connect`].
     pub async fn connect_with(
-        path: impl AsRef<Path>,
+        address: impl AsRef<Path>,
         options: ClientOptions,
     ) -> Result<Self, ClientError> {
         if !options.framing.can_pipeline() {
             // Raw replies end after a quiet interval, which takes a timer.
             crate::runtime::check(Some(options.raw_quiet))?;
         }
-        let stream = connect_socket(path.as_ref(), options.timeout).await?;
-        let mut channel = Channel::new(stream, options.framing, options.max_frame);
+        let connection = crate::connect::connect(address, options.timeout).await?;
+        let mut channel = Channel::new(connection, options.framing, options.max_frame);
         if options.accept_fds > 0 {
             channel.accept_fds(options.accept_fds);
         }
@@ -314,8 +316,11 @@ impl Client {
 /// # Errors
 ///
 /// As [`Client::connect`] and [`Client::request`].
-pub async fn send(path: impl AsRef<Path>, message: impl AsRef<[u8]>) -> Result<Bytes, ClientError> {
-    send_with(path, message, ClientOptions::default()).await
+pub async fn send(
+    address: impl AsRef<Path>,
+    message: impl AsRef<[u8]>,
+) -> Result<Bytes, ClientError> {
+    send_with(address, message, ClientOptions::default()).await
 }
 
 /// [`send`] with the given options; the time limit covers connecting and the exchange together.
@@ -324,14 +329,14 @@ pub async fn send(path: impl AsRef<Path>, message: impl AsRef<[u8]>) -> Result<B
 ///
 /// As [`Client::connect`] and [`Client::request`].
 pub async fn send_with(
-    path: impl AsRef<Path>,
+    address: impl AsRef<Path>,
     message: impl AsRef<[u8]>,
     options: ClientOptions,
 ) -> Result<Bytes, ClientError> {
-    let path = path.as_ref();
+    let address = address.as_ref();
     let inner = options.timeout(None);
     within(options.timeout, async move {
-        Client::connect_with(path, inner)
+        Client::connect_with(address, inner)
             .await?
             .request(message)
             .await
@@ -356,61 +361,6 @@ pub async fn within<T>(
             .await
             .map_err(|_| ClientError::Timeout(limit)),
         None => Ok(f.await),
-    }
-}
-
-/// Connects a Unix stream socket to `path` (a socket file, or `@name` in the abstract
-/// namespace), within `timeout` if one is given, with the errors of [`Client::connect`]. Other
-/// protocols built on this crate (the Varlink client) connect through it.
-///
-/// # Errors
-///
-/// [`ClientError::NoSocket`], [`ClientError::Refused`], [`ClientError::NotASocket`],
-/// [`ClientError::PermissionDenied`], [`ClientError::PathTooLong`],
-/// [`ClientError::Timeout`] or [`ClientError::Io`].
-pub async fn connect_socket(
-    path: &Path,
-    timeout: Option<Duration>,
-) -> Result<UnixStream, ClientError> {
-    let len = path.as_os_str().len();
-    if len > MAX_PATH_LEN {
-        return Err(ClientError::PathTooLong {
-            path: path.to_owned(),
-            len,
-            max: MAX_PATH_LEN,
-        });
-    }
-    let target = match localipc_core::abstract_name(path) {
-        // tokio takes a leading NUL as the abstract namespace.
-        Some(name) => {
-            use std::os::unix::ffi::OsStrExt;
-            let mut target = b"\0".to_vec();
-            target.extend_from_slice(name);
-            PathBuf::from(std::ffi::OsStr::from_bytes(&target))
-        }
-        None => path.to_owned(),
-    };
-    within(
-        timeout,
-        crate::runtime::with_io(UnixStream::connect(&target)),
-    )
-    .await??
-    .map_err(|e| connect_error(path, e))
-}
-
-fn connect_error(path: &Path, e: io::Error) -> ClientError {
-    let path = path.to_owned();
-    match e.kind() {
-        io::ErrorKind::NotFound => ClientError::NoSocket { path },
-        io::ErrorKind::ConnectionRefused => {
-            // Linux also refuses a connect to a regular file: tell the two apart.
-            match localipc_core::probe(&path) {
-                Ok(localipc_core::PathState::NotASocket(_)) => ClientError::NotASocket { path },
-                _ => ClientError::Refused { path },
-            }
-        }
-        io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { path },
-        _ => ClientError::Io(e),
     }
 }
 

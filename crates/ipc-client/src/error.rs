@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use localipc_core::FrameError;
+use localipc_core::{AddressError, FrameError};
 
 /// Why an exchange with the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,44 @@ pub enum ClientError {
     /// with one reply, or sent in the middle of one); the connection cannot be used any more.
     #[error("bad descriptors from the server: {0}")]
     Fds(String),
+    /// The address cannot be read, or names a scheme this client does not speak.
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    /// The program that carries `ssh-unix:` and `ssh-exec:` addresses (`ssh`, or what
+    /// `$IPC_SSH` names) cannot be started.
+    #[error("cannot start {} for an ssh address: {source}", program.display())]
+    Ssh {
+        /// The program.
+        program: PathBuf,
+        /// Why it cannot be started.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection through `ssh` ended before the reply: `ssh` could not log in or
+    /// connect, the remote socket or command failed, or the remote command exited. `ssh`'s own
+    /// messages, on stderr, say which.
+    #[error(
+        "the connection through ssh ended before the reply ({}; ssh's messages say why)",
+        match status { Some(s) => format!("ssh {s}"), None => "ssh still running".into() }
+    )]
+    SshEnded {
+        /// `ssh`'s exit status, when it had exited.
+        status: Option<std::process::ExitStatus>,
+    },
+    /// The `ssh` to run for an `ssh-unix:` address is an OpenSSH older than 9.4, whose `-W`
+    /// cannot reach a Unix socket.
+    #[error(
+        "ssh-unix: needs OpenSSH 9.4 or later (ssh -W to a socket path), and ssh is {version}; \
+         use ssh-exec:HOST:ipc-client bridge --socket PATH instead, or name a newer ssh in \
+         IPC_SSH"
+    )]
+    SshTooOld {
+        /// What `ssh -V` said it is.
+        version: String,
+    },
+    /// Descriptors cannot go through `ssh`; nothing was sent.
+    #[error("file descriptors cannot be passed through ssh; pass them to a local server only")]
+    FdsNotCarried,
     /// The Tokio runtime the client runs on lacks what it needs: the client needs the I/O
     /// driver, and the time driver whenever a time limit is set or raw framing is used
     /// (`Builder::enable_all` gives both).

@@ -5,14 +5,15 @@
 pub mod blocking;
 pub mod channel;
 pub mod client;
+pub mod connect;
 pub mod error;
 mod runtime;
 
 pub use bytes::Bytes;
 pub use channel::{Channel, MAX_FDS_PER_MESSAGE};
 pub use client::{
-    Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, connect_socket, send, send_with,
-    within,
+    Client, ClientOptions, DEFAULT_RAW_QUIET, DEFAULT_TIMEOUT, send, send_with, within,
 };
+pub use connect::{Connection, SSH_ENV, connect, connect_socket, connect_to};
 pub use error::{ClientError, PipelineError};
-pub use localipc_core::{Framing, MAX_PATH_LEN, default_socket_path};
+pub use localipc_core::{Address, AddressError, Framing, MAX_PATH_LEN, default_socket_path};

@@ -3,6 +3,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adapt;
+pub mod address;
 pub mod boxed;
 pub mod counters;
 pub mod fds;
@@ -16,6 +17,7 @@ pub mod tower;
 pub mod trigger;
 
 pub use adapt::{HandlerExt, Inspect};
+pub use address::{Address, AddressError};
 pub use boxed::{BoxError, BoxFuture};
 pub use counters::ServerCounters;
 pub use fds::{FdBinder, MidMessage, PushFdError};

@@ -57,8 +57,8 @@ impl VarlinkClient {
     /// # Errors
     ///
     /// As [`crate::VarlinkClient::connect`].
-    pub fn connect(path: impl AsRef<Path> + Send) -> Result<Self, CallError> {
-        Self::connect_with(path, None, DEFAULT_MAX_MESSAGE)
+    pub fn connect(address: impl AsRef<Path> + Send) -> Result<Self, CallError> {
+        Self::connect_with(address, None, DEFAULT_MAX_MESSAGE)
     }
 
     /// Connects with a time limit and a maximum message size; see
@@ -68,13 +68,13 @@ impl VarlinkClient {
     ///
     /// As [`crate::VarlinkClient::connect_with`].
     pub fn connect_with(
-        path: impl AsRef<Path> + Send,
+        address: impl AsRef<Path> + Send,
         timeout: Option<Duration>,
         max_message: usize,
     ) -> Result<Self, CallError> {
         let runner = Runner::new()?;
         let inner = runner.run(crate::VarlinkClient::connect_with(
-            path,
+            address,
             timeout,
             max_message,
         ))??;

@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use localipc_client::{Channel, ClientError, connect_socket};
+use localipc_client::{Channel, ClientError, connect};
 use localipc_core::Framing;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -59,15 +59,16 @@ const DROPPED_STREAM: &str =
     "a streamed call on this connection was dropped before its end; its replies would follow";
 
 impl VarlinkClient {
-    /// Connects to the service at `path` (a socket file, or `@name` in the abstract
-    /// namespace), with no time limit on calls and messages of up to
-    /// [`DEFAULT_MAX_MESSAGE`] bytes.
+    /// Connects to the service at `address` (a socket file, `@name` in the abstract
+    /// namespace, or any form [`Address`](localipc_core::Address) reads, `ssh-unix:` and
+    /// `ssh-exec:` included; see [`localipc_client::connect`]), with no time limit on calls and
+    /// messages of up to [`DEFAULT_MAX_MESSAGE`] bytes.
     ///
     /// # Errors
     ///
     /// [`CallError::Connection`] with the reason (no socket, refused, permission...).
-    pub async fn connect(path: impl AsRef<Path>) -> Result<Self, CallError> {
-        Self::connect_with(path, None, DEFAULT_MAX_MESSAGE).await
+    pub async fn connect(address: impl AsRef<Path>) -> Result<Self, CallError> {
+        Self::connect_with(address, None, DEFAULT_MAX_MESSAGE).await
     }
 
     /// Connects with a time limit (for connecting, and then for each call) and a maximum
@@ -77,13 +78,13 @@ impl VarlinkClient {
     ///
     /// As [`connect`](Self::connect), or [`CallError::Timeout`].
     pub async fn connect_with(
-        path: impl AsRef<Path>,
+        address: impl AsRef<Path>,
         timeout: Option<Duration>,
         max_message: usize,
     ) -> Result<Self, CallError> {
-        let stream = connect_socket(path.as_ref(), timeout).await?;
+        let connection = connect(address, timeout).await?;
         Ok(Self {
-            channel: Channel::new(stream, Framing::Nul, max_message),
+            channel: Channel::new(connection, Framing::Nul, max_message),
             timeout,
         })
     }

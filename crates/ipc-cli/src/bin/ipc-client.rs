@@ -121,7 +121,12 @@ enum Command {
     /// Connect stdin and stdout to the server, until it closes: for a remote command such as
     /// `ssh host ipc-client bridge`, which then carries either protocol (as `varlink bridge`
     /// does). The end of stdin ends only the sending side; the replies still come.
-    Bridge,
+    Bridge {
+        /// The local server's address, in place of --socket: a path, `@name`, `unix:PATH` or
+        /// `unix:@NAME`.
+        #[arg(value_name = "ADDRESS")]
+        address: Option<std::path::PathBuf>,
+    },
     /// Print a shell completion script (for example: ipc-client completions zsh).
     Completions {
         /// The shell.
@@ -157,7 +162,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
-    let path = cli.socket.path();
+    let path = cli.socket.checked()?;
     let framing = cli.socket.framing;
     let options = ClientOptions::default()
         .framing(framing)
@@ -229,12 +234,18 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             ))?;
             Ok(exit::OK)
         }
-        Command::Bridge => {
+        Command::Bridge { address } => {
+            let mut socket = cli.socket.clone();
+            if address.is_some() {
+                socket.socket = address;
+            }
+            let path = socket.local_path("bridge connects to")?;
             let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
             cli::bridge::bridge(&path, timeout, std::io::stdin(), std::io::stdout().lock())?;
             Ok(exit::OK)
         }
         Command::Ping => {
+            let path = cli.socket.local_path("ping probes")?;
             let (line, code) = match localipc_core::probe(&path) {
                 Ok(PathState::Live) => match answers(&path, cli.timeout) {
                     Ok(true) => ("live", exit::OK),

@@ -390,7 +390,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
             }
         }
     }
-    let mut config = ServerConfig::new(cli.socket.path());
+    let mut config = ServerConfig::new(cli.socket.local_path("ipc-server listens on")?);
     config.framing = framing;
     config.max_frame = cli.socket.max_frame;
     config.max_connections = cli.max_connections;

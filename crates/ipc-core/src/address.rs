@@ -1,0 +1,371 @@
+//! [`Address`]: where a client reaches a server, written as Varlink tools write addresses
+//! (`unix:PATH`, `unix:@NAME`, `ssh-unix:HOST:PATH`, `ssh-exec:HOST:COMMAND`), or as a bare
+//! socket path, as before addresses had schemes.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// Where a server is reached.
+///
+/// | written | meaning |
+/// | --- | --- |
+/// | `PATH`, `unix:PATH` | a socket file |
+/// | `@NAME`, `unix:@NAME` | a name in Linux's abstract namespace (see [`crate::abstract_name`]) |
+/// | `ssh-unix:[USER@]HOST:PATH` | the socket file `PATH` on `HOST`, through `ssh -W PATH` |
+/// | `ssh-exec:[USER@]HOST:COMMAND` | a command on `HOST` whose stdin and stdout carry the protocol, such as `ipc-client bridge` |
+///
+/// A bare path that starts with a scheme's name and a colon is written `./unix:...`. `HOST`
+/// may be an IPv6 address in brackets (`ssh-unix:[::1]:/run/ipc.sock`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Address {
+    /// A socket file.
+    Path(PathBuf),
+    /// A name in Linux's abstract namespace, without its `@`.
+    Abstract(Vec<u8>),
+    /// A socket file on another host, reached through `ssh`.
+    SshUnix {
+        /// `[USER@]HOST`, as `ssh` takes it.
+        destination: String,
+        /// The socket's absolute path on that host.
+        path: PathBuf,
+    },
+    /// A command on another host, started by `ssh`, whose stdin and stdout carry the protocol.
+    SshExec {
+        /// `[USER@]HOST`, as `ssh` takes it.
+        destination: String,
+        /// The command line, run by the remote user's shell.
+        command: String,
+    },
+}
+
+/// Why an address cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressError {
+    /// Nothing was given.
+    #[error("the address is empty")]
+    Empty,
+    /// The address is not written as its scheme wants.
+    #[error("bad address {address:?}: {reason}")]
+    Malformed {
+        /// The address as given.
+        address: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A Varlink scheme that this version does not speak.
+    #[error(
+        "{scheme}: addresses are not supported; use unix:, ssh-unix: or ssh-exec: (a bare path \
+         that starts with {scheme}: is written ./{scheme}:...)"
+    )]
+    Unsupported {
+        /// The scheme, such as `tcp`.
+        scheme: &'static str,
+    },
+}
+
+/// Schemes that Varlink tools use and this version does not speak: refused by name rather
+/// than taken for a file name.
+const UNSUPPORTED: [&str; 4] = ["tcp", "exec", "vsock", "ssh"];
+
+impl Address {
+    /// Reads an address (see the [type's docs](Address) for its forms).
+    ///
+    /// # Errors
+    ///
+    /// [`AddressError`] says what is wrong.
+    pub fn parse(address: impl AsRef<OsStr>) -> Result<Self, AddressError> {
+        let raw = address.as_ref().as_bytes();
+        if raw.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        if let Some(rest) = raw.strip_prefix(b"unix:") {
+            return match rest {
+                [] => Err(malformed(raw, "unix: needs a socket path or @name")),
+                [b'@', name @ ..] => Ok(Address::Abstract(name.to_vec())),
+                path => Ok(Address::Path(PathBuf::from(OsStr::from_bytes(path)))),
+            };
+        }
+        if let Some(rest) = raw.strip_prefix(b"ssh-unix:") {
+            let (destination, path) = remote(raw, rest)?;
+            if !path.starts_with('/') {
+                return Err(malformed(
+                    raw,
+                    "ssh-unix: needs the socket's absolute path on the remote host",
+                ));
+            }
+            return Ok(Address::SshUnix {
+                destination,
+                path: PathBuf::from(path),
+            });
+        }
+        if let Some(rest) = raw.strip_prefix(b"ssh-exec:") {
+            let (destination, command) = remote(raw, rest)?;
+            return Ok(Address::SshExec {
+                destination,
+                command,
+            });
+        }
+        if let Some(scheme) = UNSUPPORTED.into_iter().find(|s| {
+            raw.strip_prefix(s.as_bytes())
+                .is_some_and(|r| r.starts_with(b":"))
+        }) {
+            return Err(AddressError::Unsupported { scheme });
+        }
+        Ok(match raw {
+            [b'@', name @ ..] => Address::Abstract(name.to_vec()),
+            _ => Address::Path(PathBuf::from(OsStr::from_bytes(raw))),
+        })
+    }
+
+    /// The address of a local socket, as the server and [`crate::probe`] take it: a path, or
+    /// `@name` for an abstract name. `None` for a remote address.
+    pub fn local_path(&self) -> Option<PathBuf> {
+        match self {
+            Address::Path(path) => Some(path.clone()),
+            Address::Abstract(name) => {
+                let mut bytes = b"@".to_vec();
+                bytes.extend_from_slice(name);
+                Some(PathBuf::from(OsString::from_vec(bytes)))
+            }
+            Address::SshUnix { .. } | Address::SshExec { .. } => None,
+        }
+    }
+
+    /// The scheme the address is written with: `unix` (also for a bare path), `ssh-unix` or
+    /// `ssh-exec`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Address::Path(_) | Address::Abstract(_) => "unix",
+            Address::SshUnix { .. } => "ssh-unix",
+            Address::SshExec { .. } => "ssh-exec",
+        }
+    }
+
+    /// Whether the address is reached through `ssh` rather than a socket of this host.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, Address::SshUnix { .. } | Address::SshExec { .. })
+    }
+}
+
+impl std::str::FromStr for Address {
+    type Err = AddressError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl From<&Path> for Address {
+    /// A path taken as a socket file, whatever it starts with; `@name` is an abstract name, as
+    /// everywhere in the workspace.
+    fn from(path: &Path) -> Self {
+        match crate::abstract_name(path) {
+            Some(name) => Address::Abstract(name.to_vec()),
+            None => Address::Path(path.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    /// A socket file shows as its bare path, so messages read as they did before addresses
+    /// had schemes; the other forms show as they are written.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Path(path) => write!(f, "{}", path.display()),
+            Address::Abstract(name) => write!(f, "@{}", name.escape_ascii()),
+            Address::SshUnix { destination, path } => {
+                write!(f, "ssh-unix:{}:{}", bracketed(destination), path.display())
+            }
+            Address::SshExec {
+                destination,
+                command,
+            } => write!(f, "ssh-exec:{}:{command}", bracketed(destination)),
+        }
+    }
+}
+
+/// Splits `[USER@]HOST:REST` (HOST possibly `[v6]`) into a destination for `ssh` and REST.
+fn remote(raw: &[u8], rest: &[u8]) -> Result<(String, String), AddressError> {
+    let rest = std::str::from_utf8(rest)
+        .map_err(|_| malformed(raw, "a remote address must be valid UTF-8"))?;
+    let (user, host_and_rest) = match rest.split_once('@') {
+        // An `@` after the first `:` belongs to the path or command.
+        Some((user, tail)) if !user.contains(':') && !user.contains('[') => (Some(user), tail),
+        _ => (None, rest),
+    };
+    let (host, tail) = if let Some(v6) = host_and_rest.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| malformed(raw, "an IPv6 host needs its closing ]"))?;
+        let tail = after
+            .strip_prefix(':')
+            .ok_or_else(|| malformed(raw, "the host must be followed by :"))?;
+        (host, tail)
+    } else {
+        host_and_rest
+            .split_once(':')
+            .ok_or_else(|| malformed(raw, "write it HOST:PATH or HOST:COMMAND"))?
+    };
+    if host.is_empty() || host.starts_with('-') {
+        return Err(malformed(raw, "the host is missing or starts with -"));
+    }
+    if user.is_some_and(|u| u.is_empty() || u.starts_with('-')) {
+        return Err(malformed(raw, "the user is empty or starts with -"));
+    }
+    if tail.is_empty() {
+        return Err(malformed(
+            raw,
+            "nothing after the host: give the path or command",
+        ));
+    }
+    let destination = match user {
+        Some(user) => format!("{user}@{host}"),
+        None => host.to_owned(),
+    };
+    Ok((destination, tail.to_owned()))
+}
+
+/// A destination as written in an address: an IPv6 host in brackets.
+fn bracketed(destination: &str) -> String {
+    let (user, host) = match destination.rsplit_once('@') {
+        Some((user, host)) => (Some(user), host),
+        None => (None, destination),
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    match user {
+        Some(user) => format!("{user}@{host}"),
+        None => host,
+    }
+}
+
+fn malformed(raw: &[u8], reason: &'static str) -> AddressError {
+    AddressError::Malformed {
+        address: String::from_utf8_lossy(raw).into_owned(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Address, AddressError> {
+        s.parse()
+    }
+
+    #[test]
+    fn local_forms() {
+        let path = |p: &str| Ok(Address::Path(PathBuf::from(p)));
+        assert_eq!(parse("/run/ipc.sock"), path("/run/ipc.sock"));
+        assert_eq!(parse("unix:/run/ipc.sock"), path("/run/ipc.sock"));
+        assert_eq!(parse("rel/ipc.sock"), path("rel/ipc.sock"));
+        // A colon in a file name is a file name, unless it names a scheme.
+        assert_eq!(parse("a:b.sock"), path("a:b.sock"));
+        assert_eq!(parse("./tcp:1"), path("./tcp:1"));
+        assert_eq!(parse("@ctl"), Ok(Address::Abstract(b"ctl".to_vec())));
+        assert_eq!(parse("unix:@ctl"), Ok(Address::Abstract(b"ctl".to_vec())));
+        assert_eq!(
+            parse("unix:@ctl").unwrap().local_path(),
+            Some(PathBuf::from("@ctl"))
+        );
+        assert_eq!(parse(""), Err(AddressError::Empty));
+        assert!(matches!(
+            parse("unix:"),
+            Err(AddressError::Malformed { .. })
+        ));
+        // Not UTF-8: still a path.
+        let odd = OsStr::from_bytes(b"/tmp/\xff.sock");
+        assert_eq!(Address::parse(odd), Ok(Address::Path(PathBuf::from(odd))));
+    }
+
+    #[test]
+    fn remote_forms() {
+        assert_eq!(
+            parse("ssh-unix:me@box:/run/ipc.sock"),
+            Ok(Address::SshUnix {
+                destination: "me@box".into(),
+                path: "/run/ipc.sock".into()
+            })
+        );
+        assert_eq!(
+            parse("ssh-unix:[::1]:/run/a:b.sock"),
+            Ok(Address::SshUnix {
+                destination: "::1".into(),
+                path: "/run/a:b.sock".into()
+            })
+        );
+        assert_eq!(
+            parse("ssh-exec:box:ipc-client bridge --socket /run/x@y.sock"),
+            Ok(Address::SshExec {
+                destination: "box".into(),
+                command: "ipc-client bridge --socket /run/x@y.sock".into()
+            })
+        );
+        assert_eq!(
+            parse("ssh-exec:u@[fe80::1]:cat"),
+            Ok(Address::SshExec {
+                destination: "u@fe80::1".into(),
+                command: "cat".into()
+            })
+        );
+        for bad in [
+            "ssh-unix:box",
+            "ssh-unix:box:",
+            "ssh-unix:box:relative.sock",
+            "ssh-unix::/run/x",
+            "ssh-unix:-oProxyCommand=x:/run/x",
+            "ssh-exec:@box:cat",
+            "ssh-exec:[::1:cat",
+            "ssh-exec:[::1]cat",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(AddressError::Malformed { .. })),
+                "{bad}: {:?}",
+                parse(bad)
+            );
+        }
+        assert!(parse("ssh-unix:box:/x").unwrap().is_remote());
+        assert_eq!(parse("ssh-unix:box:/x").unwrap().local_path(), None);
+    }
+
+    #[test]
+    fn unsupported_schemes_are_named() {
+        for (address, scheme) in [
+            ("tcp:127.0.0.1:80", "tcp"),
+            ("exec:/usr/bin/x", "exec"),
+            ("vsock:3:1", "vsock"),
+            ("ssh:box:/x", "ssh"),
+        ] {
+            assert_eq!(parse(address), Err(AddressError::Unsupported { scheme }));
+        }
+        assert!(
+            AddressError::Unsupported { scheme: "tcp" }
+                .to_string()
+                .contains("./tcp:")
+        );
+    }
+
+    #[test]
+    fn displays_as_written() {
+        for s in [
+            "/run/ipc.sock",
+            "@ctl",
+            "ssh-unix:me@box:/run/ipc.sock",
+            "ssh-unix:[::1]:/run/x",
+            "ssh-exec:u@[fe80::1]:ipc-client bridge",
+        ] {
+            let address = parse(s).unwrap();
+            assert_eq!(address.to_string(), s);
+            assert_eq!(parse(&address.to_string()), Ok(address));
+        }
+        assert_eq!(parse("unix:/x").unwrap().to_string(), "/x");
+    }
+}

@@ -16,10 +16,9 @@ use crate::server::Server;
 /// Where the listening socket comes from.
 #[derive(Debug)]
 enum Source {
-    /// Create the socket file at `config.socket_path` (and remove it on exit).
-    Path,
-    /// Bind this name in the abstract namespace (`config.socket_path` is `@name`).
-    Abstract(Vec<u8>),
+    /// Bind the address `config.socket_path`: create the socket file (and remove it on exit),
+    /// or bind a name in the abstract namespace.
+    Address,
     /// Serve a socket someone else created; its file is theirs and is never removed, unless
     /// the path's lock came with it (a handover).
     Listener(UnixListener, Option<std::fs::File>),
@@ -57,7 +56,7 @@ impl<H: Handler> Server<H> {
         Builder {
             handler,
             config: ServerConfig::new(localipc_core::default_socket_path()),
-            source: Source::Path,
+            source: Source::Address,
         }
     }
 }
@@ -68,12 +67,12 @@ impl<H: Handler> Builder<H> {
     /// A path written `@name` is a name in Linux's abstract namespace instead (see
     /// [`localipc_core::abstract_name`]): no file is created, and since no file permissions apply,
     /// any local process can connect unless [`access`](Self::access) allow-lists keep it out.
+    /// The Varlink forms `unix:PATH` and `unix:@NAME` mean the same (see
+    /// [`Address`](localipc_core::Address)); an address of another host, or of a scheme this
+    /// version does not speak, fails at [`bind`](Self::bind).
     pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.socket_path = path.into();
-        self.source = match localipc_core::abstract_name(&self.config.socket_path) {
-            Some(name) => Source::Abstract(name.to_owned()),
-            None => Source::Path,
-        };
+        self.source = Source::Address;
         self
     }
 
@@ -108,7 +107,7 @@ impl<H: Handler> Builder<H> {
         self.config = config;
         match self.source {
             Source::Listener(..) => self,
-            Source::Path | Source::Abstract(_) => self.socket(path),
+            Source::Address => self.socket(path),
         }
     }
 
@@ -218,8 +217,7 @@ impl<H: Handler> Builder<H> {
     /// directory, a given descriptor that is not a Unix stream listener, or a failing system call.
     pub fn bind(self) -> Result<Server<H>, ServerError> {
         match self.source {
-            Source::Path => Server::bind_path(self.config, self.handler),
-            Source::Abstract(name) => Server::bind_abstract(&name, self.config, self.handler),
+            Source::Address => Server::bind(self.config, self.handler),
             Source::Listener(listener, lock) => {
                 Server::adopt(listener, lock, self.config, self.handler)
             }

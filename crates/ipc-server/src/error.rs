@@ -53,6 +53,16 @@ pub enum ServerError {
         #[source]
         source: io::Error,
     },
+    /// The socket address cannot be read, or names a scheme this version does not speak.
+    #[error("cannot listen there: {0}")]
+    Address(#[from] localipc_core::AddressError),
+    /// The socket address is on another host (`ssh-unix:`, `ssh-exec:`): a server listens on a
+    /// socket of its own host.
+    #[error("a server listens on a socket of its own host, not {address}")]
+    NotLocal {
+        /// The address, as given.
+        address: String,
+    },
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(String),

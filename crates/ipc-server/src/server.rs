@@ -143,18 +143,23 @@ impl ShutdownHandle {
 impl<H: Handler> Server<H> {
     /// Binds a server at `config.socket_path`: shorthand for the
     /// [`Builder`](crate::Builder) with a whole [`ServerConfig`]. As there, a path written
-    /// `@name` is a name in the abstract namespace (no file is created).
+    /// `@name` is a name in the abstract namespace (no file is created), and `unix:PATH` and
+    /// `unix:@NAME` mean the same.
     ///
     /// # Errors
     ///
     /// As [`Builder::bind`](crate::Builder::bind).
-    pub fn bind(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
-        match localipc_core::abstract_name(&config.socket_path) {
-            Some(name) => {
-                let name = name.to_owned();
-                Self::bind_abstract(&name, config, handler)
-            }
-            None => Self::bind_path(config, handler),
+    pub fn bind(mut config: ServerConfig, handler: H) -> Result<Self, ServerError> {
+        let address = localipc_core::Address::parse(&config.socket_path)?;
+        let Some(local) = address.local_path() else {
+            return Err(ServerError::NotLocal {
+                address: address.to_string(),
+            });
+        };
+        config.socket_path = local;
+        match address {
+            localipc_core::Address::Abstract(name) => Self::bind_abstract(&name, config, handler),
+            _ => Self::bind_path(config, handler),
         }
     }
 

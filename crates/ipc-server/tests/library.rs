@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use localipc_server::{
-    BoxError, Bytes, Context, Handler, ListenAddress, Response, Server, ShutdownHandle,
+    BoxError, Bytes, Context, Handler, ListenAddress, Response, Server, ServerError, ShutdownHandle,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -219,6 +219,37 @@ async fn a_server_reports_what_it_really_listens_on() {
         .bind()
         .unwrap();
     assert_eq!(server.path(), Some(path.as_path()));
+    drop(server);
+
+    // Varlink's address forms: `unix:PATH` is the path, `unix:@NAME` the abstract name.
+    let server = Server::builder(localipc_server::Echo)
+        .socket(format!("unix:{}", path.display()))
+        .bind()
+        .unwrap();
+    assert_eq!(server.path(), Some(path.as_path()));
+    assert_eq!(server.config().socket_path, path);
+    drop(server);
+    let server = Server::builder(localipc_server::Echo)
+        .socket(format!("unix:@{name}"))
+        .bind()
+        .unwrap();
+    assert_eq!(server.address().to_string(), format!("@{name}"));
+    drop(server);
+    // Another host's address, or a scheme not spoken, is refused; no file is made.
+    let refused = |address: &str| {
+        Server::builder(localipc_server::Echo)
+            .socket(address)
+            .bind()
+            .unwrap_err()
+    };
+    assert!(matches!(
+        refused("ssh-unix:box:/run/ipc.sock"),
+        ServerError::NotLocal { .. }
+    ));
+    let tcp = refused("tcp:127.0.0.1:7000");
+    assert!(matches!(tcp, ServerError::Address(_)), "{tcp:?}");
+    assert!(tcp.to_string().contains("tcp: addresses are not supported"));
+    assert!(!std::path::Path::new("tcp:127.0.0.1:7000").exists());
 }
 
 fn nix_uid() -> u32 {

@@ -488,7 +488,10 @@ fn failure(e: ServerError) -> Failure {
         ServerError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
             exit::NO_PERMISSION
         }
-        ServerError::PathTooLong { .. } | ServerError::InvalidConfig(_) => exit::USAGE,
+        ServerError::PathTooLong { .. }
+        | ServerError::InvalidConfig(_)
+        | ServerError::Address(_)
+        | ServerError::NotLocal { .. } => exit::USAGE,
         _ => exit::IO,
     };
     (code, e.to_string())

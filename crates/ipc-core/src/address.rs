@@ -172,10 +172,28 @@ impl From<&Path> for Address {
 
 impl fmt::Display for Address {
     /// A socket file shows as its bare path, so messages read as they did before addresses
-    /// had schemes; the other forms show as they are written.
+    /// had schemes, unless the bare path would read as something else (`@name`, or a scheme):
+    /// then as `unix:PATH`. The other forms show as they are written.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Address::Path(path) => write!(f, "{}", path.display()),
+            Address::Path(path) => {
+                let bare = path.as_os_str().as_bytes();
+                let misread = bare.is_empty()
+                    || bare.starts_with(b"@")
+                    || ["unix", "ssh-unix", "ssh-exec"]
+                        .into_iter()
+                        .chain(UNSUPPORTED)
+                        .any(|s| {
+                            bare.strip_prefix(s.as_bytes())
+                                .is_some_and(|r| r.starts_with(b":"))
+                        });
+                let scheme = if misread { "unix:" } else { "" };
+                write!(f, "{scheme}{}", path.display())
+            }
+            // Printable names as they are; others escaped, for reading.
+            Address::Abstract(name) if name.iter().all(|b| (b' '..=b'~').contains(b)) => {
+                write!(f, "@{}", String::from_utf8_lossy(name))
+            }
             Address::Abstract(name) => write!(f, "@{}", name.escape_ascii()),
             Address::SshUnix { destination, path } => {
                 write!(f, "ssh-unix:{}:{}", bracketed(destination), path.display())
@@ -351,6 +369,56 @@ mod tests {
                 .to_string()
                 .contains("./tcp:")
         );
+    }
+
+    proptest::proptest! {
+        /// Any bytes: an address or an error, never a panic; what is read from printable input
+        /// shows as an address that reads back the same.
+        #[test]
+        fn any_input_reads_or_fails_cleanly(
+            prefix in proptest::sample::select(&[
+                "", "unix:", "@", "unix:@", "ssh-unix:", "ssh-exec:", "tcp:", "unix:tcp:",
+                "unix:ssh-exec:", "./", "unix:unix:",
+            ][..]),
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48),
+        ) {
+            let mut raw = prefix.as_bytes().to_vec();
+            raw.extend_from_slice(&tail);
+            if let Ok(address) = Address::parse(OsStr::from_bytes(&raw)) {
+                // Printable input: what a person would type, and read back.
+                if raw.iter().all(|b| (b' '..=b'~').contains(b)) {
+                    proptest::prop_assert_eq!(parse(&address.to_string()), Ok(address));
+                }
+            }
+        }
+
+        /// Remote addresses built from parts read back as those parts.
+        #[test]
+        fn remote_parts_survive(
+            user in proptest::option::of("[a-z_][a-z0-9_.-]{0,8}"),
+            host in "[a-z0-9][a-z0-9.-]{0,12}|\\[[0-9a-f:]{2,12}\\]",
+            rest in "/[ -~]{0,20}",
+        ) {
+            let destination = match &user {
+                Some(user) => format!("{user}@{host}"),
+                None => host.clone(),
+            };
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            let expected = match &user {
+                Some(user) => format!("{user}@{bare}"),
+                None => bare.to_owned(),
+            };
+            let address = parse(&format!("ssh-unix:{destination}:{rest}")).unwrap();
+            proptest::prop_assert_eq!(address, Address::SshUnix {
+                destination: expected.clone(),
+                path: PathBuf::from(&rest),
+            });
+            let address = parse(&format!("ssh-exec:{destination}:{rest}")).unwrap();
+            proptest::prop_assert_eq!(address, Address::SshExec {
+                destination: expected,
+                command: rest,
+            });
+        }
     }
 
     #[test]

@@ -21,7 +21,13 @@ const COUNTED: &[(&str, u64, &[ServerKind])] = &[
     ("v-churn", 5_000, VARLINK),
 ];
 
-const PLAIN: &[ServerKind] = &[ServerKind::Ours, ServerKind::RefC, ServerKind::RefCNaive];
+/// The tokio floor shows what the runtime and a task per connection cost by themselves.
+const PLAIN: &[ServerKind] = &[
+    ServerKind::Ours,
+    ServerKind::RefC,
+    ServerKind::RefCNaive,
+    ServerKind::RefTokioFloor,
+];
 const VARLINK: &[ServerKind] = &[ServerKind::Ours, ServerKind::RefZlink];
 
 /// One server's count in one scenario.

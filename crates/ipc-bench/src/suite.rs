@@ -43,6 +43,9 @@ pub enum ServerKind {
     RefStd,
     /// `ref-tokio-server`: tokio `Framed` with `LinesCodec`.
     RefTokio,
+    /// `ref-tokio-floor`: the coalescing C reference's design on tokio's current-thread
+    /// runtime, a task per connection: the floor of that model, in the instruction counts.
+    RefTokioFloor,
     /// `ref-c-server`: hand-written C, epoll, one thread, the replies of one read sent
     /// together (`c/ref-c-server.c` with `COALESCE`): the reference of the ratios.
     RefC,
@@ -62,6 +65,7 @@ impl ServerKind {
             ServerKind::OursPlain => "ipc-server-plain",
             ServerKind::RefStd => "ref-std",
             ServerKind::RefTokio => "ref-tokio",
+            ServerKind::RefTokioFloor => "ref-tokio-floor",
             ServerKind::RefC => "ref-c",
             ServerKind::RefCNaive => "ref-c-naive",
             ServerKind::RefZlink => "ref-zlink",
@@ -374,6 +378,7 @@ pub(crate) fn start_server(
         (ServerKind::Ours | ServerKind::OursPlain, None) => sibling("ipc-server"),
         (ServerKind::RefStd, _) => sibling("ref-std-server"),
         (ServerKind::RefTokio, _) => sibling("ref-tokio-server"),
+        (ServerKind::RefTokioFloor, _) => sibling("ref-tokio-floor"),
         (ServerKind::RefZlink, _) => sibling("ref-zlink-server"),
         // Built by this crate's build script, with the system C compiler.
         (ServerKind::RefC, _) => PathBuf::from(env!("REF_C_SERVER")),
@@ -419,7 +424,11 @@ pub(crate) fn start_server(
                 .args(["--idle-timeout", "0", "-q"])
                 .args(&config.server_args);
         }
-        ServerKind::RefStd | ServerKind::RefTokio | ServerKind::RefC | ServerKind::RefCNaive => {
+        ServerKind::RefStd
+        | ServerKind::RefTokio
+        | ServerKind::RefTokioFloor
+        | ServerKind::RefC
+        | ServerKind::RefCNaive => {
             cmd.arg(&socket).arg(framing.as_str());
         }
         ServerKind::RefZlink => {

@@ -5,7 +5,10 @@
 //! every complete line in it into one write buffer, send that buffer. No allocation per
 //! message, no framing beyond finding newlines. Line framing only. Not for production.
 //!
-//! Usage: ref-tokio-floor PATH [line]
+//! Usage: ref-tokio-floor PATH [line [io-only]]
+//!
+//! `io-only` builds the runtime with the I/O driver alone (no timers, no signals; SIGTERM then
+//! ends the process at once), to show what those drivers cost.
 
 use tokio::net::{UnixListener, UnixStream};
 use tokio::signal::unix::{SignalKind, signal};
@@ -14,16 +17,29 @@ use tokio::signal::unix::{SignalKind, signal};
 const BUF: usize = 64 * 1024;
 
 fn main() {
-    let path = std::env::args()
-        .nth(1)
-        .expect("usage: ref-tokio-floor PATH [line]");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let args: Vec<String> = std::env::args().collect();
+    let path = args
+        .get(1)
+        .expect("usage: ref-tokio-floor PATH [line [io-only]]")
+        .clone();
+    let io_only = args.get(3).is_some_and(|a| a == "io-only");
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    if io_only {
+        builder.enable_io();
+    } else {
+        builder.enable_all();
+    }
+    let runtime = builder.build().expect("runtime");
     runtime.block_on(async move {
         let _ = std::fs::remove_file(&path);
         let listener = UnixListener::bind(&path).expect("bind");
+        if io_only {
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    tokio::spawn(serve(stream));
+                }
+            }
+        }
         let mut term = signal(SignalKind::terminate()).expect("SIGTERM");
         loop {
             tokio::select! {

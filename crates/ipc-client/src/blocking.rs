@@ -150,6 +150,21 @@ impl Client {
         self.runner.run(self.inner.request(message))?
     }
 
+    /// Sends one message with `fds` (file descriptors, passed with its first byte) and waits
+    /// for its reply; returns the reply with the descriptors that came with it; see
+    /// [`crate::Client::request_with_fds`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Client::request_with_fds`].
+    pub fn request_with_fds(
+        &mut self,
+        message: impl AsRef<[u8]> + Send,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(Bytes, Vec<std::os::fd::OwnedFd>), ClientError> {
+        self.runner.run(self.inner.request_with_fds(message, fds))?
+    }
+
     /// Sends every message before reading any reply, then returns the replies in order; see
     /// [`crate::Client::pipeline`].
     ///

@@ -171,8 +171,9 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// As [`Client::request`]; [`ClientError::TooManyFds`] past 253 descriptors (nothing is
-    /// sent); [`ClientError::Fds`] for a reply with more descriptors than accepted.
+    /// As [`Client::request`]; [`ClientError::TooManyFds`] past 253 descriptors, or
+    /// [`ClientError::FdsNotCarried`] on a connection through `ssh` (nothing is sent then);
+    /// [`ClientError::Fds`] for a reply with more descriptors than accepted.
     ///
     /// # Cancel safety
     ///

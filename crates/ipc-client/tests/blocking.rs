@@ -31,14 +31,22 @@ fn serve() -> Served {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("b.sock");
-    let handler = handler_fn(|request: Bytes, _ctx| async move {
+    let handler = handler_fn(|request: Bytes, ctx| async move {
+        // Descriptors that come with a request go back with its reply.
+        ctx.echo_fds();
         if &request[..] == b"slow" {
             tokio::time::sleep(Duration::from_millis(400)).await;
         }
         Ok::<_, BoxError>(request)
     });
     let server = runtime
-        .block_on(async { Server::builder(handler).socket(&path).bind() })
+        .block_on(async {
+            Server::builder(handler)
+                .socket(&path)
+                .accept_fds(true)
+                .send_fds(true)
+                .bind()
+        })
         .unwrap();
     let handle = server.handle();
     runtime.spawn(server.serve(std::future::pending()));
@@ -62,6 +70,26 @@ fn calls_without_a_runtime() {
         ["two", big.as_str(), "three"]
     );
     assert!(client.is_usable());
+}
+
+#[test]
+fn descriptors_both_ways_without_a_runtime() {
+    use std::io::{Read, Write};
+    let served = serve();
+    let options = ClientOptions::default().accept_fds(2);
+    let mut client = Client::connect_with(&served.path, options).unwrap();
+    let (mut read_end, write_end) = std::io::pipe().unwrap();
+    let (reply, fds) = client
+        .request_with_fds("with a pipe", vec![write_end.into()])
+        .unwrap();
+    assert_eq!(reply, "with a pipe");
+    // What came back is the pipe that went: a byte written through it comes out here.
+    let [back] = <[std::os::fd::OwnedFd; 1]>::try_from(fds).unwrap();
+    std::fs::File::from(back).write_all(b"x").unwrap();
+    let mut byte = [0];
+    read_end.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"x");
+    assert_eq!(client.request("after").unwrap(), "after");
 }
 
 #[test]

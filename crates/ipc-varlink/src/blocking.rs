@@ -99,6 +99,29 @@ impl VarlinkClient {
         self.runner.run(self.inner.call(method, parameters))?
     }
 
+    /// Calls `method` with `fds` (file descriptors, passed with the call) and returns its
+    /// reply with the descriptors that came with it; see
+    /// [`crate::VarlinkClient::call_with_fds`].
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::VarlinkClient::call_with_fds`].
+    pub fn call_with_fds<P: Serialize + Sync, R: DeserializeOwned + Send>(
+        &mut self,
+        method: &str,
+        parameters: &P,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) -> Result<(R, Vec<std::os::fd::OwnedFd>), CallError> {
+        self.runner
+            .run(self.inner.call_with_fds(method, parameters, fds))?
+    }
+
+    /// From now on, takes the descriptors that come with replies (up to `max` with one); see
+    /// [`crate::VarlinkClient::accept_fds`].
+    pub fn accept_fds(&mut self, max: usize) {
+        self.inner.accept_fds(max);
+    }
+
     /// Sends a one-way call; see [`crate::VarlinkClient::oneway`].
     ///
     /// # Errors

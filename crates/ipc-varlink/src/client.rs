@@ -130,8 +130,9 @@ impl VarlinkClient {
     /// # Errors
     ///
     /// As [`call`](Self::call); [`CallError::Connection`] with
-    /// [`ClientError::TooManyFds`] past 253 descriptors (nothing is sent), or
-    /// [`ClientError::Fds`] for a reply with more descriptors than accepted.
+    /// [`ClientError::TooManyFds`] past 253 descriptors or [`ClientError::FdsNotCarried`]
+    /// through `ssh` (nothing is sent then), or [`ClientError::Fds`] for a reply with more
+    /// descriptors than accepted.
     ///
     /// # Cancel safety
     ///

@@ -47,6 +47,8 @@ fn serve() -> Served {
             Server::builder(service)
                 .socket(&path)
                 .framing(Framing::Nul)
+                .accept_fds(true)
+                .send_fds(true)
                 .bind()
         })
         .unwrap();
@@ -62,6 +64,29 @@ fn serve() -> Served {
 
 fn connect(served: &Served) -> VarlinkClient {
     VarlinkClient::connect_with(&served.path, Some(Duration::from_secs(10)), 1 << 20).unwrap()
+}
+
+#[test]
+fn descriptors_both_ways_without_a_runtime() {
+    use std::io::{Read, Write};
+    let served = serve();
+    let mut client = connect(&served);
+    client.accept_fds(2);
+    let (mut read_end, write_end) = std::io::pipe().unwrap();
+    // io.ipc.Messages.Echo gives back the descriptors of its call.
+    let (reply, fds): (Value, _) = client
+        .call_with_fds(
+            "io.ipc.Messages.Echo",
+            &json!({"message": "fd"}),
+            vec![write_end.into()],
+        )
+        .unwrap();
+    assert_eq!(reply, json!({"message": "fd"}));
+    let [back] = <[std::os::fd::OwnedFd; 1]>::try_from(fds).unwrap();
+    std::fs::File::from(back).write_all(b"x").unwrap();
+    let mut byte = [0];
+    read_end.read_exact(&mut byte).unwrap();
+    assert_eq!(&byte, b"x");
 }
 
 #[test]

@@ -13,12 +13,15 @@ use localipc_cli::{self as cli, LogArgs, SocketArgs, exit};
 use localipc_client::{Client, ClientError, ClientOptions, PipelineError};
 use localipc_core::{Framing, PathState};
 
-/// Send messages to an ipc-server over its Unix domain socket.
+/// Send messages to an ipc-server over its Unix domain socket, on this host or, through ssh,
+/// on another (--socket ssh-unix:HOST:PATH or ssh-exec:HOST:COMMAND; IPC_SSH names the program
+/// to run in place of ssh).
 ///
 /// Exit codes (sysexits): 0 success (ping: a server answers); 64 bad usage (including a socket
-/// path over 107 bytes, or a flag the subcommand does not use); 65 the message does not fit the
-/// framing; 66 nothing at the socket path (or a --push-fd path); 69 unavailable: a stale
-/// socket, connection refused; 70 internal error (a bug: please report it); 74 other I/O error;
+/// path over 107 bytes, an address that cannot be used, or a flag the subcommand does not use);
+/// 65 the message does not fit the framing; 66 nothing at the socket path (or a --push-fd
+/// path); 69 unavailable: a stale socket, connection refused, or ssh that cannot start or
+/// ended before the reply; 70 internal error (a bug: please report it); 74 other I/O error;
 /// 75 timeout (ping: a server holds the socket but does not answer); 76 protocol: the server
 /// closed without replying, sent a bad reply, or refuses descriptors; 77 permission denied; 78
 /// the path is not a socket; 79 a Varlink call got an error reply.

@@ -111,7 +111,7 @@ impl Client {
     /// `address` is a socket file, `@name` for a name in Linux's abstract namespace (see
     /// [`localipc_core::abstract_name`]), or any form [`Address`](localipc_core::Address)
     /// reads: `unix:PATH`, `unix:@NAME`, and a server on another host through `ssh`
-    /// (`ssh-unix:HOST:PATH`, `ssh-exec:HOST:COMMAND`; see [`crate::connect`]).
+    /// (`ssh-unix:HOST:PATH`, `ssh-exec:HOST:COMMAND`; see [`crate::connect`](mod@crate::connect)).
     ///
     /// # Errors
     ///

@@ -61,7 +61,7 @@ const DROPPED_STREAM: &str =
 impl VarlinkClient {
     /// Connects to the service at `address` (a socket file, `@name` in the abstract
     /// namespace, or any form [`Address`](localipc_core::Address) reads, `ssh-unix:` and
-    /// `ssh-exec:` included; see [`localipc_client::connect`]), with no time limit on calls and
+    /// `ssh-exec:` included; see [`localipc_client::connect`](mod@localipc_client::connect)), with no time limit on calls and
     /// messages of up to [`DEFAULT_MAX_MESSAGE`] bytes.
     ///
     /// # Errors

@@ -314,6 +314,34 @@ fn ssh_exec_carries_both_protocols_through_a_remote_bridge() {
 }
 
 #[test]
+fn one_way_calls_through_ssh_reach_the_server_after_the_client_exits() {
+    let Some(sshd) = Sshd::start() else { return };
+    let server = sshd.server(&["--protocol", "varlink"]);
+    // Each ipc-client writes its call and exits at once, before ssh may even have logged in:
+    // what it wrote must still reach the server.
+    const CALLS: u64 = 10;
+    for i in 0..CALLS {
+        let out = sshd.client(
+            &ssh_unix(&server),
+            &[
+                "call",
+                "--oneway",
+                "io.ipc.Messages.Echo",
+                &format!(r#"{{"message":"one-way {i}"}}"#),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    // Stats counts itself too: the k-th look sees CALLS + k calls once all have arrived.
+    let mut looks = 0;
+    wait_until("every one-way call reached the server", || {
+        looks += 1;
+        let out = server.client(&["call", "io.ipc.Server.Stats"]);
+        json_values(&stdout(&out))[0]["calls"] == serde_json::json!(CALLS + looks)
+    });
+}
+
+#[test]
 fn a_remote_end_that_dies_mid_call_is_an_error_with_its_status_not_a_hang() {
     let Some(sshd) = Sshd::start() else { return };
     // Reads part of the message, then exits.

@@ -387,3 +387,35 @@ fn unfinished_messages_cannot_exhaust_the_servers_memory() {
     signal(&server, Signal::SIGTERM);
     assert!(wait_within(&mut server).success(), "{text}");
 }
+
+#[test]
+fn each_address_admits_its_own_users() {
+    // Two real users: the test runs as root and starts the other one with setpriv.
+    if !nix::unistd::getuid().is_root() {
+        eprintln!("skipped: running as two users needs root (CI runs it as root)");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (main, shared) = (dir.path().join("main.sock"), dir.path().join("shared.sock"));
+    // The main socket is root's alone (0600); the shared one admits nobody, and only nobody.
+    let also = format!("{};allow-uid=65534;socket-mode=0666", shared.display());
+    let server = TestServer::start_at(dir, main.clone(), &["--also-socket", &also]);
+    let as_nobody_send = |path: &std::path::Path| {
+        as_nobody("--clear-groups", client_bin())
+            .arg("--socket")
+            .arg(path)
+            .args(["send", "from nobody"])
+            .output_within()
+    };
+    assert_eq!(client(&main, &["send", "from root"]).stdout, b"from root\n");
+    let refused = client(&shared, &["send", "from root"]);
+    assert_eq!(code(refused.status), 76, "{refused:?}");
+    assert_eq!(as_nobody_send(&shared).stdout, b"from nobody\n");
+    // nobody cannot open the main socket at all.
+    assert_eq!(code(as_nobody_send(&main).status), 77);
+    let log = server.log();
+    assert!(log.contains("listening also"), "{log}");
+    assert!(log.contains("peer not on the allow-list"), "{log}");
+}

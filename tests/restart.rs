@@ -309,6 +309,7 @@ fn a_successor_that_fails_leaves_the_server_serving() {
 /// descriptor 3 on and `env` set.
 fn start_with_fds(
     fds: Vec<(&str, std::os::fd::OwnedFd)>,
+    args: &[&std::ffi::OsStr],
     env: &[(&str, &str)],
     log: &Path,
 ) -> Child {
@@ -326,7 +327,7 @@ fn start_with_fds(
     cmd.arg("-c")
         .arg(r#"LISTEN_PID=$$ exec "$0" "$@""#)
         .arg(server_bin())
-        .args(["--socket", "/nonexistent/ignored.sock"])
+        .args(args)
         .env("LISTEN_FDS", names.len().to_string())
         .env("LISTEN_FDNAMES", names.join(":"))
         .env("RUST_LOG", "info")
@@ -352,14 +353,15 @@ fn a_socket_activated_restart_loses_nothing() {
     let (path, log) = (dir.path().join("s.sock"), dir.path().join("log"));
     let listener = UnixListener::bind(&path).unwrap();
     let fd = || std::os::fd::OwnedFd::from(listener.try_clone().unwrap());
-    let mut old = start_with_fds(vec![("s.socket", fd())], &[], &log);
+    let ignored = ["--socket", "/nonexistent/ignored.sock"].map(std::ffi::OsStr::new);
+    let mut old = start_with_fds(vec![("s.socket", fd())], &ignored, &[], &log);
     let load = Load::start(&path);
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..5 {
         signal(&old, Signal::SIGTERM);
         assert!(wait_within(&mut old).success());
         // Meanwhile connections queue in the socket's backlog, for the next one.
-        old = start_with_fds(vec![("s.socket", fd())], &[], &log);
+        old = start_with_fds(vec![("s.socket", fd())], &ignored, &[], &log);
         std::thread::sleep(Duration::from_millis(200));
     }
     let tally = load.finish();
@@ -376,10 +378,13 @@ fn a_socket_activated_restart_loses_nothing() {
 
 /// Receives what the server stores (`FDSTORE=1`) on the fake service manager's socket: the
 /// descriptors by name.
-fn stored_fds(notify: &std::os::unix::net::UnixDatagram) -> Vec<(String, std::os::fd::OwnedFd)> {
+fn stored_fds(
+    notify: &std::os::unix::net::UnixDatagram,
+    count: usize,
+) -> Vec<(String, std::os::fd::OwnedFd)> {
     let mut stored = Vec::new();
     let started = std::time::Instant::now();
-    while stored.len() < 2 {
+    while stored.len() < count {
         assert!(started.elapsed() < PATIENCE, "nothing stored: {stored:?}");
         let mut buf = [0u8; 512];
         let (n, fds) = match localipc_core::fds::recv_with_fds(notify, &mut buf, 4) {
@@ -424,7 +429,7 @@ fn a_restart_through_systemds_descriptor_store_loses_nothing() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let stored = stored_fds(&notify);
+    let stored = stored_fds(&notify, 2);
     let names: Vec<_> = stored.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["localipc-listener", "localipc-lock"]);
     wait_until("the server accepts", || UnixStream::connect(&path).is_ok());
@@ -437,6 +442,7 @@ fn a_restart_through_systemds_descriptor_store_loses_nothing() {
     let dup = |i: usize| stored[i].1.try_clone().unwrap();
     let mut new = start_with_fds(
         vec![("localipc-listener", dup(0)), ("localipc-lock", dup(1))],
+        &["--socket", "/nonexistent/ignored.sock"].map(std::ffi::OsStr::new),
         &[],
         &log,
     );
@@ -456,4 +462,129 @@ fn a_restart_through_systemds_descriptor_store_loses_nothing() {
         text.contains("kept in systemd's file descriptor store"),
         "{text}"
     );
+}
+
+#[test]
+fn seamless_restarts_of_a_server_with_two_addresses_lose_nothing_on_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, log) = (dir.path().join("s.sock"), dir.path().join("log"));
+    let other = dir.path().join("other.sock");
+    let also = format!("{};max-connections=64", other.display());
+    let mut first = start(server_bin(), &path, &["--also-socket", &also], &log);
+    wait_until("the other address accepts", || {
+        UnixStream::connect(&other).is_ok()
+    });
+    let (load, other_load) = (Load::start(&path), Load::start(&other));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut pid = first.id();
+    for round in 1..=5 {
+        kill(pid, Signal::SIGUSR2);
+        wait_until("the successor is ready", || {
+            count(&log, "the successor is ready") == round
+        });
+        let next = current_pid(&log, pid);
+        wait_until("the old server is gone", || !alive(pid));
+        pid = next;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (tally, other_tally) = (load.finish(), other_load.finish());
+    assert!(wait_within(&mut first).success());
+    assert_clean(&tally, "5 restarts, main address");
+    assert_clean(&other_tally, "5 restarts, other address");
+    eprintln!(
+        "5 restarts with two addresses: {} and {} requests answered, 0 failures",
+        tally.answered, other_tally.answered
+    );
+    // The other address kept its own cap through every successor.
+    assert_eq!(
+        count(&log, "max_connections=64"),
+        6,
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    // The last server owns both socket files and removes them at its end.
+    assert!(path.exists() && other.exists());
+    kill(pid, Signal::SIGTERM);
+    wait_until("the last server removed its sockets", || {
+        !path.exists() && !other.exists()
+    });
+    assert_eq!(count(&log, "handover failed"), 0);
+}
+
+#[test]
+fn a_descriptor_store_restart_of_a_server_with_two_addresses_pairs_each_lock_with_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, log) = (dir.path().join("s.sock"), dir.path().join("log"));
+    let other = dir.path().join("other.sock");
+    let notify_path = dir.path().join("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(PATIENCE)).unwrap();
+    let env = [
+        ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
+        ("FDSTORE", "4"),
+    ];
+    let also = format!("{};allow-uid=0", other.display());
+    let args = [
+        "--socket".as_ref(),
+        path.as_os_str(),
+        "--also-socket".as_ref(),
+        also.as_ref(),
+    ];
+    let mut old = server_cmd()
+        .args(args)
+        .envs(env)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stored = stored_fds(&notify, 4);
+    let names: Vec<_> = stored.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "localipc-listener",
+            "localipc-lock",
+            "localipc-listener",
+            "localipc-lock"
+        ]
+    );
+    wait_until("both addresses accept", || {
+        UnixStream::connect(&path).is_ok() && UnixStream::connect(&other).is_ok()
+    });
+    let (load, other_load) = (Load::start(&path), Load::start(&other));
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&old, Signal::SIGTERM);
+    assert!(wait_within(&mut old).success());
+    assert!(
+        path.exists() && other.exists(),
+        "a stored socket's file was removed"
+    );
+    // The store gives them back in another order: the locks first, the sockets swapped (so
+    // pairing by position would be wrong). Each lock must still go with the socket of its path.
+    let dup = |i: usize| stored[i].1.try_clone().unwrap();
+    let mut new = start_with_fds(
+        vec![
+            ("localipc-lock", dup(1)),
+            ("localipc-lock", dup(3)),
+            ("localipc-listener", dup(2)),
+            ("localipc-listener", dup(0)),
+        ],
+        &args,
+        &[],
+        &log,
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (tally, other_tally) = (load.finish(), other_load.finish());
+    assert_clean(&tally, "descriptor store restart, main address");
+    assert_clean(&other_tally, "descriptor store restart, other address");
+    // The restarted server owns both paths: another cannot bind either...
+    for taken in [&path, &other] {
+        let out = server_cmd().arg("--socket").arg(taken).output_within();
+        assert_eq!(out.status.code(), Some(73), "{out:?}");
+    }
+    drop(stored);
+    // ...and removes both files at its end.
+    signal(&new, Signal::SIGTERM);
+    assert!(wait_within(&mut new).success());
+    assert!(!path.exists() && !other.exists());
 }

@@ -437,6 +437,52 @@ pub fn report_fds(fds: Vec<std::os::fd::OwnedFd>) {
     }
 }
 
+/// Reads an `--also-socket` value: an address, then `;KEY=VALUE` settings of its own
+/// (`max-connections`, `max-connections-per-uid`, `allow-uid` and `allow-gid`, each of those
+/// two repeatable, `socket-mode` in octal, and `socket-group` by name or number), as in
+/// `/run/app/admin.sock;allow-uid=0;socket-mode=0600`. What it leaves out is the server's.
+///
+/// # Errors
+///
+/// The line to print for an unknown key or a bad value.
+pub fn parse_endpoint(spec: &str) -> Result<localipc_server::Endpoint, String> {
+    let mut parts = spec.split(';');
+    let address = parts.next().unwrap_or_default();
+    localipc_core::Address::parse(address).map_err(|e| format!("{spec:?}: {e}"))?;
+    let mut endpoint = localipc_server::Endpoint::new(address);
+    let (mut uids, mut gids) = (Vec::new(), Vec::new());
+    for part in parts {
+        let bad = |why: &str| format!("{spec:?}: {part:?}: {why}");
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| bad("write it KEY=VALUE"))?;
+        let number = |v: &str| v.parse::<usize>().map_err(|_| bad("not a number"));
+        let id = |v: &str| v.parse::<u32>().map_err(|_| bad("not a number"));
+        match key {
+            "max-connections" => endpoint = endpoint.max_connections(number(value)?),
+            "max-connections-per-uid" => {
+                endpoint = endpoint.max_connections_per_uid(number(value)?);
+            }
+            "allow-uid" => uids.push(id(value)?),
+            "allow-gid" => gids.push(id(value)?),
+            "socket-mode" => {
+                endpoint = endpoint.socket_mode(parse_mode(value).map_err(|e| bad(&e))?)
+            }
+            "socket-group" => {
+                endpoint = endpoint.socket_group(resolve_group(value).map_err(|e| bad(&e))?)
+            }
+            _ => {
+                return Err(bad("unknown setting; the settings are max-connections, \
+                     max-connections-per-uid, allow-uid, allow-gid, socket-mode, socket-group"));
+            }
+        }
+    }
+    if !uids.is_empty() || !gids.is_empty() {
+        endpoint = endpoint.access(localipc_server::AccessPolicy::new(uids, gids));
+    }
+    Ok(endpoint)
+}
+
 /// Looks up the group `--socket-group` names, by number or by name.
 ///
 /// # Errors
@@ -455,6 +501,35 @@ pub fn resolve_group(group: &str) -> Result<u32, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_read_their_settings() {
+        let e = parse_endpoint(
+            "/run/a.sock;max-connections=8;allow-uid=0;allow-uid=7;socket-mode=0660",
+        )
+        .unwrap();
+        assert_eq!(e.address, std::path::Path::new("/run/a.sock"));
+        assert_eq!(e.max_connections, Some(8));
+        assert_eq!(
+            e.access,
+            Some(localipc_server::AccessPolicy::new(vec![0, 7], vec![]))
+        );
+        assert_eq!(e.socket_mode, Some(0o660));
+        assert_eq!(e.max_connections_per_uid, None);
+        let e = parse_endpoint("unix:@admin;socket-group=root").unwrap();
+        assert_eq!(e.socket_group, Some(0));
+        assert_eq!(e.access, None);
+        for bad in [
+            "/a;max-connections",
+            "/a;max-connections=x",
+            "/a;colour=blue",
+            "/a;socket-mode=999",
+            "tcp:1.2.3.4:5",
+            "",
+        ] {
+            assert!(parse_endpoint(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn groups_resolve_by_number_and_name() {

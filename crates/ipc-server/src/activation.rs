@@ -31,6 +31,9 @@ pub const LOCK_FD_NAME: &str = "localipc-lock";
 pub struct Inherited {
     pub(crate) listener: UnixListener,
     pub(crate) lock: Option<std::fs::File>,
+    /// The other sockets passed (a server with [`Endpoint`](crate::Endpoint)s hands them all
+    /// over), each with its path's lock if that came too.
+    pub(crate) others: Vec<(UnixListener, Option<std::fs::File>)>,
 }
 
 impl Inherited {
@@ -51,16 +54,19 @@ impl Inherited {
 }
 
 /// Takes what systemd (socket activation, or the file descriptor store) or a predecessor
-/// passed, if `LISTEN_PID` is this process and `LISTEN_FDS` is set: one listening socket, and
-/// the path's lock if one is named [`LOCK_FD_NAME`].
+/// passed, if `LISTEN_PID` is this process and `LISTEN_FDS` is set: the listening sockets, and
+/// the locks of their paths, named [`LOCK_FD_NAME`]. A lock goes with the socket whose path it
+/// locks (`PATH.lock`), or, when one socket and one lock were passed, with that socket. The
+/// first socket passed is [`listener`](Inherited::listener); a server with several addresses
+/// ([`Endpoint`](crate::Endpoint)s) matches the others to them by address.
 ///
 /// Returns `Ok(None)` when nothing was passed, or when it was already taken by an earlier
 /// call (a descriptor can be owned only once).
 ///
 /// # Errors
 ///
-/// [`ServerError::InvalidConfig`] when more than one socket was passed, or one that is not a
-/// listening Unix stream socket, or a lock that is not a regular file.
+/// [`ServerError::InvalidConfig`] when a socket passed is not a listening Unix stream socket,
+/// or a lock is not a regular file.
 pub fn inherited() -> Result<Option<Inherited>, ServerError> {
     let passed: Vec<_> = sd_notify::listen_fds_with_names()
         .map_err(|e| ServerError::InvalidConfig(format!("bad socket activation variables: {e}")))?
@@ -75,40 +81,71 @@ pub fn inherited() -> Result<Option<Inherited>, ServerError> {
     let (mut sockets, mut locks) = (Vec::new(), Vec::new());
     for ((_, name), fd) in passed.into_iter().zip(owned) {
         if name == LOCK_FD_NAME {
-            locks.push(std::fs::File::from(fd));
+            let lock = std::fs::File::from(fd);
+            if !lock.metadata().is_ok_and(|m| m.is_file()) {
+                return Err(ServerError::InvalidConfig(format!(
+                    "a descriptor named {LOCK_FD_NAME} is not a lock file"
+                )));
+            }
+            locks.push(lock);
         } else {
-            sockets.push(fd);
+            check_listener(&fd)?;
+            sockets.push(UnixListener::from(fd));
         }
     }
-    let listener = match <[OwnedFd; 1]>::try_from(sockets) {
-        Ok([fd]) => fd,
-        Err(more) => {
-            return Err(ServerError::InvalidConfig(format!(
-                "{} sockets were passed; ipc-server serves exactly one (use one ListenStream=)",
-                more.len()
-            )));
-        }
+    let mut paired: Vec<_> = if sockets.len() == 1 && locks.len() == 1 {
+        sockets.into_iter().zip(locks.drain(..).map(Some)).collect()
+    } else {
+        sockets
+            .into_iter()
+            .map(|socket| {
+                let lock = locks
+                    .iter()
+                    .position(|lock| locks_path_of(lock, &socket))
+                    .map(|i| locks.swap_remove(i));
+                (socket, lock)
+            })
+            .collect()
     };
-    check_listener(&listener)?;
-    let lock = match <[std::fs::File; 1]>::try_from(locks) {
-        Ok([lock]) if lock.metadata().is_ok_and(|m| m.is_file()) => Some(lock),
-        Ok(_) => {
-            return Err(ServerError::InvalidConfig(format!(
-                "the descriptor named {LOCK_FD_NAME} is not a lock file"
-            )));
-        }
-        Err(none) if none.is_empty() => None,
-        Err(_) => {
-            return Err(ServerError::InvalidConfig(format!(
-                "more than one descriptor is named {LOCK_FD_NAME}"
-            )));
-        }
-    };
-    debug!(owns_path = lock.is_some(), "using the socket passed in");
+    if !locks.is_empty() {
+        tracing::warn!(
+            locks = locks.len(),
+            "lock files passed in lock no socket passed with them; closed"
+        );
+    }
+    if paired.is_empty() {
+        return Err(ServerError::InvalidConfig(
+            "only lock files were passed in, no socket".to_owned(),
+        ));
+    }
+    let (listener, lock) = paired.remove(0);
+    debug!(
+        owns_path = lock.is_some(),
+        others = paired.len(),
+        "using the socket passed in"
+    );
     Ok(Some(Inherited {
-        listener: UnixListener::from(listener),
+        listener,
         lock,
+        others: paired,
     }))
+}
+
+/// Whether `lock` is the lock file of `socket`'s path (`PATH.lock`).
+fn locks_path_of(lock: &std::fs::File, socket: &UnixListener) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(path) = socket
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_pathname().map(std::path::Path::to_owned))
+        .and_then(|p| std::fs::canonicalize(p).ok())
+    else {
+        return false;
+    };
+    let mut expected = path.into_os_string();
+    expected.push(".lock");
+    std::fs::read_link(format!("/proc/self/fd/{}", lock.as_raw_fd()))
+        .is_ok_and(|target| target.as_os_str() == expected)
 }
 
 /// Takes the listening socket systemd passed, if `LISTEN_PID` is this process and `LISTEN_FDS`
@@ -173,6 +210,14 @@ pub fn fd_store_available() -> bool {
             .is_some_and(|n| n >= 2)
 }
 
+/// How many descriptors systemd keeps for this service (`$FDSTORE`); 0 without a store.
+pub(crate) fn fd_store_room() -> usize {
+    std::env::var("FDSTORE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Stores the listening socket and the path's lock in systemd's file descriptor store
 /// (`FDSTORE=1` with [`LISTENER_FD_NAME`] and [`LOCK_FD_NAME`]), so that after a restart the
 /// service gets them back through [`inherited`] and no connection is refused meanwhile.
@@ -187,4 +232,46 @@ pub(crate) fn store_fds(
     use sd_notify::NotifyState::{FdName, FdStore};
     sd_notify::notify_with_fds(&[FdStore, FdName(LISTENER_FD_NAME)], &[listener.as_fd()])?;
     sd_notify::notify_with_fds(&[FdStore, FdName(LOCK_FD_NAME)], &[lock])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lock_goes_with_the_socket_of_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+        let (la, lb) = (
+            UnixListener::bind(&a).unwrap(),
+            UnixListener::bind(&b).unwrap(),
+        );
+        let lock = |socket: &std::path::Path| {
+            let mut path = socket.as_os_str().to_owned();
+            path.push(".lock");
+            std::fs::File::create(path).unwrap()
+        };
+        let (lock_a, lock_b) = (lock(&a), lock(&b));
+        assert!(locks_path_of(&lock_a, &la));
+        assert!(locks_path_of(&lock_b, &lb));
+        assert!(!locks_path_of(&lock_a, &lb));
+        assert!(!locks_path_of(&lock_b, &la));
+        // A socket bound by a relative path still finds its lock.
+        let cwd = std::env::current_dir().unwrap();
+        let relative = pathdiff(&a, &cwd);
+        assert!(relative.is_relative());
+        drop(la);
+        std::fs::remove_file(&a).unwrap();
+        let la = UnixListener::bind(&relative).unwrap();
+        assert!(locks_path_of(&lock_a, &la));
+    }
+
+    /// `path` relative to `base` (both absolute), by `..` steps.
+    fn pathdiff(path: &std::path::Path, base: &std::path::Path) -> std::path::PathBuf {
+        let mut relative = std::path::PathBuf::new();
+        for _ in base.components().skip(1) {
+            relative.push("..");
+        }
+        relative.join(path.strip_prefix("/").unwrap())
+    }
 }

@@ -20,8 +20,13 @@ enum Source {
     /// or bind a name in the abstract namespace.
     Address,
     /// Serve a socket someone else created; its file is theirs and is never removed, unless
-    /// the path's lock came with it (a handover).
-    Listener(UnixListener, Option<std::fs::File>),
+    /// the path's lock came with it (a handover). The other sockets passed in serve the
+    /// endpoints at their addresses.
+    Listener(
+        UnixListener,
+        Option<std::fs::File>,
+        Vec<(UnixListener, Option<std::fs::File>)>,
+    ),
 }
 
 /// Configures and binds a [`Server`]. Start with [`Server::builder`].
@@ -76,11 +81,22 @@ impl<H: Handler> Builder<H> {
         self
     }
 
+    /// Listens on `endpoint`'s address too, with limits of its own (see [`Endpoint`]): its
+    /// connections count against its own caps and pass its own allow-lists. Repeat for more.
+    /// Under a handover or systemd's socket activation, a socket passed in at an endpoint's
+    /// address serves that endpoint.
+    ///
+    /// [`Endpoint`]: crate::Endpoint
+    pub fn also_listen(mut self, endpoint: crate::Endpoint) -> Self {
+        self.config.also_listen.push(endpoint);
+        self
+    }
+
     /// Serves an already-bound, listening socket. Its file (if any) belongs to whoever bound it:
     /// the server never removes it, and the socket mode and group settings do not apply. The
     /// server reports the address the socket really has ([`Server::address`]).
     pub fn listener(mut self, listener: UnixListener) -> Self {
-        self.source = Source::Listener(listener, None);
+        self.source = Source::Listener(listener, None, Vec::new());
         self
     }
 
@@ -90,7 +106,7 @@ impl<H: Handler> Builder<H> {
     /// path's lock, whose file is then this server's: removed at its end, or handed on.
     #[cfg(feature = "systemd")]
     pub fn inherited(mut self, inherited: crate::activation::Inherited) -> Self {
-        self.source = Source::Listener(inherited.listener, inherited.lock);
+        self.source = Source::Listener(inherited.listener, inherited.lock, inherited.others);
         self
     }
 
@@ -218,8 +234,23 @@ impl<H: Handler> Builder<H> {
     pub fn bind(self) -> Result<Server<H>, ServerError> {
         match self.source {
             Source::Address => Server::bind(self.config, self.handler),
-            Source::Listener(listener, lock) => {
-                Server::adopt(listener, lock, self.config, self.handler)
+            // One socket passed in: it is the main one, whatever its address (systemd's
+            // `ListenStream=` decides where the server listens).
+            Source::Listener(listener, lock, others) if others.is_empty() => Server::adopt(
+                Some((listener, lock)),
+                self.config,
+                self.handler,
+                Vec::new(),
+            ),
+            // Several (from a predecessor with endpoints, or systemd): each serves the address
+            // it is bound to; the main one is the socket at the main address, or else the one
+            // at no endpoint's address.
+            Source::Listener(listener, lock, others) => {
+                let mut passed = others;
+                passed.insert(0, (listener, lock));
+                let main =
+                    crate::server::pick_main(&passed, &self.config).map(|i| passed.remove(i));
+                Server::adopt(main, self.config, self.handler, passed)
             }
         }
     }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use localipc_core::{DEFAULT_MAX_FRAME, Framing, ServerCounters};
 
 use crate::access::AccessPolicy;
+use crate::endpoint::Endpoint;
 use crate::error::ServerError;
 
 /// Default cap on open connections.
@@ -102,6 +103,9 @@ pub struct ServerConfig {
     /// Where the server counts the connections its caps and allow-lists turned away or made
     /// wait; share it with a service that reports them (the Varlink `io.ipc.Server.Stats`).
     pub counters: Arc<ServerCounters>,
+    /// Other addresses the server listens on, each with limits of its own (see [`Endpoint`]).
+    /// Empty by default.
+    pub also_listen: Vec<Endpoint>,
 }
 
 impl ServerConfig {
@@ -125,6 +129,7 @@ impl ServerConfig {
             socket_group: None,
             access: AccessPolicy::default(),
             counters: Arc::default(),
+            also_listen: Vec::new(),
         }
     }
 }
@@ -209,6 +214,14 @@ impl ServerConfig {
             if timeout.is_some_and(|t| t.is_zero()) {
                 return bad(format!("{name} must be above zero (None disables it)"));
             }
+        }
+        for endpoint in &self.also_listen {
+            endpoint.config(self).validate().map_err(|e| match e {
+                ServerError::InvalidConfig(what) => {
+                    ServerError::InvalidConfig(format!("{}: {what}", endpoint.address.display()))
+                }
+                e => e,
+            })?;
         }
         Ok(())
     }

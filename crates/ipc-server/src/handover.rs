@@ -4,8 +4,9 @@
 //! backlog are accepted by whichever process accepts next.
 //!
 //! The successor starts as under socket activation: the listening socket is its descriptor 3
-//! and the lock file its descriptor 4, with `LISTEN_FDS`, `LISTEN_FDNAMES` (named
-//! [`LISTENER_FD_NAME`] and [`LOCK_FD_NAME`]) and `LISTEN_PID` set, so
+//! and the lock file its descriptor 4 (a server with [`Endpoint`](crate::Endpoint)s passes
+//! each of its sockets in turn, each followed by its lock), with `LISTEN_FDS`,
+//! `LISTEN_FDNAMES` (named [`LISTENER_FD_NAME`] and [`LOCK_FD_NAME`]) and `LISTEN_PID` set, so
 //! [`activation::inherited`](crate::activation::inherited) takes them. It says it is ready
 //! with `READY=1` to `$NOTIFY_SOCKET`, as a systemd service does (`ipc-server` does once it
 //! serves; a program of your own calls [`activation::notify_ready`](crate::activation::notify_ready)),
@@ -135,8 +136,7 @@ pub(crate) struct Launch {
 /// Starts `successor` with `listener` as its descriptor 3 and `lock` (if any) as its 4.
 pub(crate) fn launch(
     successor: &Successor,
-    listener: BorrowedFd<'_>,
-    lock: Option<BorrowedFd<'_>>,
+    sockets: &[(BorrowedFd<'_>, Option<BorrowedFd<'_>>)],
 ) -> Result<Launch, HandoverError> {
     let dir = private_dir()?;
     let notify_path = dir.join("notify");
@@ -150,18 +150,21 @@ pub(crate) fn launch(
             return Err(e.into());
         }
     };
-    let mut mappings = vec![FdMapping {
-        parent_fd: listener.try_clone_to_owned()?,
-        child_fd: 3,
-    }];
-    let mut names = LISTENER_FD_NAME.to_owned();
-    if let Some(lock) = lock {
-        mappings.push(FdMapping {
-            parent_fd: lock.try_clone_to_owned()?,
-            child_fd: 4,
-        });
-        names = format!("{names}:{LOCK_FD_NAME}");
+    // From descriptor 3 on: each listening socket, followed by its path's lock if it has one.
+    let mut mappings = Vec::new();
+    let mut names = Vec::new();
+    for (listener, lock) in sockets {
+        let fds = std::iter::once((listener, LISTENER_FD_NAME))
+            .chain(lock.as_ref().map(|lock| (lock, LOCK_FD_NAME)));
+        for (fd, name) in fds {
+            mappings.push(FdMapping {
+                parent_fd: fd.try_clone_to_owned()?,
+                child_fd: 3 + mappings.len() as i32,
+            });
+            names.push(name);
+        }
     }
+    let names = names.join(":");
     // The shell sets LISTEN_PID to its own process id, which `exec` keeps for the program.
     let mut command = std::process::Command::new("/bin/sh");
     command

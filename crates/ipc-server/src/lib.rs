@@ -16,6 +16,7 @@ pub mod activation;
 pub mod address;
 mod builder;
 pub mod config;
+pub mod endpoint;
 // The one place allowed `unsafe`: registering sockets with the runtime, reads into
 // uninitialised memory, and taking a descriptor systemd passed.
 #[allow(unsafe_code)]
@@ -36,6 +37,7 @@ pub use address::ListenAddress;
 pub use builder::Builder;
 pub use bytes::Bytes;
 pub use config::ServerConfig;
+pub use endpoint::Endpoint;
 pub use error::ServerError;
 #[cfg(feature = "tower")]
 pub use localipc_core::tower;

@@ -36,7 +36,8 @@ pub(crate) struct Listener<H> {
     /// Forced shutdown: sessions are dropped where they stand.
     pub(crate) force: Trigger,
     pub(crate) tracker: TaskTracker,
-    pub(crate) next_id: u64,
+    /// The last connection id given, shared by the accept loops of every address.
+    pub(crate) next_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<H: Handler> Listener<H> {
@@ -102,8 +103,10 @@ impl<H: Handler> Listener<H> {
     /// Starts the session of an accepted connection, which holds `slot` until it ends; a
     /// connection that cannot be registered, or whose peer is not admitted, is closed.
     fn admit(&mut self, slot: Slot, stream: UnixStream) {
-        self.next_id += 1;
-        let id = self.next_id;
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         let conn = match Connection::new(stream) {
             Ok(conn) if self.config.accept_fds => conn.accept_fds(self.config.max_fds_per_message),
             Ok(conn) => conn,

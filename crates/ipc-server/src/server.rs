@@ -15,6 +15,7 @@
 //! store, for the next start.
 
 use std::future::Future;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,16 +35,140 @@ use localipc_core::Trigger;
 /// A bound server, ready to [`serve`](Server::serve).
 #[derive(Debug)]
 pub struct Server<H> {
-    listener: std::os::unix::net::UnixListener,
-    address: ListenAddress,
-    socket_file: Option<SocketFile>,
+    /// The main address's socket, served with `config`.
+    main: Bound,
+    /// The sockets of [`ServerConfig::also_listen`], each with its own settings.
+    extra: Vec<(Bound, Arc<ServerConfig>)>,
     handler: Arc<H>,
     config: Arc<ServerConfig>,
     handle: ShutdownHandle,
-    /// The listening socket was passed in (socket activation): its backlog is not ours.
-    inherited: bool,
     /// What the handle asks of the server beyond a stop (handovers).
     ends: HandleEnds,
+}
+
+/// A listening socket the server serves: where it is, and the socket file it owns there.
+#[derive(Debug)]
+struct Bound {
+    listener: UnixListener,
+    address: ListenAddress,
+    socket_file: Option<SocketFile>,
+    /// The socket was passed in without its path (socket activation): its backlog is not
+    /// ours.
+    inherited: bool,
+}
+
+impl Bound {
+    /// Creates the socket `config` describes: a socket file (whose directory, if it is the
+    /// default private one, is created `0700` and checked first), or a name in the abstract
+    /// namespace.
+    fn bind(config: &ServerConfig) -> Result<Self, ServerError> {
+        let path = local(&config.socket_path)?;
+        if let Some(name) = localipc_core::abstract_name(&path) {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .map_err(|e| ServerError::io("bind", &path, e))?;
+            let listener = UnixListener::bind_addr(&addr).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AddrInUse {
+                    ServerError::InUse { path: path.clone() }
+                } else {
+                    ServerError::io("bind", &path, e)
+                }
+            })?;
+            return Ok(Self {
+                address: ListenAddress::Abstract(name.to_owned()),
+                listener,
+                socket_file: None,
+                inherited: false,
+            });
+        }
+        let private_dir = path.parent() == Some(&localipc_core::default_socket_dir());
+        let opts = BindOptions {
+            mode: config.socket_mode,
+            group: config.socket_group,
+            private_dir,
+        };
+        let (listener, file) = socket_file::bind(&path, opts)?;
+        Ok(Self {
+            // As the kernel recorded it (an absolute path, even for a relative `socket_path`).
+            address: ListenAddress::of(&listener),
+            listener,
+            socket_file: Some(file),
+            inherited: false,
+        })
+    }
+
+    /// Serves a socket bound elsewhere; its file is never removed, unless the path's `lock`
+    /// came with it: then the file is this server's.
+    fn adopt(
+        listener: UnixListener,
+        lock: Option<std::fs::File>,
+        config: &ServerConfig,
+    ) -> Result<Self, ServerError> {
+        // A descriptor that is not a Unix socket fails here rather than at the first accept.
+        listener
+            .local_addr()
+            .map_err(|e| ServerError::io("use the inherited socket for", &config.socket_path, e))?;
+        let address = ListenAddress::of(&listener);
+        let socket_file = match (lock, address.as_path()) {
+            (Some(lock), Some(path)) => Some(SocketFile::adopt(path.to_owned(), lock)?),
+            _ => None,
+        };
+        Ok(Self {
+            // With the path taken over, its backlog is this server's too.
+            inherited: socket_file.is_none(),
+            address,
+            listener,
+            socket_file,
+        })
+    }
+}
+
+/// The local socket an address names (`unix:` taken off).
+fn local(address: &Path) -> Result<PathBuf, ServerError> {
+    let address = localipc_core::Address::parse(address)?;
+    address.local_path().ok_or_else(|| ServerError::NotLocal {
+        address: address.to_string(),
+    })
+}
+
+/// Which of the sockets `passed` in serves the main address of `config`: the one bound to it,
+/// or else the first bound to no endpoint's address; `None` if every one is an endpoint's.
+pub(crate) fn pick_main(
+    passed: &[(UnixListener, Option<std::fs::File>)],
+    config: &ServerConfig,
+) -> Option<usize> {
+    let endpoints: Vec<_> = config
+        .also_listen
+        .iter()
+        .map(|e| e.config(config).socket_path)
+        .collect();
+    passed
+        .iter()
+        .position(|(l, _)| same_address(l, &config.socket_path))
+        .or_else(|| {
+            passed
+                .iter()
+                .position(|(l, _)| !endpoints.iter().any(|e| same_address(l, e)))
+        })
+}
+
+/// Whether `listener` is bound to the address `wanted`.
+fn same_address(listener: &UnixListener, wanted: &Path) -> bool {
+    let Ok(wanted) = local(wanted) else {
+        return false;
+    };
+    match (
+        localipc_core::abstract_name(&wanted),
+        ListenAddress::of(listener),
+    ) {
+        (Some(name), ListenAddress::Abstract(bound)) => name == bound.as_slice(),
+        (None, ListenAddress::Path(bound)) => {
+            // Both name a socket file that exists: the same file, whatever the spelling.
+            let real = |p: &Path| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p));
+            matches!((real(&wanted), real(&bound)), (Ok(a), Ok(b)) if a == b)
+        }
+        _ => false,
+    }
 }
 
 /// Stops a running server from anywhere, and waits for it to finish: clone it, keep it, call it
@@ -144,108 +269,69 @@ impl<H: Handler> Server<H> {
     /// Binds a server at `config.socket_path`: shorthand for the
     /// [`Builder`](crate::Builder) with a whole [`ServerConfig`]. As there, a path written
     /// `@name` is a name in the abstract namespace (no file is created), and `unix:PATH` and
-    /// `unix:@NAME` mean the same.
+    /// `unix:@NAME` mean the same. The addresses of
+    /// [`also_listen`](ServerConfig::also_listen) are bound too.
     ///
     /// # Errors
     ///
     /// As [`Builder::bind`](crate::Builder::bind).
-    pub fn bind(mut config: ServerConfig, handler: H) -> Result<Self, ServerError> {
-        let address = localipc_core::Address::parse(&config.socket_path)?;
-        let Some(local) = address.local_path() else {
-            return Err(ServerError::NotLocal {
-                address: address.to_string(),
-            });
-        };
-        config.socket_path = local;
-        match address {
-            localipc_core::Address::Abstract(name) => Self::bind_abstract(&name, config, handler),
-            _ => Self::bind_path(config, handler),
-        }
+    pub fn bind(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
+        Self::adopt(None, config, handler, Vec::new())
     }
 
-    /// Creates the socket file described by `config` and binds it.
-    ///
-    /// If the socket's directory is the default private one ([`localipc_core::default_socket_dir`]),
-    /// it is created `0700` and checked (owner, mode, not a link) first.
-    pub(crate) fn bind_path(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
-        config.validate()?;
-        let private_dir = config.socket_path.parent() == Some(&localipc_core::default_socket_dir());
-        let opts = BindOptions {
-            mode: config.socket_mode,
-            group: config.socket_group,
-            private_dir,
-        };
-        let (listener, file) = socket_file::bind(&config.socket_path, opts)?;
-        let (handle, ends) = ShutdownHandle::new();
-        Ok(Self {
-            // As the kernel recorded it (an absolute path, even for a relative `socket_path`).
-            address: ListenAddress::of(&listener),
-            listener,
-            socket_file: Some(file),
-            handler: Arc::new(handler),
-            config: Arc::new(config),
-            handle,
-            inherited: false,
-            ends,
-        })
-    }
-
-    /// Binds `name` in the abstract namespace: no file, nothing to remove.
-    pub(crate) fn bind_abstract(
-        name: &[u8],
-        config: ServerConfig,
-        handler: H,
-    ) -> Result<Self, ServerError> {
-        use std::os::linux::net::SocketAddrExt;
-        config.validate()?;
-        let path = &config.socket_path;
-        let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)
-            .map_err(|e| ServerError::io("bind", path, e))?;
-        let listener = std::os::unix::net::UnixListener::bind_addr(&addr).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrInUse {
-                ServerError::InUse { path: path.clone() }
-            } else {
-                ServerError::io("bind", path, e)
-            }
-        })?;
-        let (handle, ends) = ShutdownHandle::new();
-        Ok(Self {
-            address: ListenAddress::Abstract(name.to_owned()),
-            listener,
-            socket_file: None,
-            handler: Arc::new(handler),
-            config: Arc::new(config),
-            handle,
-            inherited: false,
-            ends,
-        })
-    }
-
-    /// Serves a socket bound elsewhere; its file is never removed, unless the path's `lock`
-    /// came with it: then the file is this server's.
+    /// Serves `main`, a socket bound elsewhere (its file is never removed, unless the path's
+    /// lock came with it: then the file is this server's), or binds `config.socket_path` if
+    /// there is none; then the addresses of [`ServerConfig::also_listen`], each served by the
+    /// socket of `passed` at its address if there is one (inherited from a predecessor or
+    /// systemd), else bound here.
     pub(crate) fn adopt(
-        listener: std::os::unix::net::UnixListener,
-        lock: Option<std::fs::File>,
-        config: ServerConfig,
+        main: Option<(UnixListener, Option<std::fs::File>)>,
+        mut config: ServerConfig,
         handler: H,
+        mut passed: Vec<(UnixListener, Option<std::fs::File>)>,
     ) -> Result<Self, ServerError> {
         config.validate()?;
-        // A descriptor that is not a Unix socket fails here rather than at the first accept.
-        listener
-            .local_addr()
-            .map_err(|e| ServerError::io("use the inherited socket for", &config.socket_path, e))?;
-        let address = ListenAddress::of(&listener);
-        let socket_file = match (lock, address.as_path()) {
-            (Some(lock), Some(path)) => Some(SocketFile::adopt(path.to_owned(), lock)?),
-            _ => None,
+        let main = match main {
+            Some((listener, lock)) => Bound::adopt(listener, lock, &config)?,
+            None => {
+                // `unix:PATH` is PATH from here on.
+                config.socket_path = local(&config.socket_path)?;
+                Bound::bind(&config)?
+            }
         };
+        let mut extra = Vec::with_capacity(config.also_listen.len());
+        for endpoint in &config.also_listen {
+            let endpoint_config = endpoint.config(&config);
+            let inherited = passed
+                .iter()
+                .position(|(listener, _)| same_address(listener, &endpoint_config.socket_path))
+                .map(|i| passed.swap_remove(i));
+            let bound = match inherited {
+                Some((listener, lock)) => Bound::adopt(listener, lock, &endpoint_config)?,
+                None => Bound::bind(&endpoint_config)?,
+            };
+            extra.push((bound, Arc::new(endpoint_config)));
+        }
+        for (listener, lock) in passed {
+            let address = ListenAddress::of(&listener);
+            match lock {
+                // A predecessor's address that this server no longer has: its file goes.
+                Some(lock) => {
+                    info!(%address, "a socket passed in is not one of this server's addresses; removing it");
+                    drop(Bound::adopt(listener, Some(lock), &config)?);
+                }
+                None => {
+                    return Err(ServerError::InvalidConfig(format!(
+                        "a socket passed in ({address}) is not one of this server's addresses \
+                         (--socket, --also-socket)"
+                    )));
+                }
+            }
+        }
         let (handle, ends) = ShutdownHandle::new();
         Ok(Self {
-            // With the path taken over, its backlog is this server's too.
-            inherited: socket_file.is_none(),
-            address,
-            listener,
-            socket_file,
+            main,
+            extra,
             handler: Arc::new(handler),
             config: Arc::new(config),
             handle,
@@ -256,12 +342,18 @@ impl<H: Handler> Server<H> {
     /// The socket file clients connect to; `None` when the server listens on an abstract name
     /// or an unnamed inherited socket (see [`address`](Self::address)).
     pub fn path(&self) -> Option<&Path> {
-        self.address.as_path()
+        self.main.address.as_path()
     }
 
     /// What the server really listens on: a path, an abstract name, or an unnamed socket.
     pub fn address(&self) -> &ListenAddress {
-        &self.address
+        &self.main.address
+    }
+
+    /// Every address the server listens on: the main one first, then those of
+    /// [`ServerConfig::also_listen`], in their order.
+    pub fn addresses(&self) -> impl Iterator<Item = &ListenAddress> {
+        std::iter::once(&self.main.address).chain(self.extra.iter().map(|(b, _)| &b.address))
     }
 
     /// The settings in force.
@@ -282,121 +374,137 @@ impl<H: Handler> Server<H> {
     /// [`ServerError::Io`] if the listening socket cannot be registered with the runtime.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let Server {
-            listener,
-            address,
-            mut socket_file,
+            main,
+            extra,
             handler,
             config,
             handle,
-            inherited,
             ends,
         } = self;
         let _stopped = handle.stopped.clone().drop_guard();
-        let name = PathBuf::from(address.to_string());
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| ServerError::io("configure", &name, e))?;
-        match crate::conn::pass_rights(&listener, config.accept_fds) {
-            Ok(_) if config.accept_fds => debug!(
-                max_per_message = config.max_fds_per_message,
-                "file descriptors are accepted with requests"
-            ),
-            Ok(true) => debug!("file descriptors sent to this socket are refused by the kernel"),
-            Ok(false) => debug!(
-                "this kernel cannot refuse file descriptors (SO_PASSRIGHTS needs Linux 6.16); \
-                 any sent are dropped unread"
-            ),
-            Err(e) => return Err(ServerError::io("configure", &name, e)),
-        }
-        // Under systemd with a file descriptor store, the socket and its lock are kept there, so
-        // a restart of the service keeps them: then, as after a handover, the socket file and
-        // the backlog are left to the next instance.
-        #[cfg(feature = "systemd")]
-        let stored = match &socket_file {
-            Some(file) if crate::activation::fd_store_available() => {
-                match crate::activation::store_fds(&listener, file.lock()) {
-                    Ok(()) => {
-                        info!("the socket is kept in systemd's file descriptor store");
-                        true
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "cannot store the socket in systemd's file descriptor store");
-                        false
-                    }
-                }
+        let endpoints: Vec<(Bound, Arc<ServerConfig>)> =
+            std::iter::once((main, Arc::clone(&config)))
+                .chain(extra)
+                .collect();
+        for (i, (bound, _)) in endpoints.iter().enumerate() {
+            let name = PathBuf::from(bound.address.to_string());
+            bound
+                .listener
+                .set_nonblocking(true)
+                .map_err(|e| ServerError::io("configure", &name, e))?;
+            let refused = crate::conn::pass_rights(&bound.listener, config.accept_fds)
+                .map_err(|e| ServerError::io("configure", &name, e))?;
+            if i > 0 {
+                continue;
             }
-            _ => false,
-        };
+            match refused {
+                _ if config.accept_fds => debug!(
+                    max_per_message = config.max_fds_per_message,
+                    "file descriptors are accepted with requests"
+                ),
+                true => debug!("file descriptors sent to this socket are refused by the kernel"),
+                false => debug!(
+                    "this kernel cannot refuse file descriptors (SO_PASSRIGHTS needs Linux \
+                     6.16); any sent are dropped unread"
+                ),
+            }
+        }
+        // Under systemd with a file descriptor store, the sockets and their locks are kept
+        // there, so a restart of the service keeps them: then, as after a handover, the socket
+        // files and the backlogs are left to the next instance.
+        #[cfg(feature = "systemd")]
+        let stored = store_sockets(&endpoints);
         #[cfg(not(feature = "systemd"))]
         let stored = false;
-        let listener = crate::conn::register(listener, tokio::io::Interest::READABLE)
-            .map_err(|e| ServerError::io("listen on", &name, e))?;
-        info!(
-            address = %address,
-            handler = short_type_name::<H>(),
-            framing = %config.framing,
-            max_frame = config.max_frame,
-            max_connections = config.max_connections,
-            max_connections_per_uid = config.connections_per_uid(),
-            unfinished_budget = config.unfinished_budget,
-            concurrency = config.concurrency,
-            // Seconds, as numbers; a timeout that is off is left out.
-            idle_timeout_secs = config.idle_timeout.map(|t| t.as_secs_f64()),
-            request_timeout_secs = config.request_timeout.map(|t| t.as_secs_f64()),
-            shutdown_timeout_secs = config.shutdown_timeout.as_secs_f64(),
-            "listening"
-        );
         let tracker = TaskTracker::new();
-        let mut accept_loop = Listener {
-            listener,
-            handler,
-            limit: ConnectionLimit::new(config.max_connections),
-            uids: UidLimit::new(config.connections_per_uid(), config.max_connections),
-            config: Arc::clone(&config),
-            shutdown: handle.shutdown.clone(),
-            force: handle.force.clone(),
-            tracker: tracker.clone(),
-            next_id: 0,
-        };
+        let next_id = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut loops = Vec::with_capacity(endpoints.len());
+        let mut files = Vec::with_capacity(endpoints.len());
+        let mut inherited = Vec::with_capacity(endpoints.len());
+        for (i, (bound, endpoint_config)) in endpoints.into_iter().enumerate() {
+            let name = PathBuf::from(bound.address.to_string());
+            let listener = crate::conn::register(bound.listener, tokio::io::Interest::READABLE)
+                .map_err(|e| ServerError::io("listen on", &name, e))?;
+            let c = &endpoint_config;
+            if i == 0 {
+                info!(
+                    address = %bound.address,
+                    handler = short_type_name::<H>(),
+                    framing = %c.framing,
+                    max_frame = c.max_frame,
+                    max_connections = c.max_connections,
+                    max_connections_per_uid = c.connections_per_uid(),
+                    unfinished_budget = c.unfinished_budget,
+                    concurrency = c.concurrency,
+                    // Seconds, as numbers; a timeout that is off is left out.
+                    idle_timeout_secs = c.idle_timeout.map(|t| t.as_secs_f64()),
+                    request_timeout_secs = c.request_timeout.map(|t| t.as_secs_f64()),
+                    shutdown_timeout_secs = c.shutdown_timeout.as_secs_f64(),
+                    "listening"
+                );
+            } else {
+                info!(
+                    address = %bound.address,
+                    max_connections = c.max_connections,
+                    max_connections_per_uid = c.connections_per_uid(),
+                    allow_listed = c.access.is_restricted(),
+                    "listening also"
+                );
+            }
+            loops.push(Listener {
+                listener,
+                handler: Arc::clone(&handler),
+                limit: ConnectionLimit::new(c.max_connections),
+                uids: UidLimit::new(c.connections_per_uid(), c.max_connections),
+                config: endpoint_config,
+                shutdown: handle.shutdown.clone(),
+                force: handle.force.clone(),
+                tracker: tracker.clone(),
+                next_id: Arc::clone(&next_id),
+            });
+            files.push(bound.socket_file);
+            inherited.push(bound.inherited);
+        }
         #[cfg(feature = "systemd")]
-        let handed_over = accept_until_stop(
-            &mut accept_loop,
-            shutdown,
-            &handle,
-            ends.handovers,
-            socket_file.as_ref(),
-        )
-        .await
-        .map_err(|e| ServerError::io("hand over", &name, e))?;
+        let handed_over = accept_until_stop(&mut loops, shutdown, &handle, ends.handovers, &files)
+            .await
+            .map_err(|e| ServerError::io("hand over", &config.socket_path, e))?;
         #[cfg(not(feature = "systemd"))]
         let handed_over = {
             let HandleEnds {} = ends;
             tokio::select! {
-                () = accept_loop.run() => unreachable!("the accept loop only ends when dropped"),
+                () = accept_all(&mut loops) => unreachable!("the accept loops only end when dropped"),
                 () = shutdown => info!("shutdown requested"),
                 () = handle.shutdown.fired() => info!("shutdown requested"),
             }
             false
         };
-        // Stop accepting new connections and take the name away first (unless a successor
-        // took it over); sessions answer what has arrived, then close.
+        // Stop accepting new connections and take the names away first (unless a successor
+        // took them over); sessions answer what has arrived, then close.
         handle.shutdown.fire();
         let handed_over = handed_over || stored;
-        match socket_file.take() {
-            Some(file) if handed_over => file.release(),
-            file => drop(file),
-        }
-        let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
-        if !inherited && !handed_over {
-            // Connections already waiting in the backlog reached the socket before the stop:
-            // they are answered too, not reset when it closes.
-            tokio::select! {
-                () = accept_loop.admit_backlog() => {}
-                () = tokio::time::sleep_until(deadline) => {}
-                () = handle.force.fired() => {}
+        for file in files {
+            match file {
+                Some(file) if handed_over => file.release(),
+                file => drop(file),
             }
         }
-        drop(accept_loop);
+        let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+        if !handed_over {
+            // Connections already waiting in a backlog reached the socket before the stop:
+            // they are answered too, not reset when it closes.
+            for (accept_loop, inherited) in loops.iter_mut().zip(inherited) {
+                if inherited {
+                    continue;
+                }
+                tokio::select! {
+                    () = accept_loop.admit_backlog() => {}
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = handle.force.fired() => {}
+                }
+            }
+        }
+        drop(loops);
         tracker.close();
         let open = tracker.len();
         if open > 0 {
@@ -418,6 +526,48 @@ impl<H: Handler> Server<H> {
     }
 }
 
+/// Runs every accept loop; never returns.
+async fn accept_all<H: Handler>(loops: &mut [Listener<H>]) {
+    match loops {
+        // The usual server: one loop, polled as it is.
+        [one] => one.run().await,
+        many => {
+            futures::future::join_all(many.iter_mut().map(Listener::run)).await;
+        }
+    }
+}
+
+/// Keeps the sockets that have a file of this server's, and their locks, in systemd's file
+/// descriptor store, if the service has one with room for them all. Returns whether it did.
+#[cfg(feature = "systemd")]
+fn store_sockets(endpoints: &[(Bound, Arc<ServerConfig>)]) -> bool {
+    let owned: Vec<_> = endpoints
+        .iter()
+        .filter_map(|(b, _)| b.socket_file.as_ref().map(|f| (&b.listener, f)))
+        .collect();
+    if owned.is_empty() || !crate::activation::fd_store_available() {
+        return false;
+    }
+    let room = crate::activation::fd_store_room();
+    if room < 2 * owned.len() {
+        warn!(
+            sockets = owned.len(),
+            room,
+            "the file descriptor store has no room for every socket and its lock \
+             (FileDescriptorStoreMax= needs twice the number of addresses); not using it"
+        );
+        return false;
+    }
+    for (listener, file) in owned {
+        if let Err(e) = crate::activation::store_fds(listener, file.lock()) {
+            warn!(error = %e, "cannot store the socket in systemd's file descriptor store");
+            return false;
+        }
+    }
+    info!("the sockets are kept in systemd's file descriptor store");
+    true
+}
+
 /// Accepts until a stop is asked for (`shutdown`, or the handle), or a handover asked for
 /// through the handle is done: then returns whether the socket was handed over. While a
 /// successor starts, accepting goes on.
@@ -427,16 +577,19 @@ impl<H: Handler> Server<H> {
 /// The listening socket cannot be copied for a successor.
 #[cfg(feature = "systemd")]
 async fn accept_until_stop<H: Handler>(
-    accept_loop: &mut Listener<H>,
+    loops: &mut [Listener<H>],
     shutdown: impl Future<Output = ()>,
     handle: &ShutdownHandle,
     mut requests: tokio::sync::mpsc::Receiver<crate::handover::Request>,
-    socket_file: Option<&SocketFile>,
+    socket_files: &[Option<SocketFile>],
 ) -> std::io::Result<bool> {
     use crate::handover::{self, HandoverError};
     use std::os::fd::AsFd;
-    // A copy of the listening socket for successors (the accept loop holds the original).
-    let listener = accept_loop.listener.get_ref().try_clone()?;
+    // A copy of each listening socket for successors (the accept loops hold the originals).
+    let listeners = loops
+        .iter()
+        .map(|l| l.listener.get_ref().try_clone())
+        .collect::<std::io::Result<Vec<_>>>()?;
     let mut launching = None;
     tokio::pin!(shutdown);
     loop {
@@ -447,7 +600,7 @@ async fn accept_until_stop<H: Handler>(
             }
         };
         tokio::select! {
-            () = accept_loop.run() => unreachable!("the accept loop only ends when dropped"),
+            () = accept_all(loops) => unreachable!("the accept loops only end when dropped"),
             () = &mut shutdown => {
                 info!("shutdown requested");
                 return Ok(false);
@@ -461,8 +614,12 @@ async fn accept_until_stop<H: Handler>(
                     let _ = reply.send(Err(HandoverError::InProgress));
                     continue;
                 }
-                let lock = socket_file.map(SocketFile::lock);
-                match handover::launch(&successor, listener.as_fd(), lock) {
+                let sockets: Vec<_> = listeners
+                    .iter()
+                    .zip(socket_files)
+                    .map(|(l, file)| (l.as_fd(), file.as_ref().map(SocketFile::lock)))
+                    .collect();
+                match handover::launch(&successor, &sockets) {
                     Ok(launch) => launching = Some((launch, reply)),
                     Err(e) => {
                         warn!(error = %e, "handover failed; serving on");

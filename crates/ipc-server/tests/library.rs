@@ -556,3 +556,75 @@ async fn a_handover_that_fails_leaves_the_server_serving_and_says_why() {
         .unwrap_err();
     assert!(matches!(e, HandoverError::NotServing), "{e:?}");
 }
+
+#[tokio::test]
+async fn each_address_has_its_own_limits_and_allow_lists() {
+    use localipc_server::{AccessPolicy, Endpoint};
+    let dir = tempfile::tempdir().unwrap();
+    let (main, other) = (dir.path().join("main.sock"), dir.path().join("other.sock"));
+    let name = format!("ipc-lib-endpoint-{}", std::process::id());
+    let someone_else = nix_uid() + 1;
+    let server = Server::builder(localipc_server::Echo)
+        .socket(&main)
+        .max_connections(8)
+        // Admits another user only.
+        .also_listen(Endpoint::new(&other).access(AccessPolicy::new(vec![someone_else], vec![])))
+        // One connection at a time.
+        .also_listen(Endpoint::new(format!("unix:@{name}")).max_connections(1))
+        .bind()
+        .unwrap();
+    let addresses: Vec<_> = server.addresses().map(ToString::to_string).collect();
+    assert_eq!(
+        addresses,
+        [
+            main.display().to_string(),
+            other.display().to_string(),
+            format!("@{name}")
+        ]
+    );
+    let handle = server.handle();
+    tokio::spawn(server.serve(std::future::pending()));
+    let connect = |path: String| async move {
+        BufReader::new(within("connect", UnixStream::connect(path)).await.unwrap())
+    };
+    // The main address admits this user; the other does not.
+    let mut m = connect(main.display().to_string()).await;
+    assert_eq!(exchange(&mut m, "main").await.as_deref(), Some("main"));
+    let mut o = connect(other.display().to_string()).await;
+    let _ = o.get_mut().write_all(b"other\n").await;
+    let mut refused = String::new();
+    // Closed without a reply (an end of stream, or a reset for the unread request).
+    let read = within("the refusal", o.read_line(&mut refused)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?} {refused:?}");
+    // The abstract address takes one connection at a time; the main one is not held up by it.
+    let abstract_name = format!("\0{name}");
+    let mut first = connect(abstract_name.clone()).await;
+    assert_eq!(
+        exchange(&mut first, "first").await.as_deref(),
+        Some("first")
+    );
+    let mut second = connect(abstract_name).await;
+    second.get_mut().write_all(b"second\n").await.unwrap();
+    let mut line = String::new();
+    let waited = tokio::time::timeout(Duration::from_millis(300), second.read_line(&mut line));
+    assert!(waited.await.is_err(), "served past its cap: {line:?}");
+    let mut more = Vec::new();
+    for i in 0..3 {
+        let mut c = connect(main.display().to_string()).await;
+        let msg = format!("main {i}");
+        assert_eq!(exchange(&mut c, &msg).await, Some(msg));
+        more.push(c);
+    }
+    // Its slot frees when the first closes: the second is answered.
+    drop(first);
+    within(
+        "the second abstract connection",
+        second.read_line(&mut line),
+    )
+    .await
+    .unwrap();
+    assert_eq!(line, "second\n");
+    handle.shutdown();
+    within("the server stops", handle.stopped()).await;
+    assert!(!main.exists() && !other.exists());
+}

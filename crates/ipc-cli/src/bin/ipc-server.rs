@@ -185,6 +185,20 @@ struct Cli {
     )]
     allow_gids: Vec<u32>,
 
+    /// Listen on this address too, with settings of its own after `;` (repeatable; in the
+    /// variable, several are separated by `,`): `max-connections=N`,
+    /// `max-connections-per-uid=N`, `allow-uid=UID` and `allow-gid=GID` (repeatable; they
+    /// replace the server's allow-lists), `socket-mode=OCTAL`, `socket-group=NAME|GID`. What
+    /// it leaves out is the server's. Example: `/run/app/admin.sock;allow-uid=0`.
+    #[arg(
+        long = "also-socket",
+        value_name = "ADDRESS[;KEY=VALUE]...",
+        env = "IPC_ALSO_SOCKET",
+        value_delimiter = ',',
+        value_parser = localipc_cli::parse_endpoint
+    )]
+    also_socket: Vec<localipc_server::Endpoint>,
+
     /// With --protocol varlink: events kept for an io.ipc.Server.Monitor subscriber that has
     /// not read them yet; one that falls further behind loses the oldest (and is told how many).
     #[arg(
@@ -411,6 +425,7 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
         .transpose()
         .map_err(|e| (exit::USAGE, e))?;
     config.access = AccessPolicy::new(cli.allow_uids.clone(), cli.allow_gids.clone());
+    config.also_listen = cli.also_socket.clone();
     Ok(config)
 }
 

@@ -588,3 +588,63 @@ fn a_descriptor_store_restart_of_a_server_with_two_addresses_pairs_each_lock_wit
     assert!(wait_within(&mut new).success());
     assert!(!path.exists() && !other.exists());
 }
+
+#[test]
+fn socket_activation_with_two_sockets_serves_each_at_its_address() {
+    // systemd with two ListenStream= lines: each socket serves the address it is bound to,
+    // with that address's settings; a socket at no address of the server's is an error.
+    let dir = tempfile::tempdir().unwrap();
+    let (path, other, log) = (
+        dir.path().join("s.sock"),
+        dir.path().join("other.sock"),
+        dir.path().join("log"),
+    );
+    let (l1, l2) = (
+        UnixListener::bind(&path).unwrap(),
+        UnixListener::bind(&other).unwrap(),
+    );
+    let fds = || {
+        // The other address's socket first: which one is main is told by address.
+        vec![
+            (
+                "other.socket",
+                std::os::fd::OwnedFd::from(l2.try_clone().unwrap()),
+            ),
+            (
+                "s.socket",
+                std::os::fd::OwnedFd::from(l1.try_clone().unwrap()),
+            ),
+        ]
+    };
+    let also = format!("{};allow-uid=65534", other.display());
+    let args = [
+        "--socket".as_ref(),
+        path.as_os_str(),
+        "--also-socket".as_ref(),
+        also.as_ref(),
+    ];
+    let mut server = start_with_fds(fds(), &args, &[], &log);
+    wait_until("the server answers", || {
+        client(&path, &["send", "main"]).stdout == b"main\n"
+    });
+    // The other address refuses root, as its settings say.
+    assert_eq!(code(client(&other, &["send", "x"]).status), 76);
+    signal(&server, Signal::SIGTERM);
+    assert!(wait_within(&mut server).success());
+    // The sockets are systemd's: their files stay.
+    assert!(path.exists() && other.exists());
+    // Without --also-socket, the second socket is at no address of the server's.
+    let mut refused = start_with_fds(fds(), &["--socket".as_ref(), path.as_os_str()], &[], &log);
+    let status = wait_within(&mut refused);
+    assert_eq!(
+        status.code(),
+        Some(64),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("is not one of this server's addresses")
+    );
+}

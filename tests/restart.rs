@@ -174,6 +174,25 @@ fn current_pid(log: &Path, first: u32) -> u32 {
         .unwrap_or(first)
 }
 
+/// Restarts the server `pid` (which logs to `log`) `rounds` times in a row with SIGUSR2, each
+/// time waiting for the successor to be ready and the old server to be gone; returns the pid
+/// of the last one.
+fn restart(mut pid: u32, log: &Path, rounds: usize) -> u32 {
+    for round in 1..=rounds {
+        kill(pid, Signal::SIGUSR2);
+        wait_until("the successor is ready", || {
+            count(log, "the successor is ready") == round
+        });
+        let next = current_pid(log, pid);
+        assert_ne!(next, pid);
+        // The old server drains and exits; the next one serves.
+        wait_until("the old server is gone", || !alive(pid));
+        pid = next;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pid
+}
+
 fn count(log: &Path, what: &str) -> usize {
     std::fs::read_to_string(log).unwrap().matches(what).count()
 }
@@ -231,19 +250,7 @@ fn twenty_seamless_restarts_under_load_refuse_nothing_and_lose_nothing() {
     let mut first = start(server_bin(), &path, &[], &log);
     let load = Load::start(&path);
     std::thread::sleep(Duration::from_millis(200));
-    let mut pid = first.id();
-    for round in 1..=20 {
-        kill(pid, Signal::SIGUSR2);
-        wait_until("the successor is ready", || {
-            count(&log, "the successor is ready") == round
-        });
-        let next = current_pid(&log, pid);
-        assert_ne!(next, pid);
-        // The old server drains and exits; the next one serves.
-        wait_until("the old server is gone", || !alive(pid));
-        pid = next;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let pid = restart(first.id(), &log, 20);
     let tally = load.finish();
     assert!(wait_within(&mut first).success());
     assert_clean(&tally, "20 restarts");
@@ -476,17 +483,7 @@ fn seamless_restarts_of_a_server_with_two_addresses_lose_nothing_on_either() {
     });
     let (load, other_load) = (Load::start(&path), Load::start(&other));
     std::thread::sleep(Duration::from_millis(200));
-    let mut pid = first.id();
-    for round in 1..=5 {
-        kill(pid, Signal::SIGUSR2);
-        wait_until("the successor is ready", || {
-            count(&log, "the successor is ready") == round
-        });
-        let next = current_pid(&log, pid);
-        wait_until("the old server is gone", || !alive(pid));
-        pid = next;
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let pid = restart(first.id(), &log, 5);
     let (tally, other_tally) = (load.finish(), other_load.finish());
     assert!(wait_within(&mut first).success());
     assert_clean(&tally, "5 restarts, main address");

@@ -185,8 +185,8 @@ struct Cli {
     )]
     allow_gids: Vec<u32>,
 
-    /// Listen on this address too, with settings of its own after `;` (repeatable; in the
-    /// variable, several are separated by `,`): `max-connections=N`,
+    /// Listen on this address too, with settings of its own after `;` (repeatable, or several
+    /// separated by `,`, also in the variable): `max-connections=N`,
     /// `max-connections-per-uid=N`, `allow-uid=UID` and `allow-gid=GID` (repeatable; they
     /// replace the server's allow-lists), `socket-mode=OCTAL`, `socket-group=NAME|GID`. What
     /// it leaves out is the server's. Example: `/run/app/admin.sock;allow-uid=0`.

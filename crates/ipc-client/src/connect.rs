@@ -181,19 +181,9 @@ impl Relay {
     /// Why the connection ended, when the other end closed it: `ssh`'s exit status, if it has
     /// exited (it closes its end as it exits, so the status follows the close closely).
     pub(crate) fn ended(&mut self) -> ClientError {
-        let mut status = None;
-        if let Some(child) = self.child.as_mut() {
-            for _ in 0..20 {
-                match child.try_wait() {
-                    Ok(Some(s)) => {
-                        status = Some(s);
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(1)),
-                    Err(_) => break,
-                }
-            }
-        }
+        let status = self.child.as_mut().and_then(|child| {
+            exit_within(child, Duration::from_millis(20), Duration::from_millis(1))
+        });
         ClientError::SshEnded { status }
     }
 }
@@ -214,13 +204,8 @@ impl Drop for Relay {
 
 /// Waits for `child` to exit, and kills it after [`SSH_GRACE`].
 fn reap(mut child: Child) -> Option<ExitStatus> {
-    let deadline = std::time::Instant::now() + SSH_GRACE;
-    while std::time::Instant::now() < deadline {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => return None,
-        }
+    if let Some(status) = exit_within(&mut child, SSH_GRACE, Duration::from_millis(20)) {
+        return Some(status);
     }
     tracing::debug!(
         pid = child.id(),
@@ -228,6 +213,19 @@ fn reap(mut child: Child) -> Option<ExitStatus> {
     );
     let _ = child.kill();
     child.wait().ok()
+}
+
+/// `child`'s exit status, looked for every `step` for up to `limit`; `None` if it is still
+/// running then (or cannot be asked).
+fn exit_within(child: &mut Child, limit: Duration, step: Duration) -> Option<ExitStatus> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if std::time::Instant::now() < deadline => std::thread::sleep(step),
+            Ok(None) | Err(_) => return None,
+        }
+    }
 }
 
 /// The arguments of `ssh` for a remote `address`; `None` for a local one.

@@ -133,19 +133,14 @@ pub fn inherited() -> Result<Option<Inherited>, ServerError> {
 
 /// Whether `lock` is the lock file of `socket`'s path (`PATH.lock`).
 fn locks_path_of(lock: &std::fs::File, socket: &UnixListener) -> bool {
-    use std::os::fd::AsRawFd;
-    let Some(path) = socket
+    socket
         .local_addr()
         .ok()
-        .and_then(|a| a.as_pathname().map(std::path::Path::to_owned))
-        .and_then(|p| std::fs::canonicalize(p).ok())
-    else {
-        return false;
-    };
-    let mut expected = path.into_os_string();
-    expected.push(".lock");
-    std::fs::read_link(format!("/proc/self/fd/{}", lock.as_raw_fd()))
-        .is_ok_and(|target| target.as_os_str() == expected)
+        .and_then(|a| {
+            a.as_pathname()
+                .map(|p| crate::socket_file::is_lock_of(lock, p))
+        })
+        .unwrap_or(false)
 }
 
 /// Takes the listening socket systemd passed, if `LISTEN_PID` is this process and `LISTEN_FDS`

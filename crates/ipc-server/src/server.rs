@@ -137,18 +137,16 @@ pub(crate) fn pick_main(
     passed: &[(UnixListener, Option<std::fs::File>)],
     config: &ServerConfig,
 ) -> Option<usize> {
-    let endpoints: Vec<_> = config
-        .also_listen
-        .iter()
-        .map(|e| e.config(config).socket_path)
-        .collect();
     passed
         .iter()
         .position(|(l, _)| same_address(l, &config.socket_path))
         .or_else(|| {
-            passed
-                .iter()
-                .position(|(l, _)| !endpoints.iter().any(|e| same_address(l, e)))
+            passed.iter().position(|(l, _)| {
+                !config
+                    .also_listen
+                    .iter()
+                    .any(|e| same_address(l, &e.address))
+            })
         })
 }
 
@@ -386,28 +384,27 @@ impl<H: Handler> Server<H> {
             std::iter::once((main, Arc::clone(&config)))
                 .chain(extra)
                 .collect();
-        for (i, (bound, _)) in endpoints.iter().enumerate() {
+        // Whether the kernel refuses descriptors is the same for every socket.
+        let mut kernel_refuses = false;
+        for (bound, _) in &endpoints {
             let name = PathBuf::from(bound.address.to_string());
             bound
                 .listener
                 .set_nonblocking(true)
                 .map_err(|e| ServerError::io("configure", &name, e))?;
-            let refused = crate::conn::pass_rights(&bound.listener, config.accept_fds)
+            kernel_refuses = crate::conn::pass_rights(&bound.listener, config.accept_fds)
                 .map_err(|e| ServerError::io("configure", &name, e))?;
-            if i > 0 {
-                continue;
-            }
-            match refused {
-                _ if config.accept_fds => debug!(
-                    max_per_message = config.max_fds_per_message,
-                    "file descriptors are accepted with requests"
-                ),
-                true => debug!("file descriptors sent to this socket are refused by the kernel"),
-                false => debug!(
-                    "this kernel cannot refuse file descriptors (SO_PASSRIGHTS needs Linux \
-                     6.16); any sent are dropped unread"
-                ),
-            }
+        }
+        match kernel_refuses {
+            _ if config.accept_fds => debug!(
+                max_per_message = config.max_fds_per_message,
+                "file descriptors are accepted with requests"
+            ),
+            true => debug!("file descriptors sent to this socket are refused by the kernel"),
+            false => debug!(
+                "this kernel cannot refuse file descriptors (SO_PASSRIGHTS needs Linux 6.16); \
+                 any sent are dropped unread"
+            ),
         }
         // Under systemd with a file descriptor store, the sockets and their locks are kept
         // there, so a restart of the service keeps them: then, as after a handover, the socket

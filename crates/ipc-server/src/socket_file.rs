@@ -111,6 +111,18 @@ struct PathLock {
     _locked: fs::File,
 }
 
+/// Whether `lock` is the open lock file of the socket file at `socket` (the two spelled as the
+/// file system resolves them), as a successor tells which lock passed in goes with which socket.
+#[cfg(feature = "systemd")]
+pub(crate) fn is_lock_of(lock: &fs::File, socket: &Path) -> bool {
+    use std::os::fd::AsRawFd;
+    let Ok(socket) = fs::canonicalize(socket) else {
+        return false;
+    };
+    fs::read_link(format!("/proc/self/fd/{}", lock.as_raw_fd()))
+        .is_ok_and(|target| target == PathLock::path_for(&socket))
+}
+
 impl PathLock {
     /// The lock file's path for `socket`.
     fn path_for(socket: &Path) -> PathBuf {

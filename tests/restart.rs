@@ -383,6 +383,27 @@ fn a_socket_activated_restart_loses_nothing() {
     assert!(path.exists());
 }
 
+/// Starts `ipc-server ARGS...` as a service of a fake service manager with a descriptor store
+/// of four (`NOTIFY_SOCKET` beside `log`, `FDSTORE=4`), logging to `log`; returns it and the
+/// manager's socket, for [`stored_fds`].
+fn start_storing(
+    args: &[&std::ffi::OsStr],
+    log: &Path,
+) -> (Child, std::os::unix::net::UnixDatagram) {
+    let notify_path = log.with_file_name("notify");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(PATIENCE)).unwrap();
+    let server = server_cmd()
+        .args(args)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("FDSTORE", "4")
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    (server, notify)
+}
+
 /// Receives what the server stores (`FDSTORE=1`) on the fake service manager's socket: the
 /// descriptors by name.
 fn stored_fds(
@@ -420,22 +441,7 @@ fn a_restart_through_systemds_descriptor_store_loses_nothing() {
     // it (and its lock) in the store; the restarted service gets them back.
     let dir = tempfile::tempdir().unwrap();
     let (path, log) = (dir.path().join("s.sock"), dir.path().join("log"));
-    let notify_path = dir.path().join("notify");
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(PATIENCE)).unwrap();
-    let env = [
-        ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
-        ("FDSTORE", "4"),
-    ];
-    let mut cmd = server_cmd();
-    let mut old = cmd
-        .arg("--socket")
-        .arg(&path)
-        .envs(env)
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut old, notify) = start_storing(&["--socket".as_ref(), path.as_os_str()], &log);
     let stored = stored_fds(&notify, 2);
     let names: Vec<_> = stored.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["localipc-listener", "localipc-lock"]);
@@ -513,13 +519,6 @@ fn a_descriptor_store_restart_of_a_server_with_two_addresses_pairs_each_lock_wit
     let dir = tempfile::tempdir().unwrap();
     let (path, log) = (dir.path().join("s.sock"), dir.path().join("log"));
     let other = dir.path().join("other.sock");
-    let notify_path = dir.path().join("notify");
-    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
-    notify.set_read_timeout(Some(PATIENCE)).unwrap();
-    let env = [
-        ("NOTIFY_SOCKET", notify_path.to_str().unwrap()),
-        ("FDSTORE", "4"),
-    ];
     let also = format!("{};allow-uid=0", other.display());
     let args = [
         "--socket".as_ref(),
@@ -527,13 +526,7 @@ fn a_descriptor_store_restart_of_a_server_with_two_addresses_pairs_each_lock_wit
         "--also-socket".as_ref(),
         also.as_ref(),
     ];
-    let mut old = server_cmd()
-        .args(args)
-        .envs(env)
-        .env("RUST_LOG", "info")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut old, notify) = start_storing(&args, &log);
     let stored = stored_fds(&notify, 4);
     let names: Vec<_> = stored.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(

@@ -31,9 +31,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_or_else(localipc_server::default_socket_path, Into::into);
     let handler = Counter::default().inspect(|ctx, request, outcome| {
         eprintln!(
-            "conn {} (uid {}): {:?} -> {:?}",
+            "conn {} ({}): {:?} -> {:?}",
             ctx.connection_id(),
-            ctx.peer().uid,
+            ctx.peer(),
             String::from_utf8_lossy(request),
             outcome
                 .as_ref()

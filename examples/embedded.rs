@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let job = String::from_utf8_lossy(&request).into_owned();
         Ok::<_, BoxError>(Bytes::from(format!(
             "job {job} done for pid {:?}",
-            ctx.peer().pid
+            ctx.peer().unix().and_then(|p| p.pid)
         )))
     });
     let server = Server::builder(handler).socket(&path).bind()?;

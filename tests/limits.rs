@@ -266,17 +266,17 @@ fn one_user_cannot_take_every_connection_slot() {
         assert!(started.elapsed() < Duration::from_secs(1));
     }
     wait_until("the refusal is logged with the uid", || {
-        server.log().contains("uid=65534")
+        server.log().contains("peer=uid 65534")
             && server
                 .log()
-                .contains("this uid has its share of connections open")
+                .contains("this peer has its share of connections open")
     });
     // When nobody lets go, that is logged too, with how many were refused.
     drop(hogs);
     wait_until("leaving the share is logged", || {
         server
             .log()
-            .contains("this uid is below its share of connections again")
+            .contains("this peer is below its share of connections again")
     });
     assert!(server.log().contains("refused=4"), "{}", server.log());
 }

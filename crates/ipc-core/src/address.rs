@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 /// | `@NAME`, `unix:@NAME` | a name in Linux's abstract namespace (see [`crate::abstract_name`]) |
 /// | `ssh-unix:[USER@]HOST:PATH` | the socket file `PATH` on `HOST`, through `ssh -W PATH` |
 /// | `ssh-exec:[USER@]HOST:COMMAND` | a command on `HOST` whose stdin and stdout carry the protocol, such as `ipc-client bridge` |
+/// | `tcp:HOST:PORT` | a TCP port, with TLS (plain only on loopback, where asked for) |
 ///
 /// A bare path that starts with a scheme's name and a colon is written `./unix:...`. `HOST`
 /// may be an IPv6 address in brackets (`ssh-unix:[::1]:/run/ipc.sock`).
@@ -39,6 +40,13 @@ pub enum Address {
         /// The command line, run by the remote user's shell.
         command: String,
     },
+    /// A TCP port: a host name or IP address (an IPv6 one written in brackets), and a port.
+    Tcp {
+        /// The host name or IP address, without brackets.
+        host: String,
+        /// The port.
+        port: u16,
+    },
 }
 
 /// Why an address cannot be used.
@@ -58,8 +66,8 @@ pub enum AddressError {
     },
     /// A Varlink scheme that this version does not speak.
     #[error(
-        "{scheme}: addresses are not supported; use unix:, ssh-unix: or ssh-exec: (a bare path \
-         that starts with {scheme}: is written ./{scheme}:...)"
+        "{scheme}: addresses are not supported; use unix:, tcp:, ssh-unix: or ssh-exec: (a bare \
+         path that starts with {scheme}: is written ./{scheme}:...)"
     )]
     Unsupported {
         /// The scheme, such as `tcp`.
@@ -69,7 +77,7 @@ pub enum AddressError {
 
 /// Schemes that Varlink tools use and this version does not speak: refused by name rather
 /// than taken for a file name.
-const UNSUPPORTED: [&str; 4] = ["tcp", "exec", "vsock", "ssh"];
+const UNSUPPORTED: [&str; 3] = ["exec", "vsock", "ssh"];
 
 impl Address {
     /// Reads an address (see the [type's docs](Address) for its forms).
@@ -109,6 +117,9 @@ impl Address {
                 command,
             });
         }
+        if let Some(rest) = raw.strip_prefix(b"tcp:") {
+            return tcp(raw, rest);
+        }
         if let Some(scheme) = UNSUPPORTED.into_iter().find(|s| {
             raw.strip_prefix(s.as_bytes())
                 .is_some_and(|r| r.starts_with(b":"))
@@ -131,7 +142,7 @@ impl Address {
                 bytes.extend_from_slice(name);
                 Some(PathBuf::from(OsString::from_vec(bytes)))
             }
-            Address::SshUnix { .. } | Address::SshExec { .. } => None,
+            Address::SshUnix { .. } | Address::SshExec { .. } | Address::Tcp { .. } => None,
         }
     }
 
@@ -142,12 +153,23 @@ impl Address {
             Address::Path(_) | Address::Abstract(_) => "unix",
             Address::SshUnix { .. } => "ssh-unix",
             Address::SshExec { .. } => "ssh-exec",
+            Address::Tcp { .. } => "tcp",
         }
     }
 
     /// Whether the address is reached through `ssh` rather than a socket of this host.
     pub fn is_remote(&self) -> bool {
         matches!(self, Address::SshUnix { .. } | Address::SshExec { .. })
+    }
+
+    /// `HOST:PORT` of a `tcp:` address, as a socket address resolver takes it (an IPv6 host in
+    /// brackets); `None` for the other forms.
+    pub fn tcp_target(&self) -> Option<String> {
+        match self {
+            Address::Tcp { host, port } if host.contains(':') => Some(format!("[{host}]:{port}")),
+            Address::Tcp { host, port } => Some(format!("{host}:{port}")),
+            _ => None,
+        }
     }
 }
 
@@ -180,7 +202,7 @@ impl fmt::Display for Address {
                 let bare = path.as_os_str().as_bytes();
                 let misread = bare.is_empty()
                     || bare.starts_with(b"@")
-                    || ["unix", "ssh-unix", "ssh-exec"]
+                    || ["unix", "ssh-unix", "ssh-exec", "tcp"]
                         .into_iter()
                         .chain(UNSUPPORTED)
                         .any(|s| {
@@ -202,8 +224,58 @@ impl fmt::Display for Address {
                 destination,
                 command,
             } => write!(f, "ssh-exec:{}:{command}", bracketed(destination)),
+            Address::Tcp { .. } => write!(f, "tcp:{}", self.tcp_target().unwrap_or_default()),
         }
     }
+}
+
+/// Reads the `HOST:PORT` of a `tcp:` address (HOST possibly `[v6]`).
+fn tcp(raw: &[u8], rest: &[u8]) -> Result<Address, AddressError> {
+    let rest = std::str::from_utf8(rest).map_err(|_| malformed(raw, "tcp: must be valid UTF-8"))?;
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .ok_or_else(|| malformed(raw, "an IPv6 host needs its closing ]"))?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or_else(|| malformed(raw, "write it tcp:HOST:PORT"))?;
+        let address = host
+            .split_once('%')
+            .map_or(host, |(address, _scope)| address);
+        if address.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(malformed(raw, "brackets hold an IPv6 address"));
+        }
+        (host, port)
+    } else {
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| malformed(raw, "write it tcp:HOST:PORT"))?;
+        if host.contains(':') {
+            return Err(malformed(
+                raw,
+                "an IPv6 host is written in brackets: tcp:[::1]:PORT",
+            ));
+        }
+        (host, port)
+    };
+    let bad_host = host.is_empty()
+        || host.starts_with(['-', '.'])
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:%".contains(&b));
+    if bad_host {
+        return Err(malformed(
+            raw,
+            "the host is missing or not a host name or IP address",
+        ));
+    }
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| malformed(raw, "the port is not a number from 0 to 65535"))?;
+    Ok(Address::Tcp {
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// Splits `[USER@]HOST:REST` (HOST possibly `[v6]`) into a destination for `ssh` and REST.
@@ -357,7 +429,6 @@ mod tests {
     #[test]
     fn unsupported_schemes_are_named() {
         for (address, scheme) in [
-            ("tcp:127.0.0.1:80", "tcp"),
             ("exec:/usr/bin/x", "exec"),
             ("vsock:3:1", "vsock"),
             ("ssh:box:/x", "ssh"),
@@ -365,10 +436,55 @@ mod tests {
             assert_eq!(parse(address), Err(AddressError::Unsupported { scheme }));
         }
         assert!(
-            AddressError::Unsupported { scheme: "tcp" }
+            AddressError::Unsupported { scheme: "vsock" }
                 .to_string()
-                .contains("./tcp:")
+                .contains("./vsock:")
         );
+    }
+
+    #[test]
+    fn tcp_forms() {
+        let tcp = |host: &str, port| {
+            Ok(Address::Tcp {
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(parse("tcp:127.0.0.1:7000"), tcp("127.0.0.1", 7000));
+        assert_eq!(
+            parse("tcp:ipc.example.org:443"),
+            tcp("ipc.example.org", 443)
+        );
+        assert_eq!(parse("tcp:[::1]:7000"), tcp("::1", 7000));
+        assert_eq!(parse("tcp:[fe80::1%eth0]:1"), tcp("fe80::1%eth0", 1));
+        assert_eq!(
+            parse("tcp:[::1]:7000").unwrap().tcp_target().as_deref(),
+            Some("[::1]:7000")
+        );
+        for bad in [
+            "tcp:",
+            "tcp:host",
+            "tcp::80",
+            "tcp:host:",
+            "tcp:host:65536",
+            "tcp:host:-1",
+            "tcp:::1:80",
+            "tcp:[::1]80",
+            "tcp:[nope]:80",
+            "tcp:-oops:80",
+            "tcp:a b:80",
+            "tcp:a/b:80",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(AddressError::Malformed { .. })),
+                "{bad}: {:?}",
+                parse(bad)
+            );
+        }
+        let address = parse("tcp:h:1").unwrap();
+        assert_eq!(address.local_path(), None);
+        assert!(!address.is_remote(), "not through ssh");
+        assert_eq!(address.scheme(), "tcp");
     }
 
     proptest::proptest! {
@@ -429,6 +545,8 @@ mod tests {
             "ssh-unix:me@box:/run/ipc.sock",
             "ssh-unix:[::1]:/run/x",
             "ssh-exec:u@[fe80::1]:ipc-client bridge",
+            "tcp:127.0.0.1:7000",
+            "tcp:[::1]:7000",
         ] {
             let address = parse(s).unwrap();
             assert_eq!(address.to_string(), s);

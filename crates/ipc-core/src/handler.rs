@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use crate::boxed::{BoxError, BoxFuture};
 use crate::fds::{CallFds, PushFdError};
+use crate::peer::Peer;
 use crate::response::Response;
 use crate::trigger::{Fired, Trigger};
 
@@ -40,7 +41,7 @@ use crate::trigger::{Fired, Trigger};
 /// impl Handler for Hello {
 ///     async fn handle(&self, request: Bytes, ctx: &Context) -> Result<Response, BoxError> {
 ///         let name = String::from_utf8_lossy(&request);
-///         Ok(format!("hello {name}, uid {}", ctx.peer().uid).into())
+///         Ok(format!("hello {name}, {}", ctx.peer()).into())
 ///     }
 /// }
 /// ```
@@ -168,53 +169,13 @@ impl Handler for BoxHandler {
     }
 }
 
-/// The credentials of the process at the other end of a connection, as the kernel reported them
-/// when it connected (`SO_PEERCRED`, and `SO_PEERGROUPS` for its supplementary groups).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct PeerCredentials {
-    /// The peer's effective user id.
-    pub uid: u32,
-    /// The peer's effective group id.
-    pub gid: u32,
-    /// The peer's process id, where the platform reports it.
-    pub pid: Option<i32>,
-    /// The peer's supplementary groups (Linux 4.13 and later report them; empty where the
-    /// kernel does not).
-    pub groups: Arc<[u32]>,
-}
-
-impl PeerCredentials {
-    /// Credentials with the given user, group and process ids, and no supplementary groups.
-    pub fn new(uid: u32, gid: u32, pid: Option<i32>) -> Self {
-        Self {
-            uid,
-            gid,
-            pid,
-            groups: Arc::from([]),
-        }
-    }
-
-    /// These credentials with `groups` as the supplementary groups.
-    pub fn with_groups(mut self, groups: impl Into<Arc<[u32]>>) -> Self {
-        self.groups = groups.into();
-        self
-    }
-
-    /// Whether the peer is a member of `gid`: its primary group, or one of its supplementary
-    /// groups, as the kernel counts membership.
-    pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.groups.contains(&gid)
-    }
-}
-
 /// What a handler knows about the connection a request came on, and whether the server is
 /// shutting down.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Context {
     connection_id: u64,
-    peer: PeerCredentials,
+    peer: Peer,
     shutdown: Trigger,
     /// The descriptors of the call being handled, if it has any or may send some (see
     /// [`take_fd`](Context::take_fd) and [`push_fd`](Context::push_fd)).
@@ -233,10 +194,10 @@ impl Eq for Context {}
 impl Context {
     /// A context for the connection numbered `connection_id` with the given peer (and a
     /// shutdown signal that never fires; see [`with_shutdown`](Self::with_shutdown)).
-    pub fn new(connection_id: u64, peer: PeerCredentials) -> Self {
+    pub fn new(connection_id: u64, peer: impl Into<Peer>) -> Self {
         Self {
             connection_id,
-            peer,
+            peer: peer.into(),
             shutdown: Trigger::default(),
             fds: None,
         }
@@ -351,8 +312,9 @@ impl Context {
         self.connection_id
     }
 
-    /// The credentials of the connected process.
-    pub fn peer(&self) -> &PeerCredentials {
+    /// Who is connected: a local process's credentials, or a remote client's verified
+    /// certificate.
+    pub fn peer(&self) -> &Peer {
         &self.peer
     }
 }
@@ -419,6 +381,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::PeerCredentials;
     use crate::{Echo, HandlerExt};
 
     async fn reply(h: &impl Handler, request: &'static str, ctx: &Context) -> Bytes {
@@ -514,7 +477,11 @@ mod tests {
     #[tokio::test]
     async fn closures_are_handlers() {
         let h = handler_fn(|req: Bytes, ctx: Context| async move {
-            Ok::<_, BoxError>(Bytes::from(format!("{}:{}", ctx.peer().uid, req.len())))
+            Ok::<_, BoxError>(Bytes::from(format!(
+                "{}:{}",
+                ctx.peer().uid().unwrap_or(0),
+                req.len()
+            )))
         });
         let ctx = Context::new(1, PeerCredentials::new(42, 0, Some(9)));
         assert_eq!(reply(&h, "abc", &ctx).await, "42:3");

@@ -64,7 +64,7 @@ impl Handler for Ack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::PeerCredentials;
+    use crate::peer::PeerCredentials;
 
     fn ctx() -> Context {
         Context::new(7, PeerCredentials::new(1000, 100, Some(42)))

@@ -21,6 +21,13 @@ pub enum ListenAddress {
         /// The listening descriptor.
         fd: i32,
     },
+    /// A TCP port, served with TLS unless `tls` is false (plain TCP on loopback).
+    Tcp {
+        /// The local address and port.
+        address: std::net::SocketAddr,
+        /// Whether connections are served with TLS.
+        tls: bool,
+    },
 }
 
 impl ListenAddress {
@@ -56,6 +63,11 @@ impl fmt::Display for ListenAddress {
             ListenAddress::Path(p) => write!(f, "{}", p.display()),
             ListenAddress::Abstract(name) => write!(f, "@{}", name.escape_ascii()),
             ListenAddress::Unnamed { fd } => write!(f, "an unnamed socket (descriptor {fd})"),
+            ListenAddress::Tcp { address, tls: true } => write!(f, "tcp:{address}"),
+            ListenAddress::Tcp {
+                address,
+                tls: false,
+            } => write!(f, "tcp:{address} (plain)"),
         }
     }
 }

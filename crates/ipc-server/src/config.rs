@@ -10,6 +10,8 @@ use localipc_core::{DEFAULT_MAX_FRAME, Framing, ServerCounters};
 use crate::access::AccessPolicy;
 use crate::endpoint::Endpoint;
 use crate::error::ServerError;
+pub use crate::tls::DEFAULT_HANDSHAKE_TIMEOUT;
+use crate::tls::TlsSettings;
 
 /// Default cap on open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
@@ -51,8 +53,10 @@ pub struct ServerConfig {
     /// Most connections open at once; at the limit the server stops accepting (the kernel's
     /// backlog queues the rest) until one closes.
     pub max_connections: usize,
-    /// Most connections open at once from one peer uid (its `SO_PEERCRED` uid); one more is
-    /// closed as soon as it is accepted, with a log line naming the uid. `None` takes
+    /// Most connections open at once from one peer: one uid (its `SO_PEERCRED` uid) on a Unix
+    /// socket, one client certificate (by fingerprint) on TCP with TLS, one client IP address
+    /// for anonymous TCP peers. One more is closed as soon as its peer is known, with a log
+    /// line naming it. `None` takes
     /// [`DEFAULT_MAX_CONNECTIONS_PER_UID`], or three quarters of `max_connections` if that is
     /// less, so that no one uid can hold every slot (see
     /// [`connections_per_uid`](Self::connections_per_uid)).
@@ -106,6 +110,16 @@ pub struct ServerConfig {
     /// Other addresses the server listens on, each with limits of its own (see [`Endpoint`]).
     /// Empty by default.
     pub also_listen: Vec<Endpoint>,
+    /// What `tcp:` addresses are served with: TLS with these files. A `tcp:` address needs
+    /// them unless [`plain_tcp`](Self::plain_tcp) is on.
+    pub tls: Option<TlsSettings>,
+    /// Serve `tcp:` addresses without TLS. Only loopback addresses may be served so (any other
+    /// is refused at bind), and peers are then [`Peer::Anonymous`](localipc_core::Peer). Off
+    /// by default.
+    pub plain_tcp: bool,
+    /// How long a TCP client has to complete the TLS handshake; one that has not by then is
+    /// closed, and its connection slot freed.
+    pub handshake_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -130,6 +144,9 @@ impl ServerConfig {
             access: AccessPolicy::default(),
             counters: Arc::default(),
             also_listen: Vec::new(),
+            tls: None,
+            plain_tcp: false,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
     }
 }
@@ -206,6 +223,9 @@ impl ServerConfig {
                 "socket mode is {:o}; it must be at most 0777",
                 self.socket_mode
             ));
+        }
+        if self.handshake_timeout.is_zero() {
+            return bad("the TLS handshake timeout must be above zero".to_owned());
         }
         for (name, timeout) in [
             ("idle timeout", self.idle_timeout),

@@ -10,7 +10,8 @@
 
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::task::Poll;
 
@@ -34,10 +35,10 @@ const MAX_READ: usize = 256 * 1024;
 /// is filled in on every write, so it is kept small.
 const MAX_SLICES: usize = 16;
 
-/// An accepted connection, registered with the runtime.
-pub(crate) struct Connection {
+/// An accepted connection, registered with the runtime: a Unix stream, or a TCP one.
+pub(crate) struct Connection<S: AsRawFd = UnixStream> {
     /// `None` only if re-registering for write readiness failed (the session then ends).
-    fd: Option<AsyncFd<UnixStream>>,
+    fd: Option<AsyncFd<S>>,
     /// Whether the registration includes write readiness.
     writable: bool,
     /// Whether read readiness was cleared (while waiting for a hang-up) with data perhaps
@@ -60,10 +61,10 @@ struct FdPassing {
     outgoing: Option<Vec<OwnedFd>>,
 }
 
-impl Connection {
+impl<S: StreamSocket> Connection<S> {
     /// Registers a freshly accepted stream for read readiness. Every read and write on it is
     /// made with `MSG_DONTWAIT`, so it need not be in non-blocking mode.
-    pub(crate) fn new(stream: UnixStream) -> io::Result<Self> {
+    pub(crate) fn new(stream: S) -> io::Result<Self> {
         Ok(Self {
             fd: Some(register(stream, Interest::READABLE)?),
             writable: false,
@@ -80,16 +81,8 @@ impl Connection {
         self
     }
 
-    fn fd(&self) -> io::Result<&AsyncFd<UnixStream>> {
+    fn fd(&self) -> io::Result<&AsyncFd<S>> {
         registered(&self.fd)
-    }
-
-    /// The peer's user, group and process ids (`SO_PEERCRED`).
-    pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
-        let stream = self.fd()?.get_ref();
-        let c = getsockopt(stream, sockopt::PeerCredentials)?;
-        let peer = PeerCredentials::new(c.uid(), c.gid(), Some(c.pid()));
-        Ok(peer.with_groups(peer_groups(stream)?))
     }
 
     /// Adds write readiness to the registration (once per connection).
@@ -108,8 +101,18 @@ impl Connection {
     }
 }
 
+impl Connection<UnixStream> {
+    /// The peer's user, group and process ids (`SO_PEERCRED`).
+    pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
+        let stream = self.fd()?.get_ref();
+        let c = getsockopt(stream, sockopt::PeerCredentials)?;
+        let peer = PeerCredentials::new(c.uid(), c.gid(), Some(c.pid()));
+        Ok(peer.with_groups(peer_groups(stream)?))
+    }
+}
+
 /// The server's transport: see the module docs for what each method saves.
-impl Transport for Connection {
+impl<S: StreamSocket> Transport for Connection<S> {
     /// Waits until the socket is readable and reads what it holds into `rbuf`; `Ok(0)` is the
     /// end of the stream. Cancel-safe: bytes are only taken in the poll that returns them.
     ///
@@ -191,11 +194,7 @@ impl Transport for Connection {
     /// What the kernel still holds of what was written (`SIOCOUTQ`): it drops as the peer
     /// reads, one kernel buffer (up to about 32 KiB) at a time.
     fn unread_by_peer(&self) -> Option<usize> {
-        let fd = self.fd().ok()?.get_ref().as_raw_fd();
-        let mut unread: nix::libc::c_int = 0;
-        // SAFETY: SIOCOUTQ writes one `int` through the pointer, which points to a live one.
-        let rc = unsafe { nix::libc::ioctl(fd, nix::libc::TIOCOUTQ, &mut unread) };
-        (rc == 0).then(|| usize::try_from(unread).unwrap_or(0))
+        unsent(self.fd().ok()?.get_ref())
     }
 
     /// Waits for the kernel to report the peer gone: `POLLHUP`, which a Unix stream socket
@@ -210,11 +209,11 @@ impl Transport for Connection {
         std::future::poll_fn(|cx| {
             loop {
                 let mut ready = std::task::ready!(fd.poll_read_ready(cx))?;
-                let mut polled = [PollFd::new(fd.get_ref(), PollFlags::empty())];
+                let mut polled = [PollFd::new(fd.get_ref(), S::HANG_UP)];
                 rustix::event::poll(&mut polled, Some(&Timespec::default()))?;
                 if polled[0]
                     .revents()
-                    .intersects(PollFlags::HUP | PollFlags::ERR)
+                    .intersects(PollFlags::HUP | PollFlags::ERR | S::HANG_UP)
                 {
                     return Poll::Ready(Ok(()));
                 }
@@ -273,9 +272,37 @@ pub(crate) fn take_inherited(fds: &[std::os::fd::RawFd]) -> Option<Vec<OwnedFd>>
 }
 
 /// A socket type that owns its file descriptor for its whole life.
-pub(crate) trait OwnedSocket: AsRawFd {}
+pub(crate) trait OwnedSocket: AsRawFd + AsFd {}
 impl OwnedSocket for UnixStream {}
 impl OwnedSocket for UnixListener {}
+impl OwnedSocket for TcpStream {}
+impl OwnedSocket for TcpListener {}
+
+/// A connected stream socket a session can run over.
+pub(crate) trait StreamSocket: OwnedSocket + Send + Sync + 'static {
+    /// What `poll` reports, beside `POLLHUP` and `POLLERR`, once the peer is gone: nothing
+    /// more for a Unix stream, whose half-close shows only as the end of the stream;
+    /// `POLLRDHUP` for TCP, where a peer that closed and one that only shut down its sending
+    /// side look the same (both send a FIN).
+    const HANG_UP: rustix::event::PollFlags;
+}
+
+impl StreamSocket for UnixStream {
+    const HANG_UP: rustix::event::PollFlags = rustix::event::PollFlags::empty();
+}
+
+impl StreamSocket for TcpStream {
+    const HANG_UP: rustix::event::PollFlags = rustix::event::PollFlags::RDHUP;
+}
+
+/// What the kernel still holds of what was written to `socket` (`SIOCOUTQ`: for TCP, what
+/// the peer has not acknowledged yet).
+pub(crate) fn unsent(socket: &impl AsRawFd) -> Option<usize> {
+    let mut unread: nix::libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one `int` through the pointer, which points to a live one.
+    let rc = unsafe { nix::libc::ioctl(socket.as_raw_fd(), nix::libc::TIOCOUTQ, &mut unread) };
+    (rc == 0).then(|| usize::try_from(unread).unwrap_or(0))
+}
 
 /// Registers a socket with the runtime for `interest` only.
 pub(crate) fn register<S: OwnedSocket>(socket: S, interest: Interest) -> io::Result<AsyncFd<S>> {
@@ -286,7 +313,7 @@ pub(crate) fn register<S: OwnedSocket>(socket: S, interest: Interest) -> io::Res
 }
 
 /// The registered socket, unless re-registering it failed.
-fn registered(fd: &Option<AsyncFd<UnixStream>>) -> io::Result<&AsyncFd<UnixStream>> {
+fn registered<S: AsRawFd>(fd: &Option<AsyncFd<S>>) -> io::Result<&AsyncFd<S>> {
     fd.as_ref()
         .ok_or_else(|| io::Error::other("connection lost its runtime registration"))
 }
@@ -295,7 +322,7 @@ fn registered(fd: &Option<AsyncFd<UnixStream>>) -> io::Result<&AsyncFd<UnixStrea
 /// waiting, passing the descriptors `fds` holds for it with its first byte; advances `buf`
 /// past what went.
 fn send_buf<B: Buf>(
-    stream: &UnixStream,
+    stream: &(impl AsRawFd + AsFd),
     fds: &mut Option<Box<FdPassing>>,
     buf: &mut B,
 ) -> io::Result<usize> {
@@ -324,7 +351,7 @@ fn send_buf<B: Buf>(
 #[cold]
 #[inline(never)]
 fn send_attached(
-    stream: &UnixStream,
+    stream: &impl AsFd,
     slices: &[IoSlice<'_>],
     fds: &mut Option<Box<FdPassing>>,
 ) -> io::Result<usize> {
@@ -341,7 +368,7 @@ fn send_attached(
 /// unless the connection accepts them); returns the bytes read and how many were asked for.
 #[inline(always)]
 fn read_from(
-    stream: &UnixStream,
+    stream: &impl AsFd,
     fds: &mut Option<Box<FdPassing>>,
     rbuf: &mut BytesMut,
     expect: usize,
@@ -356,7 +383,7 @@ fn read_from(
 /// usual read's code).
 #[inline(never)]
 fn read_with_fds(
-    stream: &UnixStream,
+    stream: &impl AsFd,
     fds: &mut FdPassing,
     rbuf: &mut BytesMut,
     expect: usize,
@@ -404,7 +431,7 @@ fn read_some(
 /// descriptors from the moment they are received. More than `cap`, or a control message the
 /// kernel truncated, is an [`FdError`], and every descriptor received is closed.
 fn recv_with_fds<'b>(
-    stream: &UnixStream,
+    stream: &impl AsFd,
     buf: &'b mut [MaybeUninit<u8>],
     cap: usize,
     received: &mut Option<Vec<OwnedFd>>,
@@ -428,10 +455,7 @@ fn recv_with_fds<'b>(
 
 /// `recv(2)` without waiting into memory that need not be initialised (zero-filling it first
 /// would cost as much as the read); returns the part the kernel filled.
-fn recv_uninit<'b>(
-    stream: &UnixStream,
-    buf: &'b mut [MaybeUninit<u8>],
-) -> io::Result<&'b mut [u8]> {
+fn recv_uninit<'b>(stream: &impl AsFd, buf: &'b mut [MaybeUninit<u8>]) -> io::Result<&'b mut [u8]> {
     let ((filled, _rest), _len) = rustix::net::recv(stream, buf, rustix::net::RecvFlags::DONTWAIT)?;
     Ok(filled)
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::access::AccessPolicy;
 use crate::config::ServerConfig;
+use crate::tls::TlsSettings;
 
 /// Another address the server listens on (see [`ServerConfig::also_listen`] and
 /// [`Builder::also_listen`](crate::Builder::also_listen)), with limits of its own. Its
@@ -14,7 +15,7 @@ use crate::config::ServerConfig;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Endpoint {
-    /// The address: a path, `@name`, `unix:PATH` or `unix:@NAME`.
+    /// The address: a path, `@name`, `unix:PATH`, `unix:@NAME` or `tcp:HOST:PORT`.
     pub address: PathBuf,
     /// Its own [`ServerConfig::max_connections`]; `None` takes the server's.
     pub max_connections: Option<usize>,
@@ -26,6 +27,11 @@ pub struct Endpoint {
     pub socket_mode: Option<u32>,
     /// Its socket file's group; `None` takes the server's.
     pub socket_group: Option<u32>,
+    /// For a `tcp:` address, its own TLS files; `None` takes the server's.
+    pub tls: Option<TlsSettings>,
+    /// For a `tcp:` address, whether it is served without TLS (loopback only); `None` takes
+    /// the server's.
+    pub plain_tcp: Option<bool>,
 }
 
 impl Endpoint {
@@ -38,6 +44,8 @@ impl Endpoint {
             access: None,
             socket_mode: None,
             socket_group: None,
+            tls: None,
+            plain_tcp: None,
         }
     }
 
@@ -76,6 +84,20 @@ impl Endpoint {
         self
     }
 
+    /// Sets [`tls`](Self::tls).
+    #[must_use]
+    pub fn tls(mut self, tls: TlsSettings) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets [`plain_tcp`](Self::plain_tcp).
+    #[must_use]
+    pub fn plain_tcp(mut self, plain: bool) -> Self {
+        self.plain_tcp = Some(plain);
+        self
+    }
+
     /// The settings its connections are served with: the server's, with this endpoint's
     /// address and limits.
     pub(crate) fn config(&self, server: &ServerConfig) -> ServerConfig {
@@ -96,6 +118,12 @@ impl Endpoint {
         }
         if self.socket_group.is_some() {
             config.socket_group = self.socket_group;
+        }
+        if self.tls.is_some() {
+            config.tls.clone_from(&self.tls);
+        }
+        if let Some(plain) = self.plain_tcp {
+            config.plain_tcp = plain;
         }
         config
     }

@@ -63,6 +63,14 @@ pub enum ServerError {
         /// The address, as given.
         address: String,
     },
+    /// A TLS file cannot be read or used.
+    #[error("TLS: {}: {reason}", path.display())]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidConfig(String),

@@ -30,6 +30,7 @@ pub mod server;
 mod session;
 pub mod signal;
 mod socket_file;
+pub mod tls;
 mod transport;
 
 pub use access::AccessPolicy;
@@ -42,7 +43,9 @@ pub use error::ServerError;
 #[cfg(feature = "tower")]
 pub use localipc_core::tower;
 pub use localipc_core::{
-    Ack, BoxError, BoxHandler, Context, Echo, Framing, Handler, HandlerExt, PeerCredentials,
-    ReplyStream, Response, ServerCounters, default_socket_path, handler_fn,
+    Ack, BoxError, BoxHandler, CertificateIdentity, CertificateName, Context, Echo, Framing,
+    Handler, HandlerExt, Peer, PeerCredentials, ReplyStream, Response, ServerCounters,
+    default_socket_path, handler_fn,
 };
 pub use server::{Server, ShutdownHandle};
+pub use tls::{ClientAuth, TlsSettings};

@@ -1,17 +1,22 @@
-//! The connection caps: how many connections may be open at once, in all and per peer uid.
+//! The connection caps: how many connections may be open at once, in all and per peer (a uid,
+//! a client certificate, an anonymous client's IP address).
 //!
 //! The global cap is a counter and a notification, rather than a semaphore: taking and
 //! returning a slot is one atomic operation each, with no lock, which matters because it
 //! happens for every connection. The accept loop is the only one that waits for a slot.
 //!
-//! The per-uid cap is checked after `accept` (only then is the peer known): a connection over
-//! its uid's share is closed at once, so no uid can hold every slot and lock the others out.
-//! Reaching and leaving a uid's cap is logged once each, with the number refused meanwhile.
+//! The per-peer cap is checked once the peer is known (after `accept`, or after the TLS
+//! handshake): a connection over its peer's share is closed at once, so no peer can hold every
+//! slot and lock the others out. Reaching and leaving a peer's cap is logged once each, with
+//! the number refused meanwhile.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use localipc_core::{Fingerprint, Peer};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -79,17 +84,51 @@ impl Drop for Slot {
     }
 }
 
-/// At most `max` connections open at once for any one peer uid.
+/// Who a connection counts against under the per-peer cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum PeerKey {
+    /// A local peer's uid.
+    Uid(u32),
+    /// A remote peer's certificate.
+    Certificate(Fingerprint),
+    /// An anonymous remote peer's IP address.
+    Address(IpAddr),
+}
+
+impl PeerKey {
+    pub(crate) fn of(peer: &Peer) -> Option<Self> {
+        Some(match peer {
+            Peer::Unix(c) => PeerKey::Uid(c.uid),
+            Peer::Certificate { identity, .. } => PeerKey::Certificate(identity.fingerprint),
+            Peer::Anonymous { address } => PeerKey::Address(address.ip()),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for PeerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerKey::Uid(uid) => write!(f, "uid {uid}"),
+            PeerKey::Certificate(fp) => write!(f, "certificate {fp}"),
+            PeerKey::Address(ip) => write!(f, "address {ip}"),
+        }
+    }
+}
+
+/// At most `max` connections open at once for any one peer.
 #[derive(Debug)]
 pub(crate) struct UidLimit {
     max: usize,
-    /// Open connections and connections refused since the cap was reached, per uid with any
+    /// Open connections and connections refused since the cap was reached, per peer with any
     /// open.
-    uids: Mutex<HashMap<u32, UidCount, UidHash>>,
+    uids: Mutex<HashMap<PeerKey, UidCount, UidHash>>,
 }
 
-/// Hashes a uid with one multiplication (Fibonacci hashing), instead of the default SipHash:
-/// the map is looked up twice per connection, and uids are not chosen by the peer.
+/// Hashes a key with one multiplication per word (Fibonacci hashing), instead of the default
+/// SipHash: the map is looked up twice per connection, and its keys are identities the kernel
+/// or a certificate check vouched for (an anonymous TCP peer's address aside, and the map
+/// holds at most the connection cap's worth).
 type UidHash = std::hash::BuildHasherDefault<UidHasher>;
 
 #[derive(Debug, Default)]
@@ -109,6 +148,10 @@ impl std::hash::Hasher for UidHasher {
     fn write_u32(&mut self, n: u32) {
         self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
+
+    fn write_isize(&mut self, n: isize) {
+        self.write_u32(n as u32);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -117,11 +160,11 @@ struct UidCount {
     refused: u64,
 }
 
-/// One open connection's place under its uid's cap, returned when dropped.
+/// One open connection's place under its peer's cap, returned when dropped.
 #[derive(Debug)]
 pub(crate) struct UidSlot {
     limit: Arc<UidLimit>,
-    uid: u32,
+    uid: PeerKey,
 }
 
 impl UidLimit {
@@ -136,15 +179,15 @@ impl UidLimit {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u32, UidCount, UidHash>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<PeerKey, UidCount, UidHash>> {
         // The map is left consistent at every point a panic could occur.
         self.uids
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes a slot for a connection of `uid`, or `None` if the uid has its share open.
-    pub(crate) fn try_acquire(self: &Arc<Self>, uid: u32) -> Option<UidSlot> {
+    /// Takes a slot for a connection of `uid`, or `None` if that peer has its share open.
+    pub(crate) fn try_acquire(self: &Arc<Self>, uid: PeerKey) -> Option<UidSlot> {
         let mut uids = self.lock();
         let count = uids.entry(uid).or_default();
         if count.open >= self.max {
@@ -152,9 +195,9 @@ impl UidLimit {
             if count.refused == 1 {
                 drop(uids);
                 warn!(
-                    uid,
+                    peer = %uid,
                     max = self.max,
-                    "this uid has its share of connections open; closing its new ones until one \
+                    "this peer has its share of connections open; closing its new ones until one \
                      of them closes (logged again then)"
                 );
             }
@@ -182,8 +225,8 @@ impl Drop for UidSlot {
         drop(uids);
         if refused > 0 {
             info!(
-                uid = self.uid,
-                refused, "this uid is below its share of connections again"
+                peer = %self.uid,
+                refused, "this peer is below its share of connections again"
             );
         }
     }
@@ -201,15 +244,22 @@ mod tests {
             "no per-uid cap at the global one"
         );
         let limit = UidLimit::new(2, 8).unwrap();
-        let a1 = limit.try_acquire(1).unwrap();
-        let _a2 = limit.try_acquire(1).unwrap();
-        assert!(limit.try_acquire(1).is_none(), "a third for uid 1");
-        let b = limit.try_acquire(2).expect("another uid is not held back");
+        let a1 = limit.try_acquire(PeerKey::Uid(1)).unwrap();
+        let _a2 = limit.try_acquire(PeerKey::Uid(1)).unwrap();
+        assert!(
+            limit.try_acquire(PeerKey::Uid(1)).is_none(),
+            "a third for uid 1"
+        );
+        let b = limit
+            .try_acquire(PeerKey::Uid(2))
+            .expect("another uid is not held back");
         drop(a1);
-        let _a3 = limit.try_acquire(1).expect("a returned slot is free again");
+        let _a3 = limit
+            .try_acquire(PeerKey::Uid(1))
+            .expect("a returned slot is free again");
         drop(b);
         assert!(
-            !limit.lock().contains_key(&2),
+            !limit.lock().contains_key(&PeerKey::Uid(2)),
             "a uid with none open is forgotten"
         );
     }

@@ -1,11 +1,17 @@
 //! The accept loop: owns the listening socket, the connection cap, the shutdown
 //! tokens and the task tracker, and starts one [`Session`] task per admitted connection.
+//!
+//! A Unix connection's peer is known at `accept` (the kernel's credentials). A TCP one's is
+//! known once its TLS handshake is done, in the connection's own task: the handshake holds
+//! the connection's slot, for at most the handshake timeout, and ends at a stop.
 
 use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
-use localipc_core::{Context, Handler};
+use localipc_core::{Context, Handler, Peer};
 use std::os::unix::net::{UnixListener, UnixStream};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -14,16 +20,36 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::ServerConfig;
 use crate::conn::Connection;
-use crate::limit::{ConnectionLimit, Slot, UidLimit};
+use crate::limit::{ConnectionLimit, PeerKey, Slot, UidLimit, UidSlot};
 use crate::session::Session;
+use crate::tls::TlsConnection;
+use crate::transport::Transport;
 use localipc_core::Trigger;
+
+/// A listening socket, registered with the runtime.
+pub(crate) enum Socket {
+    /// A Unix socket.
+    Unix(AsyncFd<UnixListener>),
+    /// A TCP socket, served with TLS with this configuration, or plain without.
+    Tcp(AsyncFd<TcpListener>, Option<Arc<rustls::ServerConfig>>),
+}
+
+impl Socket {
+    /// The Unix listening socket, if this is one.
+    pub(crate) fn unix(&self) -> Option<&UnixListener> {
+        match self {
+            Socket::Unix(fd) => Some(fd.get_ref()),
+            Socket::Tcp(..) => None,
+        }
+    }
+}
 
 /// How long to pause accepting after running out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 pub(crate) struct Listener<H> {
     /// The listening socket (non-blocking), registered for read readiness.
-    pub(crate) listener: AsyncFd<UnixListener>,
+    pub(crate) listener: Socket,
     pub(crate) handler: Arc<H>,
     pub(crate) config: Arc<ServerConfig>,
     /// One slot per open connection, taken before `accept`.
@@ -49,8 +75,8 @@ impl<H: Handler> Listener<H> {
                 Some(slot) => slot,
                 None => self.wait_for_a_slot().await,
             };
-            let stream = self.accept().await;
-            self.admit(slot, stream);
+            let accepted = self.accept().await;
+            self.admit(slot, accepted);
         }
     }
 
@@ -79,7 +105,7 @@ impl<H: Handler> Listener<H> {
         let mut admitted = 0u64;
         loop {
             let slot = self.limit.acquire().await;
-            match accept(self.listener.get_ref()) {
+            match self.accept_now() {
                 Ok(stream) => {
                     admitted += 1;
                     self.admit(slot, stream);
@@ -102,11 +128,83 @@ impl<H: Handler> Listener<H> {
 
     /// Starts the session of an accepted connection, which holds `slot` until it ends; a
     /// connection that cannot be registered, or whose peer is not admitted, is closed.
-    fn admit(&mut self, slot: Slot, stream: UnixStream) {
+    fn admit(&mut self, slot: Slot, accepted: OwnedFd) {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
+        let tls = match &self.listener {
+            Socket::Unix(_) => return self.admit_local(id, slot, UnixStream::from(accepted)),
+            Socket::Tcp(_, tls) => tls.clone(),
+        };
+        let stream = TcpStream::from(accepted);
+        let address = match stream.peer_addr() {
+            Ok(address) => address,
+            Err(e) => {
+                debug!(conn = id, error = %e, "the connection ended before it was admitted");
+                return;
+            }
+        };
+        // Replies go as soon as they are written: the session already coalesces them.
+        let _ = stream.set_nodelay(true);
+        let conn = match Connection::new(stream) {
+            Ok(conn) => conn,
+            Err(e) => {
+                warn!(conn = id, error = %e, "cannot register the connection; closing");
+                return;
+            }
+        };
+        let admission = Admission {
+            id,
+            config: Arc::clone(&self.config),
+            uids: self.uids.clone(),
+        };
+        let start = self.starter();
+        let (shutdown, timeout) = (self.shutdown.clone(), self.config.handshake_timeout);
+        let task = async move {
+            let Some(tls) = tls else {
+                let peer = Peer::Anonymous { address };
+                if let Some(share) = admission.check(&peer) {
+                    start.run(admission.id, conn, peer, (share, slot)).await;
+                }
+                return;
+            };
+            let tls = match rustls::ServerConnection::new(tls) {
+                Ok(tls) => tls,
+                Err(e) => {
+                    warn!(error = %e, "cannot start TLS; closing");
+                    return;
+                }
+            };
+            let mut conn = TlsConnection::new(conn, tls);
+            // The handshake holds the connection's slot: for the timeout at most, and not
+            // past a stop (a connection that has not finished it has sent no request).
+            let handshake = tokio::select! {
+                done = tokio::time::timeout(timeout, conn.handshake()) => done,
+                () = shutdown.fired() => return,
+            };
+            match handshake {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    info!(%address, error = %e, "TLS handshake failed; closing");
+                    admission.config.counters.count_refused_allow_list();
+                    return;
+                }
+                Err(_) => {
+                    info!(%address, ?timeout, "TLS handshake not done in time; closing");
+                    return;
+                }
+            }
+            let peer = crate::tls::peer_of(conn.tls(), address);
+            if let Some(share) = admission.check(&peer) {
+                start.run(admission.id, conn, peer, (share, slot)).await;
+            }
+        };
+        self.spawn(id, task);
+    }
+
+    /// Admits a local connection: its peer is known at once.
+    fn admit_local(&mut self, id: u64, slot: Slot, stream: UnixStream) {
         let conn = match Connection::new(stream) {
             Ok(conn) if self.config.accept_fds => conn.accept_fds(self.config.max_fds_per_message),
             Ok(conn) => conn,
@@ -116,63 +214,36 @@ impl<H: Handler> Listener<H> {
             }
         };
         let peer = match conn.peer_credentials() {
-            Ok(peer) => peer,
+            Ok(peer) => Peer::Unix(peer),
             Err(e) => {
                 warn!(conn = id, error = %e, "cannot read peer credentials; closing");
                 return;
             }
         };
-        if !self.config.access.admits(&peer) {
-            warn!(
-                conn = id,
-                uid = peer.uid,
-                gid = peer.gid,
-                pid = peer.pid,
-                "peer not on the allow-list; closing"
-            );
-            self.config.counters.count_refused_allow_list();
+        let admission = Admission {
+            id,
+            config: Arc::clone(&self.config),
+            uids: self.uids.clone(),
+        };
+        let Some(share) = admission.check(&peer) else {
             return;
+        };
+        let session = self.starter().run(id, conn, peer, (share, slot));
+        self.spawn(id, session);
+    }
+
+    /// What a connection's task needs to start its session.
+    fn starter(&self) -> Starter<H> {
+        Starter {
+            handler: Arc::clone(&self.handler),
+            config: Arc::clone(&self.config),
+            shutdown: self.shutdown.clone(),
+            force: self.force.clone(),
         }
-        let uid_slot = match &self.uids {
-            Some(uids) => match uids.try_acquire(peer.uid) {
-                Some(slot) => Some(slot),
-                None => {
-                    debug!(
-                        conn = id,
-                        uid = peer.uid,
-                        "this uid has its share open; closing"
-                    );
-                    self.config.counters.count_refused_uid_share();
-                    return;
-                }
-            },
-            None => None,
-        };
-        debug!(
-            conn = id,
-            uid = peer.uid,
-            gid = peer.gid,
-            pid = peer.pid,
-            "accepted"
-        );
-        let session = Session::new(
-            conn,
-            Arc::clone(&self.handler),
-            Context::new(id, peer),
-            Arc::clone(&self.config),
-            self.shutdown.clone(),
-            self.force.clone(),
-        );
-        // The session's future is about 1 KiB: boxed, it is built in place once, instead of
-        // being copied at each layer of the spawn.
-        let session = Box::pin(session.run());
-        let task = async move {
-            // The uid's slot goes back first: the global one wakes the accept loop, whose next
-            // connection may be of the same uid.
-            let _slots = (uid_slot, slot);
-            // The session logs how it ended, also when a forced shutdown drops it.
-            session.await;
-        };
+    }
+
+    /// Runs a connection's task in the tracker, its log lines carrying the connection's id.
+    fn spawn(&self, id: u64, task: impl Future<Output = ()> + Send + 'static) {
         // The connection's log lines carry its id through this span. A span the log filter
         // turns off would only be entered and left at every poll for nothing.
         let span = info_span!("conn", id);
@@ -183,13 +254,29 @@ impl<H: Handler> Listener<H> {
         }
     }
 
-    async fn accept(&mut self) -> UnixStream {
+    /// Accepts one connection waiting now, without waiting.
+    fn accept_now(&self) -> io::Result<OwnedFd> {
+        match &self.listener {
+            Socket::Unix(fd) => accept(fd.get_ref()),
+            Socket::Tcp(fd, _) => accept(fd.get_ref()),
+        }
+    }
+
+    /// Waits for a connection and accepts it.
+    async fn accept_one(&self) -> io::Result<OwnedFd> {
+        match &self.listener {
+            Socket::Unix(fd) => fd.async_io(Interest::READABLE, accept).await,
+            Socket::Tcp(fd, _) => fd.async_io(Interest::READABLE, accept).await,
+        }
+    }
+
+    async fn accept(&mut self) -> OwnedFd {
         // Failed accepts since the last one that worked: the first is logged, the rest are
         // summed up once accepting works again, instead of a warning every pause.
         let mut failed: u64 = 0;
         let mut since: Option<std::time::Instant> = None;
         loop {
-            let accepted = self.listener.async_io(Interest::READABLE, accept).await;
+            let accepted = self.accept_one().await;
             match accepted {
                 Ok(stream) => {
                     if let Some(since) = since {
@@ -223,11 +310,83 @@ impl<H: Handler> Listener<H> {
     }
 }
 
+/// Whether a connection's peer may be served, and its place under the per-peer cap.
+struct Admission {
+    id: u64,
+    config: Arc<ServerConfig>,
+    uids: Option<Arc<UidLimit>>,
+}
+
+impl Admission {
+    /// Checks `peer` against the allow-lists and takes its share's slot: `None` (logged and
+    /// counted) if it is refused; `Some(None)` when there is no per-peer cap.
+    fn check(&self, peer: &Peer) -> Option<Option<UidSlot>> {
+        let id = self.id;
+        if !self.config.access.admits(peer) {
+            warn!(conn = id, %peer, "peer not on the allow-list; closing");
+            self.config.counters.count_refused_allow_list();
+            return None;
+        }
+        let share = match (&self.uids, PeerKey::of(peer)) {
+            (Some(uids), Some(key)) => match uids.try_acquire(key) {
+                Some(slot) => Some(slot),
+                None => {
+                    debug!(conn = id, %peer, "this peer has its share open; closing");
+                    self.config.counters.count_refused_uid_share();
+                    return None;
+                }
+            },
+            _ => None,
+        };
+        debug!(conn = id, %peer, "accepted");
+        Some(share)
+    }
+}
+
+/// Starts sessions with a server's handler and settings.
+struct Starter<H> {
+    handler: Arc<H>,
+    config: Arc<ServerConfig>,
+    shutdown: Trigger,
+    force: Trigger,
+}
+
+impl<H: Handler> Starter<H> {
+    /// Serves `conn` to its end; the slots are given back then (the peer's first: the global
+    /// one wakes the accept loop, whose next connection may be the same peer's).
+    fn run<T: Transport + 'static>(
+        self,
+        id: u64,
+        conn: T,
+        peer: Peer,
+        slots: (Option<UidSlot>, Slot),
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let session = Session::new(
+            conn,
+            self.handler,
+            Context::new(id, peer),
+            self.config,
+            self.shutdown,
+            self.force,
+        );
+        // The session's future is about 1 KiB: boxed, it is built in place once, instead of
+        // being copied at each layer of the spawn.
+        let session = Box::pin(session.run());
+        async move {
+            let _slots = slots;
+            // The session logs how it ended, also when a forced shutdown drops it.
+            session.await;
+        }
+    }
+}
+
 /// Accepts a connection, non-blocking and close-on-exec from the start (one system call).
-fn accept(listener: &UnixListener) -> io::Result<UnixStream> {
+fn accept(listener: &impl AsFd) -> io::Result<OwnedFd> {
     use rustix::net::SocketFlags;
-    let fd = rustix::net::accept_with(listener, SocketFlags::NONBLOCK | SocketFlags::CLOEXEC)?;
-    Ok(UnixStream::from(fd))
+    Ok(rustix::net::accept_with(
+        listener,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+    )?)
 }
 
 fn is_connection_error(e: &io::Error) -> bool {

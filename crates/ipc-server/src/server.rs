@@ -15,6 +15,7 @@
 //! store, for the next start.
 
 use std::future::Future;
+use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use tracing::{debug, info, warn};
 use crate::address::ListenAddress;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
-use crate::listener::Listener;
+use crate::listener::{Listener, Socket};
 use crate::socket_file::{self, BindOptions, SocketFile};
 use localipc_core::Trigger;
 
@@ -49,7 +50,7 @@ pub struct Server<H> {
 /// A listening socket the server serves: where it is, and the socket file it owns there.
 #[derive(Debug)]
 struct Bound {
-    listener: UnixListener,
+    listener: Listening,
     address: ListenAddress,
     socket_file: Option<SocketFile>,
     /// The socket was passed in without its path (socket activation): its backlog is not
@@ -57,11 +58,31 @@ struct Bound {
     inherited: bool,
 }
 
+/// A listening socket of either kind.
+#[derive(Debug)]
+enum Listening {
+    Unix(UnixListener),
+    /// A TCP socket, served with TLS with this configuration, or plain without.
+    Tcp(TcpListener, Option<Arc<rustls::ServerConfig>>),
+}
+
+impl Listening {
+    fn unix(&self) -> Option<&UnixListener> {
+        match self {
+            Listening::Unix(l) => Some(l),
+            Listening::Tcp(..) => None,
+        }
+    }
+}
+
 impl Bound {
     /// Creates the socket `config` describes: a socket file (whose directory, if it is the
-    /// default private one, is created `0700` and checked first), or a name in the abstract
-    /// namespace.
+    /// default private one, is created `0700` and checked first), a name in the abstract
+    /// namespace, or a TCP port.
     fn bind(config: &ServerConfig) -> Result<Self, ServerError> {
+        if let Some(target) = localipc_core::Address::parse(&config.socket_path)?.tcp_target() {
+            return Self::bind_tcp(config, &target);
+        }
         let path = local(&config.socket_path)?;
         if let Some(name) = localipc_core::abstract_name(&path) {
             use std::os::linux::net::SocketAddrExt;
@@ -76,7 +97,7 @@ impl Bound {
             })?;
             return Ok(Self {
                 address: ListenAddress::Abstract(name.to_owned()),
-                listener,
+                listener: Listening::Unix(listener),
                 socket_file: None,
                 inherited: false,
             });
@@ -91,8 +112,58 @@ impl Bound {
         Ok(Self {
             // As the kernel recorded it (an absolute path, even for a relative `socket_path`).
             address: ListenAddress::of(&listener),
-            listener,
+            listener: Listening::Unix(listener),
             socket_file: Some(file),
+            inherited: false,
+        })
+    }
+
+    /// Binds the TCP port `target` (`HOST:PORT`) names, with TLS unless `config` asks for
+    /// plain TCP, which only a loopback address may have.
+    fn bind_tcp(config: &ServerConfig, target: &str) -> Result<Self, ServerError> {
+        use std::net::ToSocketAddrs;
+        let name = &config.socket_path;
+        let address = target
+            .to_socket_addrs()
+            .map_err(|e| ServerError::io("resolve", name, e))?
+            .next()
+            .ok_or_else(|| ServerError::io("resolve", name, std::io::ErrorKind::NotFound.into()))?;
+        let tls = if config.plain_tcp {
+            if !address.ip().is_loopback() {
+                return Err(ServerError::InvalidConfig(format!(
+                    "{}: plain TCP is only served on a loopback address; give this one TLS \
+                     (--tls-cert, --tls-key, --tls-client-ca)",
+                    name.display()
+                )));
+            }
+            None
+        } else {
+            let Some(settings) = &config.tls else {
+                return Err(ServerError::InvalidConfig(format!(
+                    "{} needs TLS: --tls-cert, --tls-key and --tls-client-ca (or, on a \
+                     loopback address only, --plain-tcp)",
+                    name.display()
+                )));
+            };
+            Some(settings.load()?)
+        };
+        let listener = TcpListener::bind(address).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                ServerError::InUse { path: name.clone() }
+            } else {
+                ServerError::io("bind", name, e)
+            }
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| ServerError::io("bind", name, e))?;
+        Ok(Self {
+            address: ListenAddress::Tcp {
+                address: local,
+                tls: tls.is_some(),
+            },
+            listener: Listening::Tcp(listener, tls),
+            socket_file: None,
             inherited: false,
         })
     }
@@ -117,7 +188,7 @@ impl Bound {
             // With the path taken over, its backlog is this server's too.
             inherited: socket_file.is_none(),
             address,
-            listener,
+            listener: Listening::Unix(listener),
             socket_file,
         })
     }
@@ -293,7 +364,10 @@ impl<H: Handler> Server<H> {
             Some((listener, lock)) => Bound::adopt(listener, lock, &config)?,
             None => {
                 // `unix:PATH` is PATH from here on.
-                config.socket_path = local(&config.socket_path)?;
+                let address = localipc_core::Address::parse(&config.socket_path)?;
+                if address.tcp_target().is_none() {
+                    config.socket_path = local(&config.socket_path)?;
+                }
                 Bound::bind(&config)?
             }
         };
@@ -388,12 +462,14 @@ impl<H: Handler> Server<H> {
         let mut kernel_refuses = false;
         for (bound, _) in &endpoints {
             let name = PathBuf::from(bound.address.to_string());
-            bound
-                .listener
-                .set_nonblocking(true)
-                .map_err(|e| ServerError::io("configure", &name, e))?;
-            kernel_refuses = crate::conn::pass_rights(&bound.listener, config.accept_fds)
-                .map_err(|e| ServerError::io("configure", &name, e))?;
+            let configured = match &bound.listener {
+                Listening::Unix(l) => l.set_nonblocking(true).and_then(|()| {
+                    kernel_refuses = crate::conn::pass_rights(l, config.accept_fds)?;
+                    Ok(())
+                }),
+                Listening::Tcp(l, _) => l.set_nonblocking(true),
+            };
+            configured.map_err(|e| ServerError::io("configure", &name, e))?;
         }
         match kernel_refuses {
             _ if config.accept_fds => debug!(
@@ -420,8 +496,14 @@ impl<H: Handler> Server<H> {
         let mut inherited = Vec::with_capacity(endpoints.len());
         for (i, (bound, endpoint_config)) in endpoints.into_iter().enumerate() {
             let name = PathBuf::from(bound.address.to_string());
-            let listener = crate::conn::register(bound.listener, tokio::io::Interest::READABLE)
-                .map_err(|e| ServerError::io("listen on", &name, e))?;
+            let readable = tokio::io::Interest::READABLE;
+            let listener = match bound.listener {
+                Listening::Unix(l) => crate::conn::register(l, readable).map(Socket::Unix),
+                Listening::Tcp(l, tls) => {
+                    crate::conn::register(l, readable).map(|l| Socket::Tcp(l, tls))
+                }
+            }
+            .map_err(|e| ServerError::io("listen on", &name, e))?;
             let c = &endpoint_config;
             if i == 0 {
                 info!(
@@ -491,7 +573,9 @@ impl<H: Handler> Server<H> {
             // Connections already waiting in a backlog reached the socket before the stop:
             // they are answered too, not reset when it closes.
             for (accept_loop, inherited) in loops.iter_mut().zip(inherited) {
-                if inherited {
+                // A TCP connection still in the backlog has not made its TLS handshake, so
+                // it has sent no request yet.
+                if inherited || accept_loop.listener.unix().is_none() {
                     continue;
                 }
                 tokio::select! {
@@ -540,7 +624,7 @@ async fn accept_all<H: Handler>(loops: &mut [Listener<H>]) {
 fn store_sockets(endpoints: &[(Bound, Arc<ServerConfig>)]) -> bool {
     let owned: Vec<_> = endpoints
         .iter()
-        .filter_map(|(b, _)| b.socket_file.as_ref().map(|f| (&b.listener, f)))
+        .filter_map(|(b, _)| Some((b.listener.unix()?, b.socket_file.as_ref()?)))
         .collect();
     if owned.is_empty() || !crate::activation::fd_store_available() {
         return false;
@@ -583,9 +667,12 @@ async fn accept_until_stop<H: Handler>(
     use crate::handover::{self, HandoverError};
     use std::os::fd::AsFd;
     // A copy of each listening socket for successors (the accept loops hold the originals).
+    // TCP sockets are not handed over: a server with one restarts instead.
+    let tcp = loops.iter().any(|l| l.listener.unix().is_none());
     let listeners = loops
         .iter()
-        .map(|l| l.listener.get_ref().try_clone())
+        .filter_map(|l| l.listener.unix())
+        .map(UnixListener::try_clone)
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut launching = None;
     tokio::pin!(shutdown);
@@ -609,6 +696,11 @@ async fn accept_until_stop<H: Handler>(
             Some((successor, reply)) = requests.recv() => {
                 if launching.is_some() {
                     let _ = reply.send(Err(HandoverError::InProgress));
+                    continue;
+                }
+                if tcp {
+                    warn!("a server with tcp: addresses does not hand over; serving on");
+                    let _ = reply.send(Err(HandoverError::Tcp));
                     continue;
                 }
                 let sockets: Vec<_> = listeners

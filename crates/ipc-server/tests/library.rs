@@ -29,7 +29,12 @@ impl Handler for Moody {
             b"fail" => Err("refusing on purpose".into()),
             b"panic" => panic!("handler blew up on purpose"),
             b"hang" => std::future::pending().await,
-            b"whoami" => Ok(format!("uid={} conn={}", ctx.peer().uid, ctx.connection_id()).into()),
+            b"whoami" => Ok(format!(
+                "uid={} conn={}",
+                ctx.peer().uid().unwrap_or(u32::MAX),
+                ctx.connection_id()
+            )
+            .into()),
             _ => Ok(request.into()),
         }
     }

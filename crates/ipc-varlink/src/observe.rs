@@ -156,10 +156,10 @@ impl Observer {
             .connections_served
             .fetch_add(1, Ordering::Relaxed);
         if self.watched() {
-            let peer = ctx.peer();
+            let peer = ctx.peer().unix();
             let _ = self.events.send(Event {
-                uid: Some(peer.uid.into()),
-                pid: peer.pid.map(Into::into),
+                uid: peer.map(|p| p.uid.into()),
+                pid: peer.and_then(|p| p.pid).map(Into::into),
                 ..Event::new(EventKind::Connected, ctx.connection_id())
             });
         }

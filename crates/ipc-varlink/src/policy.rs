@@ -1,14 +1,17 @@
 //! Who may call what: a [`Policy`] on an interface or on one of its methods, checked against
-//! the caller's credentials (from the kernel, `SO_PEERCRED` and `SO_PEERGROUPS`) before the
-//! method runs and before its parameters are decoded.
+//! who the caller is (a local one's credentials, from the kernel, `SO_PEERCRED` and
+//! `SO_PEERGROUPS`; a remote one's verified certificate) before the method runs and before its
+//! parameters are decoded.
 
 use std::fmt;
 use std::sync::Arc;
 
-use localipc_core::Context;
+use localipc_core::{CertificateName, Context};
 
 /// Who may make a call: a set of callers, by user, by group, by "the same user as the server",
-/// or by any test of the call's [`Context`], joined with [`or`](Policy::or).
+/// by a name their certificate carries (callers over TCP with TLS), or by any test of the
+/// call's [`Context`], joined with [`or`](Policy::or). Users and groups name local callers
+/// only, and certificate names remote ones only.
 ///
 /// A refused call gets `org.varlink.service.PermissionDenied`; the connection goes on. Attach a
 /// policy with [`Interface::allow`](crate::Interface::allow) (every method of the interface)
@@ -30,6 +33,7 @@ enum Rule {
     Uid(u32),
     Group(u32),
     SameUser,
+    Certificate(CertificateName),
     Check(String, Box<dyn Fn(&Context) -> bool + Send + Sync>),
     Any(Vec<Policy>),
 }
@@ -56,6 +60,12 @@ impl Policy {
         Self(Arc::new(Rule::SameUser))
     }
 
+    /// Remote callers whose verified certificate carries `name` (`cn:alice`, `dns:host`,
+    /// `uri:spiffe://...`, `sha256:...`: see [`CertificateName`]).
+    pub fn certificate(name: CertificateName) -> Self {
+        Self(Arc::new(Rule::Certificate(name)))
+    }
+
     /// Callers for whom `test` returns true; `name` says who they are, in logs.
     pub fn check(
         name: impl Into<String>,
@@ -80,9 +90,10 @@ impl Policy {
         let peer = ctx.peer();
         match &*self.0 {
             Rule::Anyone => true,
-            Rule::Uid(uid) => peer.uid == *uid,
-            Rule::Group(gid) => peer.in_group(*gid),
-            Rule::SameUser => peer.uid == nix::unistd::geteuid().as_raw(),
+            Rule::Uid(uid) => peer.uid() == Some(*uid),
+            Rule::Group(gid) => peer.unix().is_some_and(|p| p.in_group(*gid)),
+            Rule::SameUser => peer.uid() == Some(nix::unistd::geteuid().as_raw()),
+            Rule::Certificate(name) => peer.certificate().is_some_and(|c| c.matches(name)),
             Rule::Check(_, test) => test(ctx),
             Rule::Any(list) => list.iter().any(|p| p.allows(ctx)),
         }
@@ -96,6 +107,7 @@ impl fmt::Display for Policy {
             Rule::Uid(uid) => write!(f, "uid {uid}"),
             Rule::Group(gid) => write!(f, "group {gid}"),
             Rule::SameUser => f.write_str("the server's user"),
+            Rule::Certificate(name) => write!(f, "certificate {name}"),
             Rule::Check(name, _) => f.write_str(name),
             Rule::Any(list) => {
                 for (i, p) in list.iter().enumerate() {
@@ -161,7 +173,9 @@ mod tests {
         let me = nix::unistd::geteuid().as_raw();
         assert!(Policy::same_user().allows(&caller(me, 0, &[])));
         assert!(!Policy::same_user().allows(&caller(me.wrapping_add(1), 0, &[])));
-        let odd = Policy::check("odd uids", |ctx| ctx.peer().uid % 2 == 1);
+        let odd = Policy::check("odd uids", |ctx| {
+            ctx.peer().uid().is_some_and(|u| u % 2 == 1)
+        });
         assert!(odd.allows(&outsider) && !odd.allows(&member));
         let either = Policy::uid(7).or(Policy::group(4242)).or(odd);
         assert!(either.allows(&member) && either.allows(&outsider));

@@ -316,12 +316,9 @@ impl Service {
         };
         // Before anything of the call is decoded.
         if let Some(policy) = entry.gate.refusal(ctx) {
-            let peer = ctx.peer();
             info!(
                 connection = ctx.connection_id(),
-                uid = peer.uid,
-                gid = peer.gid,
-                pid = peer.pid,
+                peer = %ctx.peer(),
                 method,
                 allowed = %policy,
                 "call refused by policy"

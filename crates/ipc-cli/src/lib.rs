@@ -47,6 +47,9 @@ pub mod exit {
     pub const NOT_A_SOCKET: u8 = 78;
     /// A Varlink call was answered with an error reply (its name is on stderr).
     pub const ERROR_REPLY: u8 = 79;
+    /// TLS: a certificate or key file that cannot be used, or a handshake that failed (a
+    /// certificate not trusted, or refused by the other side).
+    pub const TLS: u8 = 80;
 }
 
 /// Parses the command line of a binary. On `--help` or `--version` it prints and returns
@@ -181,6 +184,83 @@ impl SocketArgs {
                 format!("{doing} a socket of this host, not {address}"),
             )
         })
+    }
+}
+
+use localipc_client::ClientError;
+
+/// How `ipc-client` reaches a `tcp:` address: TLS with these files, or plain TCP to
+/// loopback. The variables are the ones [`localipc_client::TcpOptions::from_env`] reads.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsArgs {
+    /// For tcp: addresses, the CA certificates (PEM) the server's certificate must chain to.
+    #[arg(long, global = true, value_name = "FILE", env = "IPC_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// The client's certificate chain (PEM), for a server that requires one (the default).
+    #[arg(long, global = true, value_name = "FILE", env = "IPC_TLS_CERT")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client's private key (PEM).
+    #[arg(long, global = true, value_name = "FILE", env = "IPC_TLS_KEY")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry, if not the address's host.
+    #[arg(long, global = true, value_name = "NAME", env = "IPC_TLS_SERVER_NAME")]
+    pub tls_server_name: Option<String>,
+    /// Plain TCP without TLS, to a loopback address only.
+    #[arg(long, global = true, env = "IPC_PLAIN_TCP")]
+    pub plain_tcp: bool,
+}
+
+impl TlsArgs {
+    /// The options these flags give.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Tls`] for a missing CA, a certificate without its key, or a file that
+    /// cannot be used.
+    pub fn options(&self) -> Result<localipc_client::TcpOptions, ClientError> {
+        use localipc_client::TcpOptions;
+        if self.plain_tcp {
+            return Ok(TcpOptions::plain());
+        }
+        let Some(ca) = &self.tls_ca else {
+            return Err(ClientError::Tls(
+                "a tcp: address needs --tls-ca (the CA file the server's certificate chains \
+                 to), or --plain-tcp for a loopback address"
+                    .into(),
+            ));
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => {
+                return Err(ClientError::Tls(
+                    "--tls-cert and --tls-key go together".into(),
+                ));
+            }
+        };
+        let options = TcpOptions::tls(ca, identity)?;
+        Ok(match &self.tls_server_name {
+            Some(name) => options.server_name(name),
+            None => options,
+        })
+    }
+
+    /// Connects to `address`: a `tcp:` one with these options, any other as
+    /// [`localipc_client::connect`] does.
+    ///
+    /// # Errors
+    ///
+    /// As [`options`](Self::options) and [`localipc_client::connect`].
+    pub async fn connect(
+        &self,
+        address: &std::path::Path,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<localipc_client::Connection, ClientError> {
+        let parsed = localipc_core::Address::parse(address).map_err(ClientError::Address)?;
+        if parsed.tcp_target().is_some() {
+            return localipc_client::connect_tcp(&parsed, &self.options()?, timeout).await;
+        }
+        localipc_client::connect(address, timeout).await
     }
 }
 
@@ -387,6 +467,8 @@ pub fn client_failure(e: localipc_client::ClientError) -> (u8, String) {
             (exit::USAGE, None)
         }
         ClientError::Ssh { .. } | ClientError::SshEnded { .. } => (exit::UNAVAILABLE, None),
+        ClientError::TcpRefused { .. } => (exit::UNAVAILABLE, None),
+        ClientError::Tls(_) => (exit::TLS, None),
         _ => (exit::IO, None),
     };
     match hint {
@@ -438,9 +520,10 @@ pub fn report_fds(fds: Vec<std::os::fd::OwnedFd>) {
 }
 
 /// Reads an `--also-socket` value: an address, then `;KEY=VALUE` settings of its own
-/// (`max-connections`, `max-connections-per-uid`, `allow-uid` and `allow-gid`, each of those
-/// two repeatable, `socket-mode` in octal, and `socket-group` by name or number), as in
-/// `/run/app/admin.sock;allow-uid=0;socket-mode=0600`. What it leaves out is the server's.
+/// (`max-connections`, `max-connections-per-uid`, `allow-uid`, `allow-gid` and `allow-cert`,
+/// each of those three repeatable, `socket-mode` in octal, `socket-group` by name or number,
+/// and `plain-tcp=true|false`), as in `/run/app/admin.sock;allow-uid=0;socket-mode=0600` or
+/// `tcp:0.0.0.0:7000;allow-cert=cn:ci`. What it leaves out is the server's.
 ///
 /// # Errors
 ///
@@ -450,7 +533,7 @@ pub fn parse_endpoint(spec: &str) -> Result<localipc_server::Endpoint, String> {
     let address = parts.next().unwrap_or_default();
     localipc_core::Address::parse(address).map_err(|e| format!("{spec:?}: {e}"))?;
     let mut endpoint = localipc_server::Endpoint::new(address);
-    let (mut uids, mut gids) = (Vec::new(), Vec::new());
+    let (mut uids, mut gids, mut certs) = (Vec::new(), Vec::new(), Vec::new());
     for part in parts {
         let bad = |why: &str| format!("{spec:?}: {part:?}: {why}");
         let (key, value) = part
@@ -465,6 +548,13 @@ pub fn parse_endpoint(spec: &str) -> Result<localipc_server::Endpoint, String> {
             }
             "allow-uid" => uids.push(id(value)?),
             "allow-gid" => gids.push(id(value)?),
+            "allow-cert" => certs.push(value.parse().map_err(|e| bad(&format!("{e}")))?),
+            "plain-tcp" => {
+                let plain = value
+                    .parse::<bool>()
+                    .map_err(|_| bad("write plain-tcp=true or plain-tcp=false"))?;
+                endpoint = endpoint.plain_tcp(plain);
+            }
             "socket-mode" => {
                 endpoint = endpoint.socket_mode(parse_mode(value).map_err(|e| bad(&e))?)
             }
@@ -473,12 +563,14 @@ pub fn parse_endpoint(spec: &str) -> Result<localipc_server::Endpoint, String> {
             }
             _ => {
                 return Err(bad("unknown setting; the settings are max-connections, \
-                     max-connections-per-uid, allow-uid, allow-gid, socket-mode, socket-group"));
+                     max-connections-per-uid, allow-uid, allow-gid, allow-cert, socket-mode, \
+                     socket-group, plain-tcp"));
             }
         }
     }
-    if !uids.is_empty() || !gids.is_empty() {
-        endpoint = endpoint.access(localipc_server::AccessPolicy::new(uids, gids));
+    if !uids.is_empty() || !gids.is_empty() || !certs.is_empty() {
+        endpoint =
+            endpoint.access(localipc_server::AccessPolicy::new(uids, gids).certificates(certs));
     }
     Ok(endpoint)
 }

@@ -58,8 +58,10 @@ pub fn parse_parameters(text: Option<&str>) -> Result<Value, Failure> {
 /// # Errors
 ///
 /// The exit code and message for what went wrong; replies already written stay written.
+#[expect(clippy::too_many_arguments, reason = "the command's flags, one each")]
 pub async fn call(
     path: &Path,
+    tls: &crate::TlsArgs,
     timeout: Option<Duration>,
     max_message: usize,
     method: &str,
@@ -67,7 +69,7 @@ pub async fn call(
     kind: CallKind,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let mut client = connect(path, timeout, max_message).await?;
+    let mut client = connect(path, tls, timeout, max_message).await?;
     match kind {
         CallKind::Plain { fds } => {
             // Descriptors that come with the reply are taken, to be listed.
@@ -102,12 +104,13 @@ pub async fn call(
 /// As [`call`].
 pub async fn introspect(
     path: &Path,
+    tls: &crate::TlsArgs,
     timeout: Option<Duration>,
     max_message: usize,
     interface: Option<&str>,
     out: &mut dyn Write,
 ) -> Result<(), Failure> {
-    let mut client = connect(path, timeout, max_message).await?;
+    let mut client = connect(path, tls, timeout, max_message).await?;
     match interface {
         None => {
             let info = client.info().await.map_err(failure)?;
@@ -132,12 +135,19 @@ pub async fn introspect(
 
 async fn connect(
     path: &Path,
+    tls: &crate::TlsArgs,
     timeout: Option<Duration>,
     max_message: usize,
 ) -> Result<VarlinkClient, Failure> {
-    VarlinkClient::connect_with(path, timeout, max_message)
+    let connection = tls
+        .connect(path, timeout)
         .await
-        .map_err(failure)
+        .map_err(|e| failure(e.into()))?;
+    Ok(VarlinkClient::from_connection(
+        connection,
+        timeout,
+        max_message,
+    ))
 }
 
 fn print(out: &mut dyn Write, value: &Value) -> Result<(), Failure> {

@@ -31,12 +31,13 @@ use std::os::fd::OwnedFd;
 
 use bytes::{Bytes, BytesMut};
 use localipc_core::{FdBinder, FrameCodec, Framing};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::UnixStream;
 use tokio_util::codec::Decoder;
 
 use crate::connect::{Connection, Relay};
 use crate::error::ClientError;
+use crate::tcp::Stream;
 
 /// Free space below which the read buffer grows before a read.
 const READ_ROOM: usize = 1024;
@@ -47,7 +48,7 @@ const READ_GROW: usize = 8 * 1024;
 /// [module docs](self).
 #[derive(Debug)]
 pub struct Channel {
-    stream: UnixStream,
+    stream: Stream,
     codec: FrameCodec,
     /// Bytes read and not yet decoded.
     rbuf: BytesMut,
@@ -138,7 +139,7 @@ impl Channel {
                 max: MAX_FDS_PER_MESSAGE,
             });
         }
-        if !fds.is_empty() && self.relay.is_some() {
+        if !fds.is_empty() && (self.relay.is_some() || self.stream.unix().is_none()) {
             return Err(ClientError::FdsNotCarried);
         }
         if !self.pending.is_empty() || self.owed > 0 {
@@ -238,6 +239,10 @@ impl Channel {
                 return Err(self.fail(crate::client::io_error(e)));
             }
         }
+        // TLS keeps records that the socket did not take yet.
+        if let Err(e) = self.stream.flush().await {
+            return Err(self.fail(crate::client::io_error(e)));
+        }
         Ok(())
     }
 
@@ -266,25 +271,19 @@ impl Channel {
             if self.rbuf.capacity() - self.rbuf.len() < READ_ROOM {
                 self.rbuf.reserve(READ_GROW);
             }
-            let (mut reader, mut writer) = self.stream.split();
-            // With replies' descriptors taken, reads are made with recvmsg.
+            // With replies' descriptors taken, reads are made with recvmsg (on a Unix stream,
+            // the only kind that carries them).
             let fds = self.fds.as_deref_mut().filter(|fds| fds.cap > 0);
-            let read = async {
-                match fds {
-                    Some(fds) => read_with_fds(reader.as_ref(), &mut self.rbuf, fds).await,
-                    None => reader.read_buf(&mut self.rbuf).await,
+            let read = match (fds, &mut self.stream) {
+                (Some(fds), Stream::Unix(unix)) => {
+                    read_with_fds(unix, &mut self.rbuf, fds, &mut self.pending).await
                 }
+                _ => read_or_write(&mut self.stream, &mut self.rbuf, &mut self.pending).await,
             };
-            let read = if self.pending.is_empty() {
-                read.await
-            } else {
-                tokio::select! {
-                    read = read => read,
-                    written = writer.write_buf(&mut self.pending) => match written {
-                        Ok(_) => continue,
-                        Err(e) => Err(e),
-                    },
-                }
+            let read = match read {
+                Ok(Progress::Wrote) => continue,
+                Ok(Progress::Read(n)) => Ok(n),
+                Err(e) => Err(e),
             };
             match read {
                 Ok(0) => {
@@ -301,7 +300,9 @@ impl Channel {
                     };
                 }
                 Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Err(e)
+                    if e.kind() == io::ErrorKind::InvalidData && self.stream.unix().is_some() =>
+                {
                     return Err(self.fail(ClientError::Fds(e.to_string())));
                 }
                 Err(e) => return Err(self.fail(crate::client::io_error(e))),
@@ -331,11 +332,13 @@ impl Channel {
             return Ok(());
         };
         let pending = &self.pending;
-        let written = self
-            .stream
+        let Some(stream) = self.stream.unix() else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        let written = stream
             .async_io(Interest::WRITABLE, || {
                 let bytes = [io::IoSlice::new(pending)];
-                localipc_core::fds::send_with_fds(&self.stream, &bytes, outgoing)
+                localipc_core::fds::send_with_fds(stream, &bytes, outgoing)
             })
             .await?;
         fds.outgoing = None;
@@ -412,14 +415,73 @@ fn fd_send_error(e: io::Error) -> ClientError {
     }
 }
 
+/// What a wait on the stream did.
+enum Progress {
+    /// Read this many bytes (0: the end of the stream).
+    Read(usize),
+    /// Wrote some of the queued bytes.
+    Wrote,
+}
+
+/// Waits until the stream has bytes to read, and reads them into `rbuf`; meanwhile writes
+/// what is queued (and, over TLS, the records the socket did not take yet), returning after
+/// a write, so a long pipeline cannot deadlock against replies the server cannot write.
+/// Cancel-safe: bytes are only taken or written by the poll that reports them.
+async fn read_or_write(
+    stream: &mut Stream,
+    rbuf: &mut BytesMut,
+    pending: &mut BytesMut,
+) -> io::Result<Progress> {
+    use std::pin::Pin;
+    use std::task::Poll;
+    use tokio::io::AsyncWrite;
+    std::future::poll_fn(|cx| {
+        if pending.is_empty() {
+            if let Poll::Ready(Err(e)) = Pin::new(&mut *stream).poll_flush(cx) {
+                return Poll::Ready(Err(e));
+            }
+        } else if let Poll::Ready(written) = Pin::new(&mut *stream).poll_write(cx, pending) {
+            bytes::Buf::advance(pending, written?);
+            return Poll::Ready(Ok(Progress::Wrote));
+        }
+        let n = std::task::ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut *stream),
+            cx,
+            rbuf
+        ))?;
+        Poll::Ready(Ok(Progress::Read(n)))
+    })
+    .await
+}
+
+/// Waits until `stream` is readable and reads into `rbuf` with `recvmsg`, keeping the
+/// descriptors that come with the bytes in `fds`' binder, and writes what is queued
+/// meanwhile. Cancel-safe: bytes are only taken by the poll that returns them.
+async fn read_with_fds(
+    stream: &mut UnixStream,
+    rbuf: &mut BytesMut,
+    fds: &mut Fds,
+    pending: &mut BytesMut,
+) -> io::Result<Progress> {
+    let (reader, mut writer) = stream.split();
+    if !pending.is_empty() {
+        tokio::select! {
+            read = read_fds(reader.as_ref(), rbuf, fds) => return read.map(Progress::Read),
+            written = writer.write_buf(pending) => {
+                written?;
+                return Ok(Progress::Wrote);
+            }
+        }
+    }
+    read_fds(reader.as_ref(), rbuf, fds)
+        .await
+        .map(Progress::Read)
+}
+
 /// Waits until `stream` is readable and reads into `rbuf` with `recvmsg`, keeping the
 /// descriptors that come with the bytes in `fds`' binder. Cancel-safe: bytes are only taken
 /// by the poll that returns them.
-async fn read_with_fds(
-    stream: &UnixStream,
-    rbuf: &mut BytesMut,
-    fds: &mut Fds,
-) -> io::Result<usize> {
+async fn read_fds(stream: &UnixStream, rbuf: &mut BytesMut, fds: &mut Fds) -> io::Result<usize> {
     use localipc_core::fds::RecvFdsError;
     let start = rbuf.len();
     let room = rbuf.capacity() - start;

@@ -24,6 +24,7 @@ use bytes::{Bytes, BytesMut};
 use localipc_core::{DEFAULT_MAX_FRAME, FrameError, Framing};
 
 use crate::channel::Channel;
+use crate::connect::Connection;
 use crate::error::{ClientError, PipelineError};
 
 /// Default time limit of one exchange (and of [`send`] as a whole).
@@ -137,11 +138,17 @@ impl Client {
             crate::runtime::check(Some(options.raw_quiet))?;
         }
         let connection = crate::connect::connect(address, options.timeout).await?;
+        Ok(Self::from_connection(connection, options))
+    }
+
+    /// A client over a connection made by other means: [`connect_tcp`](crate::connect_tcp)
+    /// with TLS options of the caller's, say.
+    pub fn from_connection(connection: impl Into<Connection>, options: ClientOptions) -> Self {
         let mut channel = Channel::new(connection, options.framing, options.max_frame);
         if options.accept_fds > 0 {
             channel.accept_fds(options.accept_fds);
         }
-        Ok(Self { channel, options })
+        Self { channel, options }
     }
 
     /// Sends one message and waits for its reply.
@@ -367,6 +374,9 @@ pub async fn within<T>(
 
 /// An I/O error on an open connection: the peer going away is [`ClientError::Closed`].
 pub(crate) fn io_error(e: io::Error) -> ClientError {
+    if let Some(tls) = e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        return ClientError::Tls(tls.to_string());
+    }
     match e.kind() {
         io::ErrorKind::ConnectionReset
         | io::ErrorKind::BrokenPipe

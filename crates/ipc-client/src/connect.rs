@@ -1,5 +1,5 @@
-//! Reaching a server at an [`Address`]: a Unix socket of this host, or one on another host
-//! through the system's `ssh`.
+//! Reaching a server at an [`Address`]: a Unix socket of this host, one on another host
+//! through the system's `ssh`, or a TCP port with TLS (see [`crate::tcp`]).
 //!
 //! # Through ssh
 //!
@@ -32,6 +32,7 @@ use tokio::net::UnixStream;
 
 use crate::client::within;
 use crate::error::ClientError;
+use crate::tcp::{Stream, TcpOptions};
 
 /// The environment variable that names the program run for `ssh-unix:` and `ssh-exec:`
 /// addresses in place of `ssh`.
@@ -43,14 +44,19 @@ const SSH_GRACE: Duration = Duration::from_secs(10);
 /// A connected stream to a server, and the `ssh` that carries it when the address is remote.
 #[derive(Debug)]
 pub struct Connection {
-    stream: UnixStream,
+    stream: Stream,
     relay: Option<Relay>,
 }
 
 impl Connection {
-    /// The stream the client reads and writes.
-    pub fn stream(&self) -> &UnixStream {
-        &self.stream
+    /// The Unix stream the client reads and writes, unless the connection is over TCP.
+    pub fn unix_stream(&self) -> Option<&UnixStream> {
+        self.stream.unix()
+    }
+
+    /// Whether the connection is over TCP (with TLS, or plain to loopback).
+    pub fn is_tcp(&self) -> bool {
+        self.stream.unix().is_none()
     }
 
     /// Whether the connection goes through `ssh` (descriptors cannot cross it).
@@ -58,7 +64,7 @@ impl Connection {
         self.relay.is_some()
     }
 
-    pub(crate) fn into_parts(self) -> (UnixStream, Option<Relay>) {
+    pub(crate) fn into_parts(self) -> (Stream, Option<Relay>) {
         (self.stream, self.relay)
     }
 }
@@ -67,7 +73,7 @@ impl From<UnixStream> for Connection {
     /// A stream connected by other means, to a socket of this host.
     fn from(stream: UnixStream) -> Self {
         Self {
-            stream,
+            stream: Stream::Unix(stream),
             relay: None,
         }
     }
@@ -75,12 +81,14 @@ impl From<UnixStream> for Connection {
 
 /// Connects to `address` (a path or `@name` as before, or any form [`Address`] reads), within
 /// `timeout` if one is given. For a remote address, the time limit covers starting `ssh`
-/// only: its login shows in the first call.
+/// only: its login shows in the first call. A `tcp:` address is reached with the options of
+/// the environment ([`TcpOptions::from_env`]); [`connect_tcp`] takes them from the caller.
 ///
 /// # Errors
 ///
 /// [`ClientError::Address`] for an address that cannot be read; as [`connect_socket`] for a
-/// local one; [`ClientError::Ssh`] if `ssh` cannot be started.
+/// local one; [`ClientError::Ssh`] if `ssh` cannot be started; as [`connect_tcp`] for a
+/// `tcp:` one.
 pub async fn connect(
     address: impl AsRef<Path>,
     timeout: Option<Duration>,
@@ -104,9 +112,12 @@ pub async fn connect_to(
         ours.set_nonblocking(true)?;
         let stream = crate::runtime::with_io(async { UnixStream::from_std(ours) }).await??;
         return Ok(Connection {
-            stream,
+            stream: Stream::Unix(stream),
             relay: Some(relay),
         });
+    }
+    if let Address::Tcp { .. } = address {
+        return connect_tcp(address, &TcpOptions::from_env()?, timeout).await;
     }
     match address.local_path() {
         Some(path) => Ok(connect_socket(&path, timeout).await?.into()),
@@ -114,6 +125,26 @@ pub async fn connect_to(
             scheme: address.scheme(),
         })),
     }
+}
+
+/// Connects to a `tcp:` address with `options` (TLS, or plain TCP to loopback), within
+/// `timeout` if one is given, which covers the TLS handshake.
+///
+/// # Errors
+///
+/// [`ClientError::TcpRefused`] if nothing listens there; [`ClientError::Tls`] if the
+/// handshake fails (the server's certificate is not trusted, or the server refused this
+/// client's), or plain TCP is asked for to another host; [`ClientError::Timeout`];
+/// [`ClientError::Io`].
+pub async fn connect_tcp(
+    address: &Address,
+    options: &TcpOptions,
+    timeout: Option<Duration>,
+) -> Result<Connection, ClientError> {
+    Ok(Connection {
+        stream: options.connect(address, timeout).await?,
+        relay: None,
+    })
 }
 
 /// Connects a Unix stream socket to `path` (a socket file, or `@name` in the abstract

@@ -127,9 +127,22 @@ pub enum ClientError {
         /// What `ssh -V` said it is.
         version: String,
     },
-    /// Descriptors cannot go through `ssh`; nothing was sent.
-    #[error("file descriptors cannot be passed through ssh; pass them to a local server only")]
+    /// Descriptors cannot go through `ssh` or TCP; nothing was sent.
+    #[error(
+        "file descriptors cannot be passed through ssh or TCP; pass them to a local server only"
+    )]
     FdsNotCarried,
+    /// Nothing listens at a `tcp:` address.
+    #[error("connection refused at tcp:{address}: is the server running and listening there?")]
+    TcpRefused {
+        /// `HOST:PORT`.
+        address: String,
+    },
+    /// TLS failed: its settings (a file that cannot be read, no CA given), or the handshake
+    /// (the server's certificate is not trusted, or the server refused this client's
+    /// certificate or its lack of one).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The Tokio runtime the client runs on lacks what it needs: the client needs the I/O
     /// driver, and the time driver whenever a time limit is set or raw framing is used
     /// (`Builder::enable_all` gives both).

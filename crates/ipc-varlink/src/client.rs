@@ -83,10 +83,21 @@ impl VarlinkClient {
         max_message: usize,
     ) -> Result<Self, CallError> {
         let connection = connect(address, timeout).await?;
-        Ok(Self {
+        Ok(Self::from_connection(connection, timeout, max_message))
+    }
+
+    /// A client over a connection made by other means
+    /// ([`localipc_client::connect_tcp`] with TLS options of the caller's, say), with the
+    /// time limit and maximum message size of [`connect_with`](Self::connect_with).
+    pub fn from_connection(
+        connection: impl Into<localipc_client::Connection>,
+        timeout: Option<Duration>,
+        max_message: usize,
+    ) -> Self {
+        Self {
             channel: Channel::new(connection, Framing::Nul, max_message),
             timeout,
-        })
+        }
     }
 
     /// Sets the time limit of each call (and of each reply of a streamed call); `None` for

@@ -31,6 +31,9 @@ struct Cli {
     #[command(flatten)]
     socket: SocketArgs,
 
+    #[command(flatten)]
+    tls: cli::TlsArgs,
+
     /// Seconds to wait for the connection and the replies (0 = for ever).
     #[arg(
         long,
@@ -181,7 +184,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         } => {
             let messages = read_messages(messages, framing)?;
             let fds = open_fds(&push_fd)?;
-            let exchanged = runtime()?.block_on(exchange(&path, messages, fds, options));
+            let exchanged = runtime()?.block_on(exchange(&path, &cli.tls, messages, fds, options));
             let (replies, error) = match exchanged {
                 Ok(replies) => (replies, None),
                 Err(PipelineError { replies, error }) => (replies, Some(error)),
@@ -217,6 +220,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
             runtime()?.block_on(varlink::call(
                 &path,
+                &cli.tls,
                 timeout,
                 cli.socket.max_frame,
                 &method,
@@ -230,6 +234,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             let timeout = (!cli.timeout.is_zero()).then_some(cli.timeout);
             runtime()?.block_on(varlink::introspect(
                 &path,
+                &cli.tls,
                 timeout,
                 cli.socket.max_frame,
                 interface.as_deref(),
@@ -350,15 +355,16 @@ fn read_messages(args: Vec<String>, framing: Framing) -> Result<Vec<Bytes>, Fail
 /// all the replies.
 async fn exchange(
     path: &std::path::Path,
+    tls: &cli::TlsArgs,
     messages: Vec<Bytes>,
     fds: Vec<OwnedFd>,
     options: ClientOptions,
 ) -> Result<Vec<Bytes>, PipelineError> {
     // Descriptors that come with the first reply are taken, to be listed.
-    let connect = Client::connect_with(path, options.timeout(None).accept_fds(MAX_FDS));
     let limit = options.timeout;
     let run = async {
-        let mut client = connect.await.map_err(PipelineError::from)?;
+        let connection = tls.connect(path, None).await?;
+        let mut client = Client::from_connection(connection, options.accept_fds(MAX_FDS));
         let mut replies = Vec::new();
         let mut messages = messages.into_iter();
         if !fds.is_empty()

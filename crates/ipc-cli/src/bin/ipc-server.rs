@@ -61,9 +61,10 @@ struct Cli {
     )]
     max_connections: usize,
 
-    /// Most connections open at once from one user (peer uid); a further one from that user is
-    /// closed at once, so no user can take every slot. Default: 128, or three quarters of
-    /// --max-connections if that is less.
+    /// Most connections open at once from one user (peer uid; on TCP, one client certificate,
+    /// or one IP address for clients without one); a further one is closed at once, so no
+    /// user can take every slot. Default: 128, or three quarters of --max-connections if that
+    /// is less.
     #[arg(long, value_name = "N", env = "IPC_MAX_CONNECTIONS_PER_UID")]
     max_connections_per_uid: Option<usize>,
 
@@ -185,11 +186,61 @@ struct Cli {
     )]
     allow_gids: Vec<u32>,
 
+    /// Admit only TCP clients whose verified certificate carries this name: cn:NAME, dns:NAME,
+    /// ip:ADDRESS, uri:URI, email:ADDRESS, subject:DN or sha256:FINGERPRINT (repeatable; a peer
+    /// on any allow-list is admitted).
+    #[arg(
+        long = "allow-cert",
+        value_name = "NAME",
+        env = "IPC_ALLOW_CERT",
+        value_delimiter = ','
+    )]
+    allow_certs: Vec<localipc_core::CertificateName>,
+
+    /// The server's TLS certificate chain (PEM), for tcp: addresses.
+    #[arg(long, value_name = "FILE", env = "IPC_TLS_CERT", requires_all = ["tls_key", "tls_client_ca"])]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// The server's TLS private key (PEM).
+    #[arg(long, value_name = "FILE", env = "IPC_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+
+    /// The CA certificates (PEM) that TCP clients' certificates must chain to.
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "IPC_TLS_CLIENT_CA",
+        requires = "tls_cert"
+    )]
+    tls_client_ca: Option<std::path::PathBuf>,
+
+    /// Let TCP clients connect without a certificate (they are then anonymous, and refused by
+    /// any allow-list); by default one is required.
+    #[arg(long, env = "IPC_TLS_OPTIONAL_CLIENT_CERT")]
+    tls_optional_client_cert: bool,
+
+    /// Seconds a TCP client has to complete the TLS handshake; one that has not is closed,
+    /// and its connection slot freed.
+    #[arg(
+        long,
+        default_value = "10",
+        value_parser = cli::parse_secs,
+        value_name = "SECS",
+        env = "IPC_TLS_HANDSHAKE_TIMEOUT"
+    )]
+    tls_handshake_timeout: Duration,
+
+    /// Serve tcp: addresses without TLS: only loopback ones (any other is refused), and peers
+    /// have no identity. For tests and local tools only.
+    #[arg(long, env = "IPC_PLAIN_TCP")]
+    plain_tcp: bool,
+
     /// Listen on this address too, with settings of its own after `;` (repeatable, or several
     /// separated by `,`, also in the variable): `max-connections=N`,
-    /// `max-connections-per-uid=N`, `allow-uid=UID` and `allow-gid=GID` (repeatable; they
-    /// replace the server's allow-lists), `socket-mode=OCTAL`, `socket-group=NAME|GID`. What
-    /// it leaves out is the server's. Example: `/run/app/admin.sock;allow-uid=0`.
+    /// `max-connections-per-uid=N`, `allow-uid=UID`, `allow-gid=GID` and `allow-cert=NAME`
+    /// (repeatable; they replace the server's allow-lists), `socket-mode=OCTAL`,
+    /// `socket-group=NAME|GID`, `plain-tcp=true|false`. What it leaves out is the server's.
+    /// Examples: `/run/app/admin.sock;allow-uid=0`, `tcp:0.0.0.0:7000;allow-cert=cn:ci`.
     #[arg(
         long = "also-socket",
         value_name = "ADDRESS[;KEY=VALUE]...",
@@ -404,7 +455,12 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
             }
         }
     }
-    let mut config = ServerConfig::new(cli.socket.local_path("ipc-server listens on")?);
+    let address = cli.socket.address()?;
+    let listen = match address {
+        localipc_core::Address::Tcp { .. } => std::path::PathBuf::from(address.to_string()),
+        _ => cli.socket.local_path("ipc-server listens on")?,
+    };
+    let mut config = ServerConfig::new(listen);
     config.framing = framing;
     config.max_frame = cli.socket.max_frame;
     config.max_connections = cli.max_connections;
@@ -424,7 +480,18 @@ fn config(cli: &Cli) -> Result<ServerConfig, Failure> {
         .map(localipc_cli::resolve_group)
         .transpose()
         .map_err(|e| (exit::USAGE, e))?;
-    config.access = AccessPolicy::new(cli.allow_uids.clone(), cli.allow_gids.clone());
+    config.access = AccessPolicy::new(cli.allow_uids.clone(), cli.allow_gids.clone())
+        .certificates(cli.allow_certs.clone());
+    if let (Some(cert), Some(key), Some(ca)) = (&cli.tls_cert, &cli.tls_key, &cli.tls_client_ca) {
+        let auth = if cli.tls_optional_client_cert {
+            localipc_server::ClientAuth::Optional
+        } else {
+            localipc_server::ClientAuth::Required
+        };
+        config.tls = Some(localipc_server::TlsSettings::new(cert, key, ca).client_auth(auth));
+    }
+    config.plain_tcp = cli.plain_tcp;
+    config.handshake_timeout = cli.tls_handshake_timeout;
     config.also_listen = cli.also_socket.clone();
     Ok(config)
 }
@@ -507,6 +574,7 @@ fn failure(e: ServerError) -> Failure {
         | ServerError::InvalidConfig(_)
         | ServerError::Address(_)
         | ServerError::NotLocal { .. } => exit::USAGE,
+        ServerError::Tls { .. } => exit::TLS,
         _ => exit::IO,
     };
     (code, e.to_string())

@@ -1,0 +1,499 @@
+//! TCP with mutual TLS: the real binaries on 127.0.0.1, certificates made here (`rcgen`): a
+//! CA, the server's certificate, clients' (allow-listed, not allow-listed, expired, from
+//! another CA), a client without one, a handshake that stalls, and a thousand connections of
+//! a hundred calls each, every reply checked.
+
+mod support;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
+use support::*;
+
+/// The certificates of one test, as PEM files in a temporary directory.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A CA, the server's certificate (for 127.0.0.1 and localhost), and clients: `alice` and
+    /// `bob` from the CA, `old` (alice's name, expired), `mallory` from another CA.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, ca_issuer) = authority("test CA");
+        let (rogue, rogue_issuer) = authority("rogue CA");
+        fs::write(dir.path().join("ca.pem"), &ca).unwrap();
+        fs::write(dir.path().join("rogue-ca.pem"), &rogue).unwrap();
+        let leaf = |name: &str, issuer: &Issuer<'_, KeyPair>, server: bool, expired: bool| {
+            let mut params = if server {
+                CertificateParams::new(vec!["127.0.0.1".into(), "localhost".into()]).unwrap()
+            } else {
+                CertificateParams::new(vec![format!("{name}.clients.test")]).unwrap()
+            };
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.extended_key_usages = vec![if server {
+                ExtendedKeyUsagePurpose::ServerAuth
+            } else {
+                ExtendedKeyUsagePurpose::ClientAuth
+            }];
+            if expired {
+                params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+                params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+            }
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        for (file, name, issuer, server, expired) in [
+            ("server", "server", &ca_issuer, true, false),
+            ("alice", "alice", &ca_issuer, false, false),
+            ("bob", "bob", &ca_issuer, false, false),
+            ("old", "alice", &ca_issuer, false, true),
+            ("mallory", "mallory", &rogue_issuer, false, false),
+        ] {
+            let (cert, key) = leaf(name, issuer, server, expired);
+            fs::write(dir.path().join(format!("{file}.pem")), cert).unwrap();
+            fs::write(dir.path().join(format!("{file}.key")), key).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The server's TLS flags.
+    fn server_args(&self) -> Vec<String> {
+        [
+            ("--tls-cert", "server.pem"),
+            ("--tls-key", "server.key"),
+            ("--tls-client-ca", "ca.pem"),
+        ]
+        .into_iter()
+        .flat_map(|(flag, file)| [flag.to_owned(), self.file(file).display().to_string()])
+        .collect()
+    }
+
+    /// `ipc-client` flags for the client `who` (none: no certificate).
+    fn client_args(&self, who: Option<&str>) -> Vec<String> {
+        let mut args = vec![
+            "--tls-ca".to_owned(),
+            self.file("ca.pem").display().to_string(),
+        ];
+        if let Some(who) = who {
+            args.extend([
+                "--tls-cert".to_owned(),
+                self.file(&format!("{who}.pem")).display().to_string(),
+                "--tls-key".to_owned(),
+                self.file(&format!("{who}.key")).display().to_string(),
+            ]);
+        }
+        args
+    }
+
+    /// The library client's options for `who`.
+    fn options(&self, who: &str) -> localipc_client::TcpOptions {
+        let (cert, key) = (
+            self.file(&format!("{who}.pem")),
+            self.file(&format!("{who}.key")),
+        );
+        localipc_client::TcpOptions::tls(self.file("ca.pem"), Some((&cert, &key))).unwrap()
+    }
+}
+
+/// A self-signed CA: its PEM, and what signs with it.
+fn authority(name: &str) -> (String, Issuer<'static, KeyPair>) {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), Issuer::new(params, key))
+}
+
+/// A server with a Unix socket (for the harness) and a TCP address on an ephemeral port of
+/// 127.0.0.1 with `tcp_settings` (`;KEY=VALUE...`); returns it and `tcp:127.0.0.1:PORT`.
+fn start(pki: &Pki, args: &[&str], tcp_settings: &str) -> (TestServer, String) {
+    let mut all: Vec<String> = pki.server_args();
+    all.push("--also-socket".into());
+    all.push(format!("tcp:127.0.0.1:0{tcp_settings}"));
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let server = TestServer::start(&refs);
+    let mut address = String::new();
+    wait_until("the server says which port it listens on", || {
+        let log = server.log();
+        let Some(at) = log.find("address=tcp:127.0.0.1:") else {
+            return false;
+        };
+        let rest = &log[at + "address=".len()..];
+        address = rest
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        true
+    });
+    (server, address)
+}
+
+/// `ipc-client --socket ADDRESS` with `args`, within the harness's patience.
+fn client_at(address: &str, args: &[String]) -> std::process::Output {
+    let mut cmd = client_cmd();
+    clean_env(&mut cmd);
+    cmd.arg("--socket").arg(address).args(args);
+    cmd.output_within()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+#[test]
+fn allow_listed_certificates_are_served_in_both_protocols() {
+    let pki = Pki::new();
+    for protocol in PROTOCOLS {
+        let (server, address) = start(
+            &pki,
+            &["--protocol", protocol],
+            ";allow-cert=cn:alice;allow-cert=dns:bob.clients.test",
+        );
+        for who in ["alice", "bob"] {
+            let mut args = pki.client_args(Some(who));
+            let out = if protocol == "plain" {
+                args.extend(strings(&["send", "hello über TLS", "two"]));
+                client_at(&address, &args)
+            } else {
+                args.extend(strings(&[
+                    "call",
+                    "io.ipc.Messages.Echo",
+                    r#"{"message":"hello über TLS"}"#,
+                ]));
+                client_at(&address, &args)
+            };
+            assert!(
+                out.status.success(),
+                "{protocol} {who}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            if protocol == "plain" {
+                assert_eq!(stdout, "hello über TLS\ntwo\n");
+            } else {
+                assert_eq!(stdout.trim(), r#"{"message":"hello über TLS"}"#);
+            }
+        }
+        // The log names the peer by its certificate.
+        assert!(
+            server.log().contains("certificate CN=alice (sha256:"),
+            "{}",
+            server.log()
+        );
+        // The Unix socket's allow-lists are the server's (none here): still served.
+        if protocol == "plain" {
+            let out = server.client(&["send", "local"]);
+            assert_eq!(out.stdout, b"local\n");
+        }
+    }
+}
+
+#[test]
+fn certificates_that_are_not_allowed_get_no_reply() {
+    let pki = Pki::new();
+    let (server, address) = start(&pki, &[], ";allow-cert=cn:alice");
+    let send = |args: Vec<String>| {
+        let mut args = args;
+        args.extend(strings(&["send", "secret"]));
+        client_at(&address, &args)
+    };
+    // Verified, but not on the allow-list: the server closes before any reply.
+    let out = send(pki.client_args(Some("bob")));
+    assert_eq!(
+        code(out.status),
+        76,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+    wait_until("the refusal is logged with the certificate", || {
+        server.log().contains("peer not on the allow-list") && server.log().contains("CN=bob")
+    });
+    // Refused at the handshake: another CA's, an expired one, none at all.
+    for (who, why) in [
+        (Some("mallory"), "another CA's certificate"),
+        (Some("old"), "an expired certificate"),
+        (None, "no certificate"),
+    ] {
+        let out = send(pki.client_args(who));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(code(out.status), 80, "{why}: {stderr}");
+        assert!(stderr.contains("TLS:"), "{why}: {stderr}");
+        assert!(out.stdout.is_empty(), "{why}");
+    }
+    // A client that does not trust the server's CA refuses it.
+    let mut args = strings(&["--tls-ca"]);
+    args.push(pki.file("rogue-ca.pem").display().to_string());
+    let out = send(args);
+    assert_eq!(code(out.status), 80);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("UnknownIssuer"));
+    // Plain TCP to a TLS port: the request is never served (what comes back is the TLS
+    // alert that ends the connection, which a line client takes for a last line).
+    let out = send(strings(&["--plain-tcp"]));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("secret"));
+    // The server goes on serving alice.
+    let out = send(pki.client_args(Some("alice")));
+    assert_eq!(
+        out.stdout,
+        b"secret\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        server.log().contains("TLS handshake failed"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_stalled_handshake_frees_its_slot_at_the_deadline() {
+    let pki = Pki::new();
+    let (server, address) = start(
+        &pki,
+        &["--tls-handshake-timeout", "1"],
+        ";max-connections=1",
+    );
+    let target = address.trim_start_matches("tcp:");
+    // Connects and sends nothing: it holds the only slot, until the deadline.
+    let mut staller = TcpStream::connect(target).unwrap();
+    staller.set_read_timeout(Some(PATIENCE)).unwrap();
+    // Let the server take it before the real client comes.
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let mut args = pki.client_args(Some("alice"));
+    args.extend(strings(&["--timeout", "15", "send", "after"]));
+    let out = client_at(&address, &args);
+    assert_eq!(
+        out.stdout,
+        b"after\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "served while the stalled handshake held the only slot"
+    );
+    // The staller was closed, not served.
+    let mut rest = Vec::new();
+    let _ = staller.read_to_end(&mut rest);
+    assert!(
+        rest.is_empty(),
+        "the server wrote to a client that sent no hello"
+    );
+    assert!(
+        server.log().contains("TLS handshake not done in time"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn plain_tcp_only_on_loopback_and_only_when_asked() {
+    let pki = Pki::new();
+    // Asked for, on loopback: served, to a client that asks for it too.
+    let (server, address) = start(&pki, &["--plain-tcp"], "");
+    assert!(server.log().contains("(plain)"), "{}", server.log());
+    let out = client_at(&address, &strings(&["--plain-tcp", "send", "in the clear"]));
+    assert_eq!(
+        out.stdout,
+        b"in the clear\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A TLS client gets no reply from a plain port.
+    let mut args = pki.client_args(Some("alice"));
+    args.extend(strings(&["--timeout", "3", "send", "x"]));
+    let out = client_at(&address, &args);
+    assert_ne!(code(out.status), 0);
+    assert!(out.stdout.is_empty());
+    drop(server);
+    // Not on loopback, and not without being asked: the server refuses to start (64).
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock").display().to_string();
+    for (args, says) in [
+        (
+            vec!["--plain-tcp", "--also-socket", "tcp:0.0.0.0:0"],
+            "only served on a loopback",
+        ),
+        (vec!["--also-socket", "tcp:127.0.0.1:0"], "needs TLS"),
+    ] {
+        let mut cmd = server_cmd();
+        clean_env(&mut cmd);
+        cmd.arg("--socket").arg(&sock).args(&args);
+        let out = cmd.output_within();
+        assert_eq!(code(out.status), 64, "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    // A client asks for plain TCP to loopback only.
+    let out = client_at(
+        "tcp:192.0.2.1:9",
+        &strings(&["--plain-tcp", "--timeout", "1", "send", "x"]),
+    );
+    assert_ne!(code(out.status), 0);
+}
+
+#[test]
+fn each_certificate_has_its_share_of_connections() {
+    let pki = Pki::new();
+    let (server, address) = start(&pki, &[], ";max-connections-per-uid=2");
+    let address: localipc_core::Address = address.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let open = |who: &'static str| {
+            let (address, options) = (address.clone(), pki.options(who));
+            async move {
+                let connection = localipc_client::connect_tcp(&address, &options, Some(PATIENCE))
+                    .await
+                    .unwrap();
+                localipc_client::Client::from_connection(
+                    connection,
+                    localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
+                )
+            }
+        };
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut alice = open("alice").await;
+            assert_eq!(alice.request("in").await.unwrap(), &b"in"[..]);
+            held.push(alice);
+        }
+        // A third of alice's is closed at once; bob has a share of his own.
+        let mut third = open("alice").await;
+        assert!(third.request("over").await.is_err());
+        let mut bob = open("bob").await;
+        assert_eq!(bob.request("bob").await.unwrap(), &b"bob"[..]);
+        // One of alice's closes: her next one is served.
+        drop(held.pop());
+        let mut again = None;
+        for _ in 0..100 {
+            let mut alice = open("alice").await;
+            if alice.request("again").await.is_ok() {
+                again = Some(alice);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            again.is_some(),
+            "alice is served again once she is under her share"
+        );
+    });
+    assert!(
+        server.log().contains("peer=certificate sha256:"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_thousand_connections_of_a_hundred_calls_each() {
+    let pki = Pki::new();
+    let (server, address) = start(&pki, &["--max-connections-per-uid", "200"], "");
+    let address: localipc_core::Address = address.parse().unwrap();
+    let options = pki.options("alice");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let checked = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        let limit = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+        for conn in 0..1000u32 {
+            let (address, options, limit) = (address.clone(), options.clone(), limit.clone());
+            tasks.spawn(async move {
+                let _turn = limit.acquire_owned().await.unwrap();
+                let connection = localipc_client::connect_tcp(&address, &options, Some(PATIENCE))
+                    .await
+                    .unwrap_or_else(|e| panic!("connection {conn}: {e}"));
+                let mut client = localipc_client::Client::from_connection(
+                    connection,
+                    localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
+                );
+                let messages: Vec<String> = (0..100)
+                    .map(|call| format!("conn {conn} call {call}"))
+                    .collect();
+                // Half pipelined, half one at a time: both paths of the client.
+                let replies = client.pipeline(messages[..50].iter()).await.unwrap();
+                let mut checked = 0;
+                for (reply, sent) in replies.iter().zip(&messages[..50]) {
+                    assert_eq!(reply, sent.as_bytes());
+                    checked += 1;
+                }
+                assert_eq!(replies.len(), 50);
+                for sent in &messages[50..] {
+                    assert_eq!(client.request(sent).await.unwrap(), sent.as_bytes());
+                    checked += 1;
+                }
+                checked
+            });
+        }
+        let mut checked = 0u64;
+        while let Some(done) = tasks.join_next().await {
+            checked += done.unwrap();
+        }
+        checked
+    });
+    assert_eq!(checked, 100_000);
+    drop(server);
+}
+
+#[test]
+fn large_pipelines_come_back_whole_and_a_stop_ends_the_stream_cleanly() {
+    let pki = Pki::new();
+    let (server, address) = start(&pki, &[], "");
+    let address: localipc_core::Address = address.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let connection =
+            localipc_client::connect_tcp(&address, &pki.options("alice"), Some(PATIENCE))
+                .await
+                .unwrap();
+        let mut client = localipc_client::Client::from_connection(
+            connection,
+            localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
+        );
+        // 4 MB each way, more than any socket buffer: the server's writes wait for room over
+        // and over, and every reply still arrives whole and in order.
+        let batch: Vec<String> = (0..4000).map(|i| format!("{i:0>1000}")).collect();
+        let replies = client.pipeline(batch.iter()).await.unwrap();
+        assert_eq!(replies.len(), batch.len());
+        for (reply, sent) in replies.iter().zip(&batch) {
+            assert_eq!(reply, sent.as_bytes());
+        }
+        // A stop: the idle connection is closed with close_notify, which the client reads
+        // as the server closing, not as a TLS error.
+        server.signal(nix::sys::signal::Signal::SIGTERM);
+        wait_until("the server has stopped", || {
+            server.log().contains("stopped")
+        });
+        let late = client.request("after the stop").await;
+        assert!(
+            matches!(late, Err(localipc_client::ClientError::Closed)),
+            "{late:?}"
+        );
+    });
+}

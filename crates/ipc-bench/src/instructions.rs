@@ -97,6 +97,7 @@ pub fn run(config: &SuiteConfig) -> Result<Vec<Count>, SuiteError> {
                 size: scenario.size,
                 stop: Stop::Msgs(msgs),
                 oneshot: scenario.oneshot,
+                tcp: None,
                 verify: true,
                 lean: true,
             })?;

@@ -8,6 +8,7 @@ pub mod instructions;
 mod lean;
 pub mod load;
 mod measure;
+pub mod pki;
 pub mod procstat;
 pub mod stream;
 pub mod suite;

@@ -14,7 +14,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use hdrhistogram::Histogram;
 use localipc_core::FrameCodec;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::codec::Decoder;
 
@@ -40,7 +40,7 @@ pub fn run(config: &LoadConfig) -> Result<LoadReport, LoadError> {
     }
     let start = Instant::now();
     let shared = Arc::new(Shared::new(config.stop, start));
-    if config.lean {
+    if config.lean && config.tcp.is_none() {
         let measured = crate::lean::run(config, &shared)?;
         return Ok(report(start, vec![measured]));
     }
@@ -96,20 +96,52 @@ fn report(start: Instant, results: Vec<(Histogram<u64>, Tally)>) -> LoadReport {
         io_errors: total.io_errors,
     }
 }
+/// Connects to the server under load: its Unix socket, or, with [`LoadConfig::tcp`], its
+/// `tcp:` address.
+async fn open(config: &LoadConfig) -> Option<Conn> {
+    match &config.tcp {
+        None => UnixStream::connect(&config.socket)
+            .await
+            .ok()
+            .map(Conn::Unix),
+        Some(options) => {
+            let address = localipc_core::Address::parse(&config.socket).ok()?;
+            localipc_client::connect_tcp(&address, options, None)
+                .await
+                .ok()
+                .map(|c| Conn::Tcp(Box::new(c)))
+        }
+    }
+}
+
+/// A connection of the load: each kind is served by its own copy of the loops.
+enum Conn {
+    Unix(UnixStream),
+    Tcp(Box<localipc_client::Connection>),
+}
+
 async fn connection_loop(
     config: &LoadConfig,
     shared: &Shared,
     hist: &mut Histogram<u64>,
     tally: &mut Tally,
 ) {
+    match open(config).await {
+        Some(Conn::Unix(stream)) => exchange(stream, config, shared, hist, tally).await,
+        Some(Conn::Tcp(stream)) => exchange(*stream, config, shared, hist, tally).await,
+        None => tally.io_errors += 1,
+    }
+}
+
+/// Keeps `config.pipeline` requests in flight on `stream` until the load stops.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    config: &LoadConfig,
+    shared: &Shared,
+    hist: &mut Histogram<u64>,
+    tally: &mut Tally,
+) {
     let conn = shared.next_conn();
-    let mut stream = match UnixStream::connect(&config.socket).await {
-        Ok(s) => s,
-        Err(_) => {
-            tally.io_errors += 1;
-            return;
-        }
-    };
     let mut codec = FrameCodec::new(config.wire_framing(), config.size.max(1 << 20));
     // Counters of the requests in flight, oldest first, with the time their batch was sent.
     let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::with_capacity(config.pipeline);
@@ -131,7 +163,8 @@ async fn connection_loop(
             in_flight.push_back((c, sent));
         }
         if !wbuf.is_empty() {
-            if stream.write_all(&wbuf).await.is_err() {
+            // Flushed: TLS may keep records the socket did not take (nothing on a Unix one).
+            if stream.write_all(&wbuf).await.is_err() || stream.flush().await.is_err() {
                 tally.io_errors += 1;
                 tally.lost += in_flight.len() as u64;
                 return;
@@ -184,31 +217,16 @@ async fn oneshot_loop(
         let c = counter(conn, seq);
         seq += 1;
         let start = Instant::now();
-        let mut stream = match UnixStream::connect(&config.socket).await {
-            Ok(s) => s,
-            Err(_) => {
+        wbuf.clear();
+        config.put_request(&mut wbuf, c);
+        rbuf.clear();
+        let reply = match open(config).await {
+            Some(Conn::Unix(stream)) => one_exchange(stream, &wbuf, &mut rbuf, &mut codec).await,
+            Some(Conn::Tcp(stream)) => one_exchange(*stream, &wbuf, &mut rbuf, &mut codec).await,
+            None => {
                 tally.io_errors += 1;
                 tally.lost += 1;
                 continue;
-            }
-        };
-        wbuf.clear();
-        config.put_request(&mut wbuf, c);
-        if stream.write_all(&wbuf).await.is_err() {
-            tally.io_errors += 1;
-            tally.lost += 1;
-            continue;
-        }
-        rbuf.clear();
-        let reply = loop {
-            match codec.decode(&mut rbuf) {
-                Ok(Some(reply)) => break Some(reply),
-                Ok(None) => {}
-                Err(_) => break None,
-            }
-            match stream.read_buf(&mut rbuf).await {
-                Ok(0) | Err(_) => break None,
-                Ok(_) => {}
             }
         };
         match reply {
@@ -222,6 +240,28 @@ async fn oneshot_loop(
                 }
             }
             None => tally.lost += 1,
+        }
+    }
+}
+
+/// Sends `request` on `stream` and reads its reply (`None` if the connection fails first).
+async fn one_exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: &[u8],
+    rbuf: &mut BytesMut,
+    codec: &mut FrameCodec,
+) -> Option<bytes::Bytes> {
+    stream.write_all(request).await.ok()?;
+    stream.flush().await.ok()?;
+    loop {
+        match codec.decode(rbuf) {
+            Ok(Some(reply)) => return Some(reply),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        match stream.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
         }
     }
 }

@@ -74,7 +74,10 @@ pub struct LoadConfig {
     pub verify: bool,
     /// The lean client (module `lean`): one thread, sockets registered for read readiness
     /// only, so the load generator costs the machine what a hand-written epoll client does.
+    /// Unix sockets only.
     pub lean: bool,
+    /// For a `tcp:` address in `socket`: how to reach it (TLS, or plain to loopback).
+    pub tcp: Option<localipc_client::TcpOptions>,
 }
 
 /// Everything one run measured.
@@ -325,6 +328,7 @@ mod tests {
             oneshot: false,
             verify: true,
             lean: false,
+            tcp: None,
         };
         let mut wbuf = BytesMut::new();
         config.put_request(&mut wbuf, 7);

@@ -55,6 +55,9 @@ pub enum ServerKind {
     RefZlink,
     /// `tests/peers/varlink_server.py`: Varlink with the reference Python `varlink` package.
     RefPython,
+    /// The real `ipc-server` binary, loaded over TCP with mutual TLS (127.0.0.1), beside its
+    /// Unix socket: compared with [`Ours`](Self::Ours) in the same rounds.
+    OursTls,
 }
 
 impl ServerKind {
@@ -70,6 +73,7 @@ impl ServerKind {
             ServerKind::RefCNaive => "ref-c-naive",
             ServerKind::RefZlink => "ref-zlink",
             ServerKind::RefPython => "ref-python",
+            ServerKind::OursTls => "ipc-server-tls",
         }
     }
 }
@@ -98,6 +102,10 @@ const VARLINK_AND_PLAIN: &[ServerKind] = &[
     ServerKind::RefZlink,
     ServerKind::RefPython,
 ];
+
+/// The servers of the `tcp+tls` scenarios: ipc-server on its Unix socket and over TCP with
+/// mutual TLS, in the same rounds.
+const OVER_TLS: &[ServerKind] = &[ServerKind::Ours, ServerKind::OursTls];
 
 /// The Python reference server's script.
 const PYTHON_SERVER: &str = concat!(
@@ -168,7 +176,7 @@ pub(crate) struct Scenario {
     pub(crate) oneshot: bool,
 }
 
-pub(crate) const SCENARIOS: [Scenario; 10] = [
+pub(crate) const SCENARIOS: [Scenario; 14] = [
     Scenario {
         name: "lat1",
         what: "1 connection, 64 B, one request at a time",
@@ -289,6 +297,55 @@ pub(crate) const SCENARIOS: [Scenario; 10] = [
         size: 64,
         oneshot: false,
     },
+    Scenario {
+        name: "tls-lat1",
+        what: "tcp+tls: lat1 over TCP with mutual TLS, and on the Unix socket",
+        protocol: Protocol::Plain,
+        servers: OVER_TLS,
+        stream: false,
+        framing: Framing::Line,
+        conns: 1,
+        pipeline: 1,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "tls-tput64",
+        what: "tcp+tls: tput64 over TCP with mutual TLS, and on the Unix socket",
+        protocol: Protocol::Plain,
+        servers: OVER_TLS,
+        stream: false,
+        framing: Framing::Line,
+        conns: 64,
+        pipeline: 1,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "tls-pipe",
+        what: "tcp+tls: pipe over TCP with mutual TLS, and on the Unix socket",
+        protocol: Protocol::Plain,
+        servers: OVER_TLS,
+        stream: false,
+        framing: Framing::Line,
+        conns: 4,
+        pipeline: 64,
+        size: 64,
+        oneshot: false,
+    },
+    Scenario {
+        name: "tls-churn",
+        what: "tcp+tls: churn over TCP with mutual TLS (a handshake per exchange), and on the \
+               Unix socket",
+        protocol: Protocol::Plain,
+        servers: OVER_TLS,
+        stream: false,
+        framing: Framing::Line,
+        conns: 8,
+        pipeline: 1,
+        size: 64,
+        oneshot: true,
+    },
 ];
 
 /// Why the suite could not run.
@@ -310,6 +367,8 @@ pub enum SuiteError {
 pub(crate) struct Running {
     child: Child,
     pub(crate) socket: PathBuf,
+    /// For [`ServerKind::OursTls`]: its `tcp:` address, and the load's TLS options.
+    pub(crate) tcp: Option<(PathBuf, localipc_client::TcpOptions)>,
 }
 
 impl Running {
@@ -374,8 +433,12 @@ pub(crate) fn start_server(
     let _ = std::fs::remove_file(&socket);
     let sibling = |name: &str| config.bin_dir.join(name);
     let program = match (kind, &config.server_bin) {
-        (ServerKind::Ours | ServerKind::OursPlain, Some(path)) => path.clone(),
-        (ServerKind::Ours | ServerKind::OursPlain, None) => sibling("ipc-server"),
+        (ServerKind::Ours | ServerKind::OursPlain | ServerKind::OursTls, Some(path)) => {
+            path.clone()
+        }
+        (ServerKind::Ours | ServerKind::OursPlain | ServerKind::OursTls, None) => {
+            sibling("ipc-server")
+        }
         (ServerKind::RefStd, _) => sibling("ref-std-server"),
         (ServerKind::RefTokio, _) => sibling("ref-tokio-server"),
         (ServerKind::RefTokioFloor, _) => sibling("ref-tokio-floor"),
@@ -409,8 +472,9 @@ pub(crate) fn start_server(
             c
         }
     };
+    let mut tcp = None;
     match kind {
-        ServerKind::Ours | ServerKind::OursPlain => {
+        ServerKind::Ours | ServerKind::OursPlain | ServerKind::OursTls => {
             let protocol = match protocol {
                 Protocol::Plain => "plain",
                 Protocol::Varlink => "varlink",
@@ -423,6 +487,10 @@ pub(crate) fn start_server(
                 .args(["--max-connections-per-uid", "20000"])
                 .args(["--idle-timeout", "0", "-q"])
                 .args(&config.server_args);
+            if kind == ServerKind::OursTls {
+                let (address, options) = tls_setup(config, &mut cmd)?;
+                tcp = Some((address, options));
+            }
         }
         ServerKind::RefStd
         | ServerKind::RefTokio
@@ -443,7 +511,7 @@ pub(crate) fn start_server(
         .stdout(Stdio::null())
         .spawn()
         .map_err(|e| SuiteError::Server(format!("cannot start {}: {e}", kind.name())))?;
-    let running = Running { child, socket };
+    let running = Running { child, socket, tcp };
     let start = Instant::now();
     while UnixStream::connect(&running.socket).is_err() {
         if start.elapsed() > Duration::from_secs(30) {
@@ -452,6 +520,32 @@ pub(crate) fn start_server(
         std::thread::sleep(Duration::from_millis(10));
     }
     Ok(running)
+}
+
+/// Gives `cmd` (an `ipc-server`) a TCP address with mutual TLS on a free port of 127.0.0.1,
+/// with certificates made now; returns the address and the load's TLS options.
+fn tls_setup(
+    config: &SuiteConfig,
+    cmd: &mut Command,
+) -> Result<(PathBuf, localipc_client::TcpOptions), SuiteError> {
+    let failed = |e: &dyn std::fmt::Display| SuiteError::Server(format!("tcp+tls: {e}"));
+    let pki = crate::pki::Pki::make(&config.work_dir).map_err(|e| failed(&e))?;
+    // A port free now (the server binds it a moment later).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| failed(&e))?
+        .port();
+    let address = PathBuf::from(format!("tcp:127.0.0.1:{port}"));
+    cmd.arg("--also-socket")
+        .arg(&address)
+        .arg("--tls-cert")
+        .arg(&pki.server.0)
+        .arg("--tls-key")
+        .arg(&pki.server.1)
+        .arg("--tls-client-ca")
+        .arg(&pki.ca);
+    let options = pki.client_options().map_err(|e| failed(&e))?;
+    Ok((address, options))
 }
 
 fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Result<Row, SuiteError> {
@@ -472,9 +566,14 @@ fn measure(config: &SuiteConfig, scenario: &Scenario, kind: ServerKind) -> Resul
         let cpu_after = procstat::cpu_time(server.pid());
         return Ok(row(scenario.name, kind, &report, cpu_before, cpu_after));
     }
+    let (socket, tcp) = match &server.tcp {
+        Some((address, options)) => (address.clone(), Some(options.clone())),
+        None => (server.socket.clone(), None),
+    };
     let load = LoadConfig {
+        tcp,
         protocol,
-        socket: server.socket.clone(),
+        socket,
         framing,
         conns: scenario.conns,
         pipeline: scenario.pipeline,
@@ -847,21 +946,50 @@ const RATIOS: [Ratio; 24] = [
     },
 ];
 
+/// The `tcp+tls` ratios: ipc-server over TCP with mutual TLS over the same server on its Unix
+/// socket, in the same rounds (label, scenario, figure).
+type TlsRatio = (&'static str, &'static str, fn(&Row) -> Option<f64>);
+const TLS_RATIOS: [TlsRatio; 6] = [
+    ("tls-lat1 p50 latency / unix", "tls-lat1", |r| {
+        Some(r.latency_us[0])
+    }),
+    ("tls-tput64 msgs/s / unix", "tls-tput64", |r| {
+        Some(r.msgs_per_sec)
+    }),
+    (
+        "tls-tput64 server CPU per reply / unix",
+        "tls-tput64",
+        |r| r.cpu_us_per_reply,
+    ),
+    ("tls-pipe msgs/s / unix", "tls-pipe", |r| {
+        Some(r.msgs_per_sec)
+    }),
+    ("tls-churn msgs/s / unix", "tls-churn", |r| {
+        Some(r.msgs_per_sec)
+    }),
+    ("tls-churn server CPU per reply / unix", "tls-churn", |r| {
+        r.cpu_us_per_reply
+    }),
+];
+
 /// The ratios the targets speak of, ours/reference, from one run: (label, value, target), for
-/// those whose figures were measured.
+/// those whose figures were measured; then the `tcp+tls` ones, TLS over Unix.
 pub fn ratios(rows: &[Row]) -> Vec<(&'static str, f64, &'static str)> {
-    RATIOS
-        .iter()
-        .filter_map(|ratio| {
-            let figure = |scenario, kind| find(rows, scenario, kind).and_then(ratio.figure);
-            let ours = figure(ratio.scenario, ServerKind::Ours)?;
-            let theirs = figure(
-                ratio.reference_scenario.unwrap_or(ratio.scenario),
-                ratio.reference,
-            )?;
-            (theirs > 0.0).then_some((ratio.label, ours / theirs, ratio.target))
-        })
-        .collect()
+    let targets = RATIOS.iter().filter_map(|ratio| {
+        let figure = |scenario, kind| find(rows, scenario, kind).and_then(ratio.figure);
+        let ours = figure(ratio.scenario, ServerKind::Ours)?;
+        let theirs = figure(
+            ratio.reference_scenario.unwrap_or(ratio.scenario),
+            ratio.reference,
+        )?;
+        (theirs > 0.0).then_some((ratio.label, ours / theirs, ratio.target))
+    });
+    let tls = TLS_RATIOS.iter().filter_map(|&(label, scenario, figure)| {
+        let tls = find(rows, scenario, ServerKind::OursTls).and_then(figure)?;
+        let unix = find(rows, scenario, ServerKind::Ours).and_then(figure)?;
+        (unix > 0.0).then_some((label, tls / unix, "(reported)"))
+    });
+    targets.chain(tls).collect()
 }
 
 /// The results as a Markdown table plus the ratios.

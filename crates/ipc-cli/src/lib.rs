@@ -608,6 +608,15 @@ mod tests {
         );
         assert_eq!(e.socket_mode, Some(0o660));
         assert_eq!(e.max_connections_per_uid, None);
+        let e = parse_endpoint("tcp:0.0.0.0:7000;allow-cert=cn:ci;plain-tcp=false").unwrap();
+        assert_eq!(e.plain_tcp, Some(false));
+        assert_eq!(
+            e.access,
+            Some(
+                localipc_server::AccessPolicy::default()
+                    .certificates(vec!["cn:ci".parse().unwrap()])
+            )
+        );
         let e = parse_endpoint("unix:@admin;socket-group=root").unwrap();
         assert_eq!(e.socket_group, Some(0));
         assert_eq!(e.access, None);
@@ -616,7 +625,10 @@ mod tests {
             "/a;max-connections=x",
             "/a;colour=blue",
             "/a;socket-mode=999",
-            "tcp:1.2.3.4:5",
+            "tcp:1.2.3.4",
+            "tcp:0.0.0.0:1;plain-tcp=maybe",
+            "tcp:0.0.0.0:1;allow-cert=alice",
+            "vsock:3:1",
             "",
         ] {
             assert!(parse_endpoint(bad).is_err(), "{bad}");

@@ -19,9 +19,13 @@ use localipc_core::Framing;
 #[derive(Debug, Parser)]
 #[command(version, max_term_width = 100)]
 struct Cli {
-    /// Server socket path.
-    #[arg(long, env = "IPC_SOCKET", value_name = "PATH")]
+    /// Server socket path, or a `tcp:HOST:PORT` address (with the --tls-* flags, or
+    /// --plain-tcp).
+    #[arg(long, env = "IPC_SOCKET", value_name = "ADDRESS")]
     socket: PathBuf,
+
+    #[command(flatten)]
+    tls: cli::TlsArgs,
 
     /// The protocol the server speaks: `plain` messages, or `varlink` calls of
     /// io.ipc.Messages.Echo (NUL framing).
@@ -81,7 +85,18 @@ fn main() -> ExitCode {
         (None, Some(d)) => Stop::Duration(d),
         (None, None) => Stop::Duration(Duration::from_secs(5)),
     };
+    let tcp = match localipc_core::Address::parse(&cli.socket) {
+        Ok(address) if address.tcp_target().is_some() => match cli.tls.options() {
+            Ok(options) => Some(options),
+            Err(e) => {
+                eprintln!("ipc-bench: {e}");
+                return ExitCode::from(64);
+            }
+        },
+        _ => None,
+    };
     let config = LoadConfig {
+        tcp,
         protocol: cli.protocol,
         socket: cli.socket,
         framing: cli.framing,

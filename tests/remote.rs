@@ -232,9 +232,13 @@ fn unix_addresses_reach_local_servers_and_other_schemes_are_named() {
     assert_eq!(stdout(&out), "abstract\n", "{out:?}");
 
     // Schemes this version does not speak are refused by name, as usage errors.
-    let out = client(Path::new("tcp:127.0.0.1:9"), &["send", "x"]);
+    let out = client(Path::new("vsock:3:9"), &["send", "x"]);
     assert_eq!(code(out.status), 64, "{out:?}");
-    assert!(stderr(&out).contains("tcp: addresses are not supported"));
+    assert!(stderr(&out).contains("vsock: addresses are not supported"));
+    // A tcp: address needs TLS settings (tests/tls.rs has the rest).
+    let out = client(Path::new("tcp:127.0.0.1:9"), &["send", "x"]);
+    assert_eq!(code(out.status), 80, "{out:?}");
+    assert!(stderr(&out).contains("--tls-ca"), "{out:?}");
     // A server listens on this host only; ping and bridge probe this host's sockets.
     let out = server_cmd()
         .args(["--socket", "ssh-unix:box:/run/ipc.sock"])

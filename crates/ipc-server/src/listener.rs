@@ -322,8 +322,14 @@ impl Admission {
     /// counted) if it is refused; `Some(None)` when there is no per-peer cap.
     fn check(&self, peer: &Peer) -> Option<Option<UidSlot>> {
         let id = self.id;
+        let local = peer.unix();
+        let (uid, gid, pid) = (
+            local.map(|c| c.uid),
+            local.map(|c| c.gid),
+            local.and_then(|c| c.pid),
+        );
         if !self.config.access.admits(peer) {
-            warn!(conn = id, %peer, "peer not on the allow-list; closing");
+            warn!(conn = id, uid, gid, pid, %peer, "peer not on the allow-list; closing");
             self.config.counters.count_refused_allow_list();
             return None;
         }
@@ -338,7 +344,7 @@ impl Admission {
             },
             _ => None,
         };
-        debug!(conn = id, %peer, "accepted");
+        debug!(conn = id, uid, gid, pid, %peer, "accepted");
         Some(share)
     }
 }

@@ -251,10 +251,19 @@ async fn a_server_reports_what_it_really_listens_on() {
         refused("ssh-unix:box:/run/ipc.sock"),
         ServerError::NotLocal { .. }
     ));
-    let tcp = refused("tcp:127.0.0.1:7000");
-    assert!(matches!(tcp, ServerError::Address(_)), "{tcp:?}");
-    assert!(tcp.to_string().contains("tcp: addresses are not supported"));
-    assert!(!std::path::Path::new("tcp:127.0.0.1:7000").exists());
+    let vsock = refused("vsock:3:7000");
+    assert!(matches!(vsock, ServerError::Address(_)), "{vsock:?}");
+    assert!(
+        vsock
+            .to_string()
+            .contains("vsock: addresses are not supported")
+    );
+    assert!(!std::path::Path::new("vsock:3:7000").exists());
+    // TCP is served with TLS only, unless plain TCP on loopback is asked for.
+    let tcp = refused("tcp:127.0.0.1:0");
+    assert!(matches!(tcp, ServerError::InvalidConfig(_)), "{tcp:?}");
+    assert!(tcp.to_string().contains("needs TLS"), "{tcp}");
+    assert!(!std::path::Path::new("tcp:127.0.0.1:0").exists());
 }
 
 fn nix_uid() -> u32 {

@@ -497,3 +497,49 @@ fn large_pipelines_come_back_whole_and_a_stop_ends_the_stream_cleanly() {
         );
     });
 }
+
+#[test]
+fn a_slow_reader_gets_every_reply_to_the_last() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = Pki::new();
+    let (_server, address) = start(&pki, &[], "");
+    let address: localipc_core::Address = address.parse().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let connection =
+            localipc_client::connect_tcp(&address, &pki.options("alice"), Some(PATIENCE))
+                .await
+                .unwrap();
+        let (mut reader, mut writer) = tokio::io::split(connection);
+        // 16,000 requests of 2 KB (32 MB, more than TCP's buffers on loopback hold) in one go, the connection kept open (no half-close); the
+        // replies are read slowly, so the server's writes find the socket full again and
+        // again, its last ones too. Every reply must come, to the last byte.
+        let line = format!("{}\n", "x".repeat(2047));
+        let requests = 16_000;
+        let write = async move {
+            for _ in 0..requests {
+                writer.write_all(line.as_bytes()).await.unwrap();
+            }
+            writer.flush().await.unwrap();
+            writer
+        };
+        let read = async move {
+            let (mut got, mut chunk) = (0usize, vec![0u8; 16 * 1024]);
+            while got < requests * 2048 {
+                let n = reader.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "the server closed after {got} bytes");
+                got += n;
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            got
+        };
+        let both = async { tokio::join!(write, read) };
+        let (_writer, got) = tokio::time::timeout(PATIENCE, both)
+            .await
+            .expect("every reply arrives; the last ones stalled");
+        assert_eq!(got, requests * 2048);
+    });
+}

@@ -270,3 +270,99 @@ impl Drop for TlsConnection {
         let _ = self.flush_now();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// A server config for `127.0.0.1` and a client config that trusts it (no client
+    /// certificates: the transport is what is tested here).
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// Whatever the socket takes, once the caller's buffer is empty every record is with the
+    /// kernel: a session that has written its replies leaves nothing behind in user space, so
+    /// it may wait for the next request (or close) without stalling a reader that waits for
+    /// them. The socket's send buffer is made tiny and the peer reads slowly, so writes find
+    /// it full, the last one too.
+    #[tokio::test]
+    async fn written_means_with_the_kernel_even_when_the_socket_is_full() {
+        let (server_config, client_config) = configs();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        const TOTAL: usize = 4 * 1024 * 1024;
+        let reader = std::thread::spawn(move || {
+            let tcp = std::net::TcpStream::connect(address).unwrap();
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+                .unwrap();
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let conn = rustls::ClientConnection::new(client_config, name).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let (mut got, mut chunk) = (0, vec![0u8; 4096]);
+            while got < TOTAL {
+                let n = tls.read(&mut chunk).expect("every byte arrives");
+                assert!(n > 0, "the stream ended after {got} bytes");
+                got += n;
+                std::thread::sleep(std::time::Duration::from_micros(50));
+            }
+            got
+        });
+        let (stream, _) = listener.accept().unwrap();
+        nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
+        let tls = rustls::ServerConnection::new(server_config).unwrap();
+        let mut conn = TlsConnection::new(Connection::new(stream).unwrap(), tls);
+        conn.handshake().await.unwrap();
+        let mut left = bytes::Bytes::from(vec![b'x'; TOTAL]);
+        let mut full = 0;
+        while left.has_remaining() {
+            match conn.try_write_buf(&mut left) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    full += 1;
+                    conn.write_buf(&mut left).await.unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+            if !left.has_remaining() {
+                assert!(
+                    conn.cipher_out.is_empty(),
+                    "the caller's bytes all count as written, and {} bytes of records are \
+                     still in user space",
+                    conn.cipher_out.len()
+                );
+            }
+        }
+        assert!(full > 0, "the socket was never full: the test proves nothing");
+        assert_eq!(
+            tokio::task::spawn_blocking(move || reader.join().unwrap())
+                .await
+                .unwrap(),
+            TOTAL
+        );
+        drop(conn);
+    }
+}

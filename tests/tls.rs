@@ -543,3 +543,87 @@ fn a_slow_reader_gets_every_reply_to_the_last() {
         assert_eq!(got, requests * 2048);
     });
 }
+
+#[test]
+fn handlers_see_the_certificate_of_the_peer() {
+    use localipc_server::{CertificateName, Server, TlsSettings, handler_fn};
+    let pki = Pki::new();
+    // A server of the library's own, on TCP only: its handler answers with what it knows of
+    // the peer.
+    let handler = handler_fn(
+        |_request: bytes::Bytes, ctx: localipc_server::Context| async move {
+            let id = ctx
+                .peer()
+                .certificate()
+                .expect("a verified certificate")
+                .clone();
+            Ok::<_, localipc_server::BoxError>(format!(
+                "{}|{}|{}|{}",
+                id.common_names.join(","),
+                id.dns_names.join(","),
+                id.subject,
+                id.fingerprint
+            ))
+        },
+    );
+    let settings = TlsSettings::new(
+        pki.file("server.pem"),
+        pki.file("server.key"),
+        pki.file("ca.pem"),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let server = Server::builder(handler)
+            .socket("tcp:127.0.0.1:0")
+            .tls(settings)
+            .bind()
+            .unwrap();
+        let localipc_server::ListenAddress::Tcp { address, tls: true } = server.address().clone()
+        else {
+            panic!("{:?}", server.address());
+        };
+        let handle = server.handle();
+        let serving = tokio::spawn(server.serve(std::future::pending()));
+        let address: localipc_core::Address = format!("tcp:{address}").parse().unwrap();
+        let ask = |who: &'static str| {
+            let (address, options) = (address.clone(), pki.options(who));
+            async move {
+                let connection = localipc_client::connect_tcp(&address, &options, Some(PATIENCE))
+                    .await
+                    .unwrap();
+                let mut client = localipc_client::Client::from_connection(
+                    connection,
+                    localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
+                );
+                let reply = client.request("who am I").await.unwrap();
+                String::from_utf8(reply.to_vec()).unwrap()
+            }
+        };
+        let alice = ask("alice").await;
+        let parts: Vec<&str> = alice.split('|').collect();
+        assert_eq!(
+            parts[..3],
+            ["alice", "alice.clients.test", "CN=alice"],
+            "{alice}"
+        );
+        // The fingerprint is what an allow-list names, and it reads back as itself.
+        let fingerprint: CertificateName = parts[3].parse().unwrap();
+        assert_eq!(fingerprint.to_string(), parts[3]);
+        assert_eq!(
+            ask("alice").await,
+            alice,
+            "the same certificate, the same identity"
+        );
+        let bob = ask("bob").await;
+        assert!(
+            bob.starts_with("bob|bob.clients.test|CN=bob|sha256:"),
+            "{bob}"
+        );
+        assert_ne!(bob.split('|').nth(3), Some(parts[3]));
+        handle.shutdown();
+        serving.await.unwrap().unwrap();
+    });
+}

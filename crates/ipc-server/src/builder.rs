@@ -73,8 +73,10 @@ impl<H: Handler> Builder<H> {
     /// [`localipc_core::abstract_name`]): no file is created, and since no file permissions apply,
     /// any local process can connect unless [`access`](Self::access) allow-lists keep it out.
     /// The Varlink forms `unix:PATH` and `unix:@NAME` mean the same (see
-    /// [`Address`](localipc_core::Address)); an address of another host, or of a scheme this
-    /// version does not speak, fails at [`bind`](Self::bind).
+    /// [`Address`](localipc_core::Address)). `tcp:HOST:PORT` listens on TCP, with
+    /// [`tls`](Self::tls) (or [`plain_tcp`](Self::plain_tcp) on a loopback address). An
+    /// address of another host, or of a scheme this version does not speak, fails at
+    /// [`bind`](Self::bind).
     pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.socket_path = path.into();
         self.source = Source::Address;
@@ -221,6 +223,24 @@ impl<H: Handler> Builder<H> {
     /// Sets [`ServerConfig::access`].
     pub fn access(mut self, access: AccessPolicy) -> Self {
         self.config.access = access;
+        self
+    }
+
+    /// Sets [`ServerConfig::tls`]: what `tcp:` addresses are served with.
+    pub fn tls(mut self, tls: crate::TlsSettings) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
+    /// Sets [`ServerConfig::plain_tcp`]: `tcp:` addresses without TLS, loopback ones only.
+    pub fn plain_tcp(mut self, on: bool) -> Self {
+        self.config.plain_tcp = on;
+        self
+    }
+
+    /// Sets [`ServerConfig::handshake_timeout`].
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.config.handshake_timeout = timeout;
         self
     }
 

@@ -184,6 +184,36 @@ mod tests {
     }
 
     #[test]
+    fn certificates_are_named_as_users_are() {
+        use localipc_core::{CertificateIdentity, CertificateName, Fingerprint, Peer};
+        let remote = |cn: &str| {
+            let identity = CertificateIdentity::new(Fingerprint([3; 32]), format!("CN={cn}"))
+                .with(CertificateName::CommonName(cn.into()));
+            Context::new(
+                2,
+                Peer::Certificate {
+                    identity: Arc::new(identity),
+                    address: "10.1.2.3:4000".parse().unwrap(),
+                },
+            )
+        };
+        let ci = Policy::certificate("cn:ci".parse().unwrap());
+        assert!(ci.allows(&remote("ci")));
+        assert!(!ci.allows(&remote("dev")));
+        assert!(
+            !ci.allows(&caller(0, 0, &[])),
+            "a local caller has no certificate"
+        );
+        // Users and groups name local callers only: root's uid is no certificate's.
+        assert!(!Policy::uid(0).allows(&remote("root")));
+        assert!(!Policy::group(0).allows(&remote("root")));
+        assert!(!Policy::same_user().allows(&remote("root")));
+        let admins = Policy::uid(0).or(ci);
+        assert!(admins.allows(&remote("ci")) && admins.allows(&caller(0, 0, &[])));
+        assert_eq!(admins.to_string(), "uid 0 or certificate cn:ci");
+    }
+
+    #[test]
     fn a_call_must_pass_its_interface_and_its_method() {
         let gate = Gate::new(Some(&Policy::group(10)), Some(&Policy::uid(5)));
         assert!(gate.refusal(&caller(5, 10, &[])).is_none());

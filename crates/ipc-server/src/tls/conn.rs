@@ -356,7 +356,10 @@ mod tests {
                 );
             }
         }
-        assert!(full > 0, "the socket was never full: the test proves nothing");
+        assert!(
+            full > 0,
+            "the socket was never full: the test proves nothing"
+        );
         assert_eq!(
             tokio::task::spawn_blocking(move || reader.join().unwrap())
                 .await

@@ -246,11 +246,11 @@ impl TlsArgs {
     }
 
     /// Connects to `address`: a `tcp:` one with these options, any other as
-    /// [`localipc_client::connect`] does.
+    /// [`localipc_client::connect()`] does.
     ///
     /// # Errors
     ///
-    /// As [`options`](Self::options) and [`localipc_client::connect`].
+    /// As [`options`](Self::options) and [`localipc_client::connect()`].
     pub async fn connect(
         &self,
         address: &std::path::Path,

@@ -67,6 +67,7 @@ enum Listening {
 }
 
 impl Listening {
+    #[cfg(feature = "systemd")]
     fn unix(&self) -> Option<&UnixListener> {
         match self {
             Listening::Unix(l) => Some(l),

@@ -151,6 +151,28 @@ fn client_at(address: &str, args: &[String]) -> std::process::Output {
     cmd.output_within()
 }
 
+/// A runtime for a test's library clients.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The library's client over TCP with TLS, within the harness's patience.
+async fn tls_client(
+    address: &localipc_core::Address,
+    options: &localipc_client::TcpOptions,
+) -> localipc_client::Client {
+    let connection = localipc_client::connect_tcp(address, options, Some(PATIENCE))
+        .await
+        .unwrap_or_else(|e| panic!("connect to {address}: {e}"));
+    localipc_client::Client::from_connection(
+        connection,
+        localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
+    )
+}
+
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|a| (*a).to_owned()).collect()
 }
@@ -354,22 +376,10 @@ fn each_certificate_has_its_share_of_connections() {
     let pki = Pki::new();
     let (server, address) = start(&pki, &[], ";max-connections-per-uid=2");
     let address: localipc_core::Address = address.parse().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let open = |who: &'static str| {
             let (address, options) = (address.clone(), pki.options(who));
-            async move {
-                let connection = localipc_client::connect_tcp(&address, &options, Some(PATIENCE))
-                    .await
-                    .unwrap();
-                localipc_client::Client::from_connection(
-                    connection,
-                    localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
-                )
-            }
+            async move { tls_client(&address, &options).await }
         };
         let mut held = Vec::new();
         for _ in 0..2 {
@@ -423,13 +433,7 @@ fn a_thousand_connections_of_a_hundred_calls_each() {
             let (address, options, limit) = (address.clone(), options.clone(), limit.clone());
             tasks.spawn(async move {
                 let _turn = limit.acquire_owned().await.unwrap();
-                let connection = localipc_client::connect_tcp(&address, &options, Some(PATIENCE))
-                    .await
-                    .unwrap_or_else(|e| panic!("connection {conn}: {e}"));
-                let mut client = localipc_client::Client::from_connection(
-                    connection,
-                    localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
-                );
+                let mut client = tls_client(&address, &options).await;
                 let messages: Vec<String> = (0..100)
                     .map(|call| format!("conn {conn} call {call}"))
                     .collect();
@@ -463,19 +467,8 @@ fn large_pipelines_come_back_whole_and_a_stop_ends_the_stream_cleanly() {
     let pki = Pki::new();
     let (server, address) = start(&pki, &[], "");
     let address: localipc_core::Address = address.parse().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let connection =
-            localipc_client::connect_tcp(&address, &pki.options("alice"), Some(PATIENCE))
-                .await
-                .unwrap();
-        let mut client = localipc_client::Client::from_connection(
-            connection,
-            localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
-        );
+    runtime().block_on(async {
+        let mut client = tls_client(&address, &pki.options("alice")).await;
         // 4 MB each way, more than any socket buffer: the server's writes wait for room over
         // and over, and every reply still arrives whole and in order.
         let batch: Vec<String> = (0..4000).map(|i| format!("{i:0>1000}")).collect();
@@ -504,19 +497,16 @@ fn a_slow_reader_gets_every_reply_to_the_last() {
     let pki = Pki::new();
     let (_server, address) = start(&pki, &[], "");
     let address: localipc_core::Address = address.parse().unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let connection =
             localipc_client::connect_tcp(&address, &pki.options("alice"), Some(PATIENCE))
                 .await
                 .unwrap();
         let (mut reader, mut writer) = tokio::io::split(connection);
-        // 16,000 requests of 2 KB (32 MB, more than TCP's buffers on loopback hold) in one go, the connection kept open (no half-close); the
-        // replies are read slowly, so the server's writes find the socket full again and
-        // again, its last ones too. Every reply must come, to the last byte.
+        // 16,000 requests of 2 KB (32 MB, more than TCP's buffers on loopback hold) in one
+        // go, the connection kept open (no half-close); the replies are read slowly, so the
+        // server's writes find the socket full again and again. Every reply must come, to the
+        // last byte.
         let line = format!("{}\n", "x".repeat(2047));
         let requests = 16_000;
         let write = async move {
@@ -571,11 +561,7 @@ fn handlers_see_the_certificate_of_the_peer() {
         pki.file("server.key"),
         pki.file("ca.pem"),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    runtime().block_on(async {
         let server = Server::builder(handler)
             .socket("tcp:127.0.0.1:0")
             .tls(settings)
@@ -591,13 +577,7 @@ fn handlers_see_the_certificate_of_the_peer() {
         let ask = |who: &'static str| {
             let (address, options) = (address.clone(), pki.options(who));
             async move {
-                let connection = localipc_client::connect_tcp(&address, &options, Some(PATIENCE))
-                    .await
-                    .unwrap();
-                let mut client = localipc_client::Client::from_connection(
-                    connection,
-                    localipc_client::ClientOptions::default().timeout(Some(PATIENCE)),
-                );
+                let mut client = tls_client(&address, &options).await;
                 let reply = client.request("who am I").await.unwrap();
                 String::from_utf8(reply.to_vec()).unwrap()
             }

@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use localipc_core::Address;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use localipc_core::pem;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
@@ -65,7 +65,7 @@ impl TcpOptions {
     ) -> Result<Self, ClientError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
-        for cert in read_certs(ca.as_ref())? {
+        for cert in pem::certificates(ca.as_ref()).map_err(pem_error)? {
             roots
                 .add(cert)
                 .map_err(|e| tls_error(ca.as_ref(), format!("not a usable CA: {e}")))?;
@@ -77,9 +77,8 @@ impl TcpOptions {
         let config = match identity {
             None => builder.with_no_client_auth(),
             Some((cert, key)) => {
-                let chain = read_certs(cert)?;
-                let key = PrivateKeyDer::from_pem_file(key)
-                    .map_err(|e| tls_error(key, format!("no private key read: {e}")))?;
+                let chain = pem::certificates(cert).map_err(pem_error)?;
+                let key = pem::private_key(key).map_err(pem_error)?;
                 builder
                     .with_client_auth_cert(chain, key)
                     .map_err(|e| tls_error(cert, format!("does not go with the key: {e}")))?
@@ -195,15 +194,8 @@ impl TcpOptions {
     }
 }
 
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_error(path, e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(path, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(tls_error(path, "holds no PEM certificate".into()));
-    }
-    Ok(certs)
+fn pem_error(e: pem::PemError) -> ClientError {
+    ClientError::Tls(e.to_string())
 }
 
 fn tls_error(path: &Path, reason: String) -> ClientError {

@@ -12,6 +12,7 @@ pub mod handler;
 pub mod handlers;
 pub mod path;
 pub mod peer;
+pub mod pem;
 pub mod response;
 #[cfg(feature = "tower")]
 pub mod tower;

@@ -382,6 +382,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Any text behind any kind: a name or an error, never a panic; a name shows as text
+        /// that reads back as the same name.
+        #[test]
+        fn any_text_reads_or_fails_cleanly(
+            kind in proptest::sample::select(&[
+                "", "cn:", "dns:", "ip:", "uri:", "email:", "subject:", "sha256:", "x:",
+            ][..]),
+            tail in ".{0,80}",
+        ) {
+            let text = format!("{kind}{tail}");
+            if let Ok(name) = text.parse::<CertificateName>() {
+                proptest::prop_assert_eq!(name.to_string().parse::<CertificateName>(), Ok(name));
+            }
+        }
+    }
+
     #[test]
     fn peers_show_who_they_are() {
         let unix = Peer::from(PeerCredentials::new(1000, 100, Some(42)));

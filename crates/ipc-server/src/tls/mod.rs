@@ -14,9 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use localipc_core::pem;
 use localipc_core::{CertificateIdentity, CertificateName, Fingerprint, Peer};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
 pub(crate) use self::conn::TlsConnection;
@@ -82,11 +81,10 @@ impl TlsSettings {
     /// [`ServerError::Tls`] naming the file that cannot be read or used.
     pub(crate) fn load(&self) -> Result<Arc<rustls::ServerConfig>, ServerError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let chain = read_certs(&self.cert)?;
-        let key = PrivateKeyDer::from_pem_file(&self.key)
-            .map_err(|e| tls_error(&self.key, format!("no private key read: {e}")))?;
+        let chain = pem::certificates(&self.cert)?;
+        let key = pem::private_key(&self.key)?;
         let mut roots = rustls::RootCertStore::empty();
-        for ca in read_certs(&self.client_ca)? {
+        for ca in pem::certificates(&self.client_ca)? {
             roots
                 .add(ca)
                 .map_err(|e| tls_error(&self.client_ca, format!("not a usable CA: {e}")))?;
@@ -120,22 +118,19 @@ impl fmt::Debug for TlsSettings {
     }
 }
 
-/// Every certificate in a PEM file (at least one).
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, ServerError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| tls_error(path, e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(path, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(tls_error(path, "holds no PEM certificate".into()));
-    }
-    Ok(certs)
-}
-
 fn tls_error(path: &Path, reason: String) -> ServerError {
     ServerError::Tls {
         path: path.to_owned(),
         reason,
+    }
+}
+
+impl From<pem::PemError> for ServerError {
+    fn from(e: pem::PemError) -> Self {
+        ServerError::Tls {
+            path: e.path,
+            reason: e.reason,
+        }
     }
 }
 

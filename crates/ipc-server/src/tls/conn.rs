@@ -15,7 +15,7 @@
 //!   one (the session then answers what is complete, as for a half-close). A clean end of the
 //!   session sends `close_notify` before the socket closes.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::TcpStream;
 
 use bytes::{Buf, BufMut, BytesMut};
@@ -27,8 +27,6 @@ use crate::transport::Transport;
 const CIPHER_READ: usize = 16 * 1024 + 512;
 /// Most plaintext encrypted per write (four full records).
 const MAX_PLAIN: usize = 64 * 1024;
-/// Plaintext moved out of rustls per step.
-const PLAIN_STEP: usize = 16 * 1024;
 
 /// A TLS connection (server side) over an accepted TCP socket.
 pub(crate) struct TlsConnection {
@@ -100,6 +98,8 @@ impl TlsConnection {
                 moved += self.take_plaintext(plain)?;
             }
             if self.cipher_in.is_empty() {
+                // Given back, so an idle connection holds no buffer of its own.
+                self.cipher_in = BytesMut::new();
                 return Ok(moved);
             }
             let taken = self.tls.read_tls(&mut &self.cipher_in[..])?;
@@ -115,18 +115,23 @@ impl TlsConnection {
         }
     }
 
-    /// Moves the plaintext rustls holds into `plain`; notes the client's end.
+    /// Moves the plaintext rustls holds into `plain` (straight from rustls's buffer); notes
+    /// the client's end.
     fn take_plaintext(&mut self, plain: &mut BytesMut) -> io::Result<usize> {
-        let mut step = [0u8; PLAIN_STEP];
+        use std::io::BufRead;
         let mut moved = 0;
         loop {
-            match self.tls.reader().read(&mut step) {
-                Ok(0) => {
+            let mut reader = self.tls.reader();
+            match reader.fill_buf() {
+                // The client's close_notify, once everything before it is read.
+                Ok([]) => {
                     self.ended = true;
                     return Ok(moved);
                 }
-                Ok(n) => {
-                    plain.extend_from_slice(&step[..n]);
+                Ok(chunk) => {
+                    let n = chunk.len();
+                    plain.extend_from_slice(chunk);
+                    reader.consume(n);
                     moved += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(moved),
@@ -156,7 +161,8 @@ impl TlsConnection {
         }
     }
 
-    /// Writes what the socket takes of `cipher_out` now.
+    /// Writes what the socket takes of `cipher_out` now; once all is written, the buffer is
+    /// given back, so an idle connection holds none of its own.
     fn flush_now(&mut self) -> io::Result<()> {
         while !self.cipher_out.is_empty() {
             match self.tcp.try_write_buf(&mut self.cipher_out) {
@@ -166,6 +172,7 @@ impl TlsConnection {
                 Err(e) => return Err(e),
             }
         }
+        self.cipher_out = BytesMut::new();
         Ok(())
     }
 }
@@ -184,8 +191,7 @@ impl Transport for TlsConnection {
             // Records rustls made on its own (session tickets, a key update's answer).
             self.seal_pending();
             self.flush_now()?;
-            let want = hint.max(CIPHER_READ);
-            if self.tcp.read(&mut self.cipher_in, want).await? == 0 {
+            if self.tcp.read(&mut self.cipher_in, hint).await? == 0 {
                 self.socket_ended();
             }
         }
@@ -199,7 +205,7 @@ impl Transport for TlsConnection {
             }
             if self
                 .tcp
-                .try_read(&mut self.cipher_in, hint.max(CIPHER_READ))?
+                .try_read(&mut self.cipher_in, hint)?
                 == 0
             {
                 self.socket_ended();

@@ -280,6 +280,7 @@ impl Drop for TlsConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::sync::Arc;
 
     /// A server config for `127.0.0.1` and a client config that trusts it (no client

@@ -607,3 +607,94 @@ fn handlers_see_the_certificate_of_the_peer() {
         serving.await.unwrap().unwrap();
     });
 }
+
+#[test]
+fn requests_that_reached_the_server_before_a_stop_are_answered_over_tls() {
+    use std::io::Write;
+    let pki = Pki::new();
+    // A stop drains one maximum message and 256 KiB more of what waits in a socket: with
+    // messages up to 64 MiB, all this test's requests.
+    let (server, address) = start(&pki, &["--max-frame", "67108864"], "");
+    let target: std::net::SocketAddr = address.trim_start_matches("tcp:").parse().unwrap();
+    // A client socket with a small receive buffer, set before it connects (so it stays
+    // small): the server's replies fill it at once, and requests then wait in the server's
+    // socket, unread, as the stop comes.
+    let fd = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .unwrap();
+    rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 8192).unwrap();
+    rustix::net::connect(&fd, &target).unwrap();
+    let tcp = std::net::TcpStream::from(fd);
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            localipc_core::pem::certificates(&pki.file("ca.pem"))
+                .unwrap()
+                .remove(0),
+        )
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        localipc_core::pem::certificates(&pki.file("alice.pem")).unwrap(),
+        localipc_core::pem::private_key(&pki.file("alice.key")).unwrap(),
+    )
+    .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    // Requests of 16 KiB, each written only once the socket has room for it (so none is cut
+    // off half-way), until the socket stays full for half a second.
+    let line = |i: usize| format!("{i:0>16383}\n");
+    let mut written = 0;
+    while written < 4096 {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let mut room = [PollFd::new(&tls.sock, PollFlags::OUT)];
+        let half_a_second = Timespec {
+            tv_sec: 0,
+            tv_nsec: 500_000_000,
+        };
+        if rustix::event::poll(&mut room, Some(&half_a_second)).unwrap() == 0 {
+            break;
+        }
+        tls.write_all(line(written).as_bytes()).unwrap();
+        tls.flush().unwrap();
+        written += 1;
+    }
+    assert!(
+        written < 4096,
+        "the server never stopped reading: the test proves nothing"
+    );
+    server.signal(nix::sys::signal::Signal::SIGTERM);
+    wait_until("the server begins to stop", || {
+        server.log().contains("shutdown requested")
+    });
+    // Every request written whole before the stop is answered, in order; the connection was
+    // never half-closed. (What follows the last reply may be a reset: the rest of a request
+    // cut off by the write's time limit is left unread.)
+    let mut all = Vec::new();
+    if let Err(e) = tls.read_to_end(&mut all) {
+        eprintln!("the read ended with {e}");
+    }
+    let replies: Vec<&[u8]> = all
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(
+        replies.len() >= written,
+        "{written} requests were written before the stop and {} answered",
+        replies.len()
+    );
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(*reply, line(i).trim_end().as_bytes(), "reply {i}");
+    }
+    wait_until("the server stops", || server.log().contains("stopped"));
+}

@@ -203,11 +203,7 @@ impl Transport for TlsConnection {
             if moved > 0 || self.ended {
                 return Ok(moved);
             }
-            if self
-                .tcp
-                .try_read(&mut self.cipher_in, hint)?
-                == 0
-            {
+            if self.tcp.try_read(&mut self.cipher_in, hint)? == 0 {
                 self.socket_ended();
             }
         }

@@ -698,3 +698,142 @@ fn requests_that_reached_the_server_before_a_stop_are_answered_over_tls() {
     }
     wait_until("the server stops", || server.log().contains("stopped"));
 }
+
+#[test]
+fn seamless_restarts_keep_the_tcp_address_and_lose_no_call() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let pki = Pki::new();
+    // Port 0: the successor takes the TCP socket passed to it, so the port stays.
+    let (server, address) = start(&pki, &[], "");
+    let current = Arc::new(AtomicU32::new(server.pid() as u32));
+    // The successors outlive the harness's server process: whichever serves last is stopped.
+    struct StopLast(Arc<AtomicU32>);
+    impl Drop for StopLast {
+        fn drop(&mut self) {
+            let pid = nix::unistd::Pid::from_raw(self.0.load(Ordering::SeqCst) as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    let _stop_last = StopLast(Arc::clone(&current));
+    let parsed: localipc_core::Address = address.parse().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Clients as real ones behave, during the restarts: new connections with one call each,
+    // and long-lived ones that call again and again (a call on a connection the old server
+    // closed after its drain is sent again on a new one, as the README says).
+    let load = {
+        let (stop, options) = (Arc::clone(&stop), pki.options("alice"));
+        std::thread::spawn(move || {
+            runtime().block_on(async move {
+                let mut tasks = tokio::task::JoinSet::new();
+                for t in 0..6 {
+                    let (stop, options, address) =
+                        (Arc::clone(&stop), options.clone(), parsed.clone());
+                    tasks.spawn(async move {
+                        let (mut answered, mut resent, mut failures) = (0u64, 0u64, Vec::new());
+                        let mut kept: Option<localipc_client::Client> = None;
+                        let mut i = 0u64;
+                        while !stop.load(Ordering::SeqCst) {
+                            i += 1;
+                            let request = format!("c{t}-{i}");
+                            let long_lived = t % 3 == 0;
+                            let mut client = match kept.take() {
+                                Some(client) => client,
+                                None => match localipc_client::connect_tcp(
+                                    &address,
+                                    &options,
+                                    Some(PATIENCE),
+                                )
+                                .await
+                                {
+                                    Ok(c) => localipc_client::Client::from_connection(
+                                        c,
+                                        localipc_client::ClientOptions::default()
+                                            .timeout(Some(PATIENCE)),
+                                    ),
+                                    Err(e) => {
+                                        failures.push(format!("{request}: connect: {e}"));
+                                        continue;
+                                    }
+                                },
+                            };
+                            match client.request(&request).await {
+                                Ok(reply) if reply == request.as_bytes() => {
+                                    answered += 1;
+                                    if long_lived {
+                                        kept = Some(client);
+                                    }
+                                }
+                                Ok(reply) => failures.push(format!("{request}: got {reply:?}")),
+                                // The old server closed this long-lived connection: again, on
+                                // a new one.
+                                Err(localipc_client::ClientError::Closed) if long_lived => {
+                                    resent += 1;
+                                }
+                                Err(e) => failures.push(format!("{request}: {e}")),
+                            }
+                        }
+                        (answered, resent, failures)
+                    });
+                }
+                let mut total = (0u64, 0u64, Vec::new());
+                while let Some(done) = tasks.join_next().await {
+                    let (answered, resent, failures) = done.unwrap();
+                    total.0 += answered;
+                    total.1 += resent;
+                    total.2.extend(failures);
+                }
+                total
+            })
+        })
+    };
+    let restarts = 5;
+    for round in 1..=restarts {
+        std::thread::sleep(Duration::from_millis(300));
+        let old = current.load(Ordering::SeqCst);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(old as i32),
+            nix::sys::signal::Signal::SIGUSR2,
+        )
+        .unwrap();
+        let mut next = 0;
+        wait_until("the successor is ready", || {
+            let log = server.log();
+            let ready: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("the successor is ready"))
+                .collect();
+            if ready.len() < round {
+                return false;
+            }
+            next = ready[round - 1]
+                .rsplit("successor=")
+                .next()
+                .and_then(|p| p.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            true
+        });
+        assert_ne!(next, 0);
+        current.store(next, Ordering::SeqCst);
+        wait_until("the old server is gone", || {
+            std::fs::read_to_string(format!("/proc/{old}/stat"))
+                .map_or(true, |stat| stat.contains(") Z"))
+        });
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let (answered, resent, failures) = load.join().unwrap();
+    eprintln!("{restarts} restarts: {answered} calls answered, {resent} sent again");
+    assert!(
+        failures.is_empty(),
+        "{} failures, first: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert!(answered > 100, "{answered}");
+    // Every successor served the same address: the port stayed.
+    let log = server.log();
+    let port_lines = log.matches(&format!("address={address} ")).count();
+    assert!(port_lines > restarts, "{log}");
+}

@@ -10,6 +10,7 @@
 //! is then also the path's lock, named [`LOCK_FD_NAME`] (the successor then owns the socket
 //! file, and removes it at its end).
 
+use std::net::TcpListener;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 
@@ -24,49 +25,51 @@ pub const LISTENER_FD_NAME: &str = "localipc-listener";
 /// The name of the path's lock file among the descriptors a predecessor passes.
 pub const LOCK_FD_NAME: &str = "localipc-lock";
 
-/// What this process inherited to serve: a listening socket, and with it, from a server that
-/// handed its path over (or from systemd's file descriptor store), the path's lock, which
+/// What this process inherited to serve: listening sockets, and with a Unix one, from a server
+/// that handed its path over (or from systemd's file descriptor store), the path's lock, which
 /// makes the socket file this server's (see [`Builder::inherited`](crate::Builder::inherited)).
+/// TCP sockets come from a predecessor with `tcp:` addresses, or from systemd
+/// (`ListenStream=PORT`).
 #[derive(Debug)]
 pub struct Inherited {
-    pub(crate) listener: UnixListener,
-    pub(crate) lock: Option<std::fs::File>,
-    /// The other sockets passed (a server with [`Endpoint`](crate::Endpoint)s hands them all
-    /// over), each with its path's lock if that came too.
-    pub(crate) others: Vec<(UnixListener, Option<std::fs::File>)>,
+    /// The Unix sockets passed, in order, each with its path's lock if that came too.
+    pub(crate) unix: Vec<(UnixListener, Option<std::fs::File>)>,
+    /// The TCP sockets passed, in order.
+    pub(crate) tcp: Vec<TcpListener>,
 }
 
 impl Inherited {
-    /// The listening socket.
-    pub fn listener(&self) -> &UnixListener {
-        &self.listener
+    /// The first Unix listening socket passed, if any.
+    pub fn listener(&self) -> Option<&UnixListener> {
+        self.unix.first().map(|(listener, _)| listener)
     }
 
-    /// Whether the path's lock came with it: the socket file is then this server's.
+    /// Whether the first Unix socket's path lock came with it: the socket file is then this
+    /// server's.
     pub fn owns_path(&self) -> bool {
-        self.lock.is_some()
+        self.unix.first().is_some_and(|(_, lock)| lock.is_some())
     }
 
-    /// The listening socket alone; the lock, if any, is closed.
-    pub fn into_listener(self) -> UnixListener {
-        self.listener
+    /// The first Unix listening socket alone; everything else passed is closed.
+    pub fn into_listener(self) -> Option<UnixListener> {
+        self.unix.into_iter().next().map(|(listener, _)| listener)
     }
 }
 
 /// Takes what systemd (socket activation, or the file descriptor store) or a predecessor
-/// passed, if `LISTEN_PID` is this process and `LISTEN_FDS` is set: the listening sockets, and
-/// the locks of their paths, named [`LOCK_FD_NAME`]. A lock goes with the socket whose path it
-/// locks (`PATH.lock`), or, when one socket and one lock were passed, with that socket. The
-/// first socket passed is [`listener`](Inherited::listener); a server with several addresses
-/// ([`Endpoint`](crate::Endpoint)s) matches the others to them by address.
+/// passed, if `LISTEN_PID` is this process and `LISTEN_FDS` is set: the listening sockets (Unix
+/// and TCP), and the locks of their paths, named [`LOCK_FD_NAME`]. A lock goes with the socket
+/// whose path it locks (`PATH.lock`), or, when one socket and one lock were passed, with that
+/// socket. A server matches them to its addresses (see
+/// [`Builder::inherited`](crate::Builder::inherited)).
 ///
 /// Returns `Ok(None)` when nothing was passed, or when it was already taken by an earlier
 /// call (a descriptor can be owned only once).
 ///
 /// # Errors
 ///
-/// [`ServerError::InvalidConfig`] when a socket passed is not a listening Unix stream socket,
-/// or a lock is not a regular file.
+/// [`ServerError::InvalidConfig`] when a socket passed is not a listening Unix or TCP stream
+/// socket, or a lock is not a regular file.
 pub fn inherited() -> Result<Option<Inherited>, ServerError> {
     let passed: Vec<_> = sd_notify::listen_fds_with_names()
         .map_err(|e| ServerError::InvalidConfig(format!("bad socket activation variables: {e}")))?
@@ -78,7 +81,7 @@ pub fn inherited() -> Result<Option<Inherited>, ServerError> {
     let Some(owned) = crate::conn::take_inherited(&raw) else {
         return Ok(None);
     };
-    let (mut sockets, mut locks) = (Vec::new(), Vec::new());
+    let (mut sockets, mut locks, mut tcp) = (Vec::new(), Vec::new(), Vec::new());
     for ((_, name), fd) in passed.into_iter().zip(owned) {
         if name == LOCK_FD_NAME {
             let lock = std::fs::File::from(fd);
@@ -88,12 +91,13 @@ pub fn inherited() -> Result<Option<Inherited>, ServerError> {
                 )));
             }
             locks.push(lock);
-        } else {
-            check_listener(&fd)?;
+        } else if check_listener(&fd)? {
             sockets.push(UnixListener::from(fd));
+        } else {
+            tcp.push(TcpListener::from(fd));
         }
     }
-    let mut paired: Vec<_> = if sockets.len() == 1 && locks.len() == 1 {
+    let paired: Vec<_> = if sockets.len() == 1 && locks.len() == 1 {
         sockets.into_iter().zip(locks.drain(..).map(Some)).collect()
     } else {
         sockets
@@ -113,22 +117,18 @@ pub fn inherited() -> Result<Option<Inherited>, ServerError> {
             "lock files passed in lock no socket passed with them; closed"
         );
     }
-    if paired.is_empty() {
+    if paired.is_empty() && tcp.is_empty() {
         return Err(ServerError::InvalidConfig(
             "only lock files were passed in, no socket".to_owned(),
         ));
     }
-    let (listener, lock) = paired.remove(0);
     debug!(
-        owns_path = lock.is_some(),
-        others = paired.len(),
-        "using the socket passed in"
+        unix = paired.len(),
+        owns_path = paired.first().is_some_and(|(_, lock)| lock.is_some()),
+        tcp = tcp.len(),
+        "using the sockets passed in"
     );
-    Ok(Some(Inherited {
-        listener,
-        lock,
-        others: paired,
-    }))
+    Ok(Some(Inherited { unix: paired, tcp }))
 }
 
 /// Whether `lock` is the lock file of `socket`'s path (`PATH.lock`).
@@ -144,23 +144,33 @@ fn locks_path_of(lock: &std::fs::File, socket: &UnixListener) -> bool {
 }
 
 /// Takes the listening socket systemd passed, if `LISTEN_PID` is this process and `LISTEN_FDS`
-/// is set: [`inherited`], without the path's lock (closed if one was passed).
+/// is set: the first Unix one of [`inherited`], without the path's lock (everything else
+/// passed is closed).
 ///
 /// # Errors
 ///
 /// As [`inherited`].
 pub fn systemd_listener() -> Result<Option<UnixListener>, ServerError> {
-    Ok(inherited()?.map(Inherited::into_listener))
+    Ok(inherited()?.and_then(Inherited::into_listener))
 }
 
-fn check_listener(fd: &OwnedFd) -> Result<(), ServerError> {
+/// Checks that `fd` is a listening stream socket: `true` for a Unix one, `false` for TCP.
+fn check_listener(fd: &OwnedFd) -> Result<bool, ServerError> {
     let bad = |what: &str| {
         Err(ServerError::InvalidConfig(format!(
-            "the socket passed in {what}; use ListenStream= with a path"
+            "the socket passed in {what}; use ListenStream= with a path or a port"
         )))
     };
-    if getsockname::<UnixAddr>(std::os::fd::AsRawFd::as_raw_fd(fd)).is_err() {
-        return bad("is not a Unix domain socket");
+    let unix = getsockname::<UnixAddr>(std::os::fd::AsRawFd::as_raw_fd(fd)).is_ok();
+    let inet = !unix
+        && TcpListener::from(
+            fd.try_clone()
+                .map_err(|e| ServerError::io("use the inherited socket", "LISTEN_FDS", e))?,
+        )
+        .local_addr()
+        .is_ok();
+    if !unix && !inet {
+        return bad("is neither a Unix domain socket nor a TCP one");
     }
     if getsockopt(fd, sockopt::SockType) != Ok(SockType::Stream) {
         return bad("is not a stream socket");
@@ -168,7 +178,7 @@ fn check_listener(fd: &OwnedFd) -> Result<(), ServerError> {
     if getsockopt(fd, sockopt::AcceptConn) != Ok(true) {
         return bad("is not listening");
     }
-    Ok(())
+    Ok(unix)
 }
 
 /// Tells systemd the service is ready (`READY=1`). A no-op without `NOTIFY_SOCKET`.

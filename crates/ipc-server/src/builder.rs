@@ -19,14 +19,13 @@ enum Source {
     /// Bind the address `config.socket_path`: create the socket file (and remove it on exit),
     /// or bind a name in the abstract namespace.
     Address,
-    /// Serve a socket someone else created; its file is theirs and is never removed, unless
-    /// the path's lock came with it (a handover). The other sockets passed in serve the
-    /// endpoints at their addresses.
-    Listener(
-        UnixListener,
-        Option<std::fs::File>,
-        Vec<(UnixListener, Option<std::fs::File>)>,
-    ),
+    /// Serve sockets someone else created; a socket file is theirs and is never removed,
+    /// unless the path's lock came with it (a handover). Each serves the address it is bound
+    /// to.
+    Passed {
+        unix: Vec<(UnixListener, Option<std::fs::File>)>,
+        tcp: Vec<std::net::TcpListener>,
+    },
 }
 
 /// Configures and binds a [`Server`]. Start with [`Server::builder`].
@@ -98,17 +97,25 @@ impl<H: Handler> Builder<H> {
     /// the server never removes it, and the socket mode and group settings do not apply. The
     /// server reports the address the socket really has ([`Server::address`]).
     pub fn listener(mut self, listener: UnixListener) -> Self {
-        self.source = Source::Listener(listener, None, Vec::new());
+        self.source = Source::Passed {
+            unix: vec![(listener, None)],
+            tcp: Vec::new(),
+        };
         self
     }
 
     /// Serves what [`activation::inherited`](crate::activation::inherited) took: a socket
     /// passed by systemd, whose file is never removed (as with [`Builder::listener`]), or one
     /// handed over by a predecessor (or kept in systemd's file descriptor store) with the
-    /// path's lock, whose file is then this server's: removed at its end, or handed on.
+    /// path's lock, whose file is then this server's: removed at its end, or handed on. A TCP
+    /// socket passed serves the `tcp:` address it is bound to (an address with port 0 takes
+    /// one passed on its host).
     #[cfg(feature = "systemd")]
     pub fn inherited(mut self, inherited: crate::activation::Inherited) -> Self {
-        self.source = Source::Listener(inherited.listener, inherited.lock, inherited.others);
+        self.source = Source::Passed {
+            unix: inherited.unix,
+            tcp: inherited.tcp,
+        };
         self
     }
 
@@ -124,7 +131,7 @@ impl<H: Handler> Builder<H> {
         let path = config.socket_path.clone();
         self.config = config;
         match self.source {
-            Source::Listener(..) => self,
+            Source::Passed { .. } => self,
             Source::Address => self.socket(path),
         }
     }
@@ -254,23 +261,21 @@ impl<H: Handler> Builder<H> {
     pub fn bind(self) -> Result<Server<H>, ServerError> {
         match self.source {
             Source::Address => Server::bind(self.config, self.handler),
-            // One socket passed in: it is the main one, whatever its address (systemd's
+            // One Unix socket passed in: it is the main one, whatever its address (systemd's
             // `ListenStream=` decides where the server listens).
-            Source::Listener(listener, lock, others) if others.is_empty() => Server::adopt(
-                Some((listener, lock)),
+            Source::Passed { mut unix, tcp } if unix.len() == 1 && tcp.is_empty() => Server::adopt(
+                unix.pop(),
                 self.config,
                 self.handler,
                 Vec::new(),
+                Vec::new(),
             ),
             // Several (from a predecessor with endpoints, or systemd): each serves the address
-            // it is bound to; the main one is the socket at the main address, or else the one
-            // at no endpoint's address.
-            Source::Listener(listener, lock, others) => {
-                let mut passed = others;
-                passed.insert(0, (listener, lock));
-                let main =
-                    crate::server::pick_main(&passed, &self.config).map(|i| passed.remove(i));
-                Server::adopt(main, self.config, self.handler, passed)
+            // it is bound to; the main one is the socket at the main address, or else the Unix
+            // one at no endpoint's address.
+            Source::Passed { mut unix, tcp } => {
+                let main = crate::server::pick_main(&unix, &self.config).map(|i| unix.remove(i));
+                Server::adopt(main, self.config, self.handler, unix, tcp)
             }
         }
     }

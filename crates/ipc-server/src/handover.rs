@@ -91,10 +91,6 @@ pub enum HandoverError {
     /// The server is not serving (it stopped, or is stopping).
     #[error("the server is not serving")]
     NotServing,
-    /// The server listens on a `tcp:` address, whose socket is not handed over: restart it
-    /// instead.
-    #[error("a server with tcp: addresses cannot hand its sockets over; restart it instead")]
-    Tcp,
     /// The successor could not be started.
     #[error("cannot start the successor {}: {source}", program.display())]
     Spawn {

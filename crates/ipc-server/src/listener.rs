@@ -35,11 +35,12 @@ pub(crate) enum Socket {
 }
 
 impl Socket {
-    /// The Unix listening socket, if this is one.
-    pub(crate) fn unix(&self) -> Option<&UnixListener> {
+    /// The listening socket's descriptor, of either kind.
+    #[cfg(feature = "systemd")]
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         match self {
-            Socket::Unix(fd) => Some(fd.get_ref()),
-            Socket::Tcp(..) => None,
+            Socket::Unix(fd) => fd.get_ref().as_fd(),
+            Socket::Tcp(fd, _) => fd.get_ref().as_fd(),
         }
     }
 }
@@ -160,7 +161,7 @@ impl<H: Handler> Listener<H> {
             uids: self.uids.clone(),
         };
         let start = self.starter();
-        let (shutdown, timeout) = (self.shutdown.clone(), self.config.handshake_timeout);
+        let (force, timeout) = (self.force.clone(), self.config.handshake_timeout);
         let task = async move {
             let Some(tls) = tls else {
                 let peer = Peer::Anonymous { address };
@@ -177,11 +178,13 @@ impl<H: Handler> Listener<H> {
                 }
             };
             let mut conn = TlsConnection::new(conn, tls);
-            // The handshake holds the connection's slot: for the timeout at most, and not
-            // past a stop (a connection that has not finished it has sent no request).
+            // The handshake holds the connection's slot, for the timeout at most. A graceful
+            // stop lets it finish (its client is about to send a request, which the session
+            // then waits for briefly, as for any connection that has just come); a forced one
+            // drops it.
             let handshake = tokio::select! {
                 done = tokio::time::timeout(timeout, conn.handshake()) => done,
-                () = shutdown.fired() => return,
+                () = force.fired() => return,
             };
             match handshake {
                 Ok(Ok(())) => {}

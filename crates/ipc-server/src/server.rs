@@ -129,25 +129,7 @@ impl Bound {
             .map_err(|e| ServerError::io("resolve", name, e))?
             .next()
             .ok_or_else(|| ServerError::io("resolve", name, std::io::ErrorKind::NotFound.into()))?;
-        let tls = if config.plain_tcp {
-            if !address.ip().is_loopback() {
-                return Err(ServerError::InvalidConfig(format!(
-                    "{}: plain TCP is only served on a loopback address; give this one TLS \
-                     (--tls-cert, --tls-key, --tls-client-ca)",
-                    name.display()
-                )));
-            }
-            None
-        } else {
-            let Some(settings) = &config.tls else {
-                return Err(ServerError::InvalidConfig(format!(
-                    "{} needs TLS: --tls-cert, --tls-key and --tls-client-ca (or, on a \
-                     loopback address only, --plain-tcp)",
-                    name.display()
-                )));
-            };
-            Some(settings.load()?)
-        };
+        let tls = tcp_security(config, address)?;
         let listener = TcpListener::bind(address).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 ServerError::InUse { path: name.clone() }
@@ -155,9 +137,28 @@ impl Bound {
                 ServerError::io("bind", name, e)
             }
         })?;
+        Self::tcp(listener, tls, config)
+    }
+
+    /// Serves a TCP socket passed in (by a predecessor, or systemd) at `config`'s `tcp:`
+    /// address, with TLS as `config` says (its certificate files read now).
+    fn adopt_tcp(listener: TcpListener, config: &ServerConfig) -> Result<Self, ServerError> {
+        let name = &config.socket_path;
         let local = listener
             .local_addr()
-            .map_err(|e| ServerError::io("bind", name, e))?;
+            .map_err(|e| ServerError::io("use the inherited socket for", name, e))?;
+        let tls = tcp_security(config, local)?;
+        Self::tcp(listener, tls, config)
+    }
+
+    fn tcp(
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        config: &ServerConfig,
+    ) -> Result<Self, ServerError> {
+        let local = listener
+            .local_addr()
+            .map_err(|e| ServerError::io("listen on", &config.socket_path, e))?;
         Ok(Self {
             address: ListenAddress::Tcp {
                 address: local,
@@ -195,6 +196,33 @@ impl Bound {
     }
 }
 
+/// What a TCP address is served with: TLS as `config` gives it, or nothing where plain TCP
+/// is asked for, which only a loopback address may have.
+fn tcp_security(
+    config: &ServerConfig,
+    address: std::net::SocketAddr,
+) -> Result<Option<Arc<rustls::ServerConfig>>, ServerError> {
+    let name = &config.socket_path;
+    if config.plain_tcp {
+        if !address.ip().is_loopback() {
+            return Err(ServerError::InvalidConfig(format!(
+                "{}: plain TCP is only served on a loopback address; give this one TLS \
+                 (--tls-cert, --tls-key, --tls-client-ca)",
+                name.display()
+            )));
+        }
+        return Ok(None);
+    }
+    let Some(settings) = &config.tls else {
+        return Err(ServerError::InvalidConfig(format!(
+            "{} needs TLS: --tls-cert, --tls-key and --tls-client-ca (or, on a loopback \
+             address only, --plain-tcp)",
+            name.display()
+        )));
+    };
+    Ok(Some(settings.load()?))
+}
+
 /// The local socket an address names (`unix:` taken off).
 fn local(address: &Path) -> Result<PathBuf, ServerError> {
     let address = localipc_core::Address::parse(address)?;
@@ -209,17 +237,36 @@ pub(crate) fn pick_main(
     passed: &[(UnixListener, Option<std::fs::File>)],
     config: &ServerConfig,
 ) -> Option<usize> {
+    let main_is_tcp = tcp_target(&config.socket_path).is_some();
     passed
         .iter()
         .position(|(l, _)| same_address(l, &config.socket_path))
         .or_else(|| {
             passed.iter().position(|(l, _)| {
-                !config
-                    .also_listen
-                    .iter()
-                    .any(|e| same_address(l, &e.address))
+                !main_is_tcp
+                    && !config
+                        .also_listen
+                        .iter()
+                        .any(|e| same_address(l, &e.address))
             })
         })
+}
+
+/// `HOST:PORT` of a `tcp:` address; `None` for any other.
+fn tcp_target(address: &Path) -> Option<String> {
+    localipc_core::Address::parse(address).ok()?.tcp_target()
+}
+
+/// Whether the TCP `listener` serves the `tcp:` address `wanted`: bound to one of the
+/// addresses its host resolves to, at its port (any port, for port 0).
+fn same_tcp_address(listener: &TcpListener, wanted: &Path) -> bool {
+    use std::net::ToSocketAddrs;
+    let (Some(target), Ok(bound)) = (tcp_target(wanted), listener.local_addr()) else {
+        return false;
+    };
+    target.to_socket_addrs().is_ok_and(|mut addrs| {
+        addrs.any(|a| a.ip() == bound.ip() && (a.port() == bound.port() || a.port() == 0))
+    })
 }
 
 /// Whether `listener` is bound to the address `wanted`.
@@ -346,44 +393,68 @@ impl<H: Handler> Server<H> {
     ///
     /// As [`Builder::bind`](crate::Builder::bind).
     pub fn bind(config: ServerConfig, handler: H) -> Result<Self, ServerError> {
-        Self::adopt(None, config, handler, Vec::new())
+        Self::adopt(None, config, handler, Vec::new(), Vec::new())
     }
 
     /// Serves `main`, a socket bound elsewhere (its file is never removed, unless the path's
     /// lock came with it: then the file is this server's), or binds `config.socket_path` if
     /// there is none; then the addresses of [`ServerConfig::also_listen`], each served by the
-    /// socket of `passed` at its address if there is one (inherited from a predecessor or
-    /// systemd), else bound here.
+    /// socket of `passed` (Unix) or `passed_tcp` at its address if there is one (inherited
+    /// from a predecessor or systemd), else bound here.
     pub(crate) fn adopt(
         main: Option<(UnixListener, Option<std::fs::File>)>,
         mut config: ServerConfig,
         handler: H,
         mut passed: Vec<(UnixListener, Option<std::fs::File>)>,
+        mut passed_tcp: Vec<TcpListener>,
     ) -> Result<Self, ServerError> {
         config.validate()?;
+        let mut take_tcp = |wanted: &Path| {
+            passed_tcp
+                .iter()
+                .position(|listener| same_tcp_address(listener, wanted))
+                .map(|i| passed_tcp.remove(i))
+        };
         let main = match main {
             Some((listener, lock)) => Bound::adopt(listener, lock, &config)?,
+            None if tcp_target(&config.socket_path).is_some() => {
+                match take_tcp(&config.socket_path) {
+                    Some(listener) => Bound::adopt_tcp(listener, &config)?,
+                    None => Bound::bind(&config)?,
+                }
+            }
             None => {
                 // `unix:PATH` is PATH from here on.
-                let address = localipc_core::Address::parse(&config.socket_path)?;
-                if address.tcp_target().is_none() {
-                    config.socket_path = local(&config.socket_path)?;
-                }
+                config.socket_path = local(&config.socket_path)?;
                 Bound::bind(&config)?
             }
         };
         let mut extra = Vec::with_capacity(config.also_listen.len());
         for endpoint in &config.also_listen {
             let endpoint_config = endpoint.config(&config);
-            let inherited = passed
-                .iter()
-                .position(|(listener, _)| same_address(listener, &endpoint_config.socket_path))
-                .map(|i| passed.swap_remove(i));
-            let bound = match inherited {
-                Some((listener, lock)) => Bound::adopt(listener, lock, &endpoint_config)?,
-                None => Bound::bind(&endpoint_config)?,
+            let bound = if tcp_target(&endpoint_config.socket_path).is_some() {
+                match take_tcp(&endpoint_config.socket_path) {
+                    Some(listener) => Bound::adopt_tcp(listener, &endpoint_config)?,
+                    None => Bound::bind(&endpoint_config)?,
+                }
+            } else {
+                let inherited = passed
+                    .iter()
+                    .position(|(listener, _)| same_address(listener, &endpoint_config.socket_path))
+                    .map(|i| passed.swap_remove(i));
+                match inherited {
+                    Some((listener, lock)) => Bound::adopt(listener, lock, &endpoint_config)?,
+                    None => Bound::bind(&endpoint_config)?,
+                }
             };
             extra.push((bound, Arc::new(endpoint_config)));
+        }
+        for listener in passed_tcp {
+            let address = listener.local_addr().ok();
+            info!(
+                ?address,
+                "a TCP socket passed in is not one of this server's addresses; closing it"
+            );
         }
         for (listener, lock) in passed {
             let address = ListenAddress::of(&listener);
@@ -574,9 +645,7 @@ impl<H: Handler> Server<H> {
             // Connections already waiting in a backlog reached the socket before the stop:
             // they are answered too, not reset when it closes.
             for (accept_loop, inherited) in loops.iter_mut().zip(inherited) {
-                // A TCP connection still in the backlog has not made its TLS handshake, so
-                // it has sent no request yet.
-                if inherited || accept_loop.listener.unix().is_none() {
+                if inherited {
                     continue;
                 }
                 tokio::select! {
@@ -668,12 +737,9 @@ async fn accept_until_stop<H: Handler>(
     use crate::handover::{self, HandoverError};
     use std::os::fd::AsFd;
     // A copy of each listening socket for successors (the accept loops hold the originals).
-    // TCP sockets are not handed over: a server with one restarts instead.
-    let tcp = loops.iter().any(|l| l.listener.unix().is_none());
     let listeners = loops
         .iter()
-        .filter_map(|l| l.listener.unix())
-        .map(UnixListener::try_clone)
+        .map(|l| l.listener.fd().try_clone_to_owned())
         .collect::<std::io::Result<Vec<_>>>()?;
     let mut launching = None;
     tokio::pin!(shutdown);
@@ -697,11 +763,6 @@ async fn accept_until_stop<H: Handler>(
             Some((successor, reply)) = requests.recv() => {
                 if launching.is_some() {
                     let _ = reply.send(Err(HandoverError::InProgress));
-                    continue;
-                }
-                if tcp {
-                    warn!("a server with tcp: addresses does not hand over; serving on");
-                    let _ = reply.send(Err(HandoverError::Tcp));
                     continue;
                 }
                 let sockets: Vec<_> = listeners

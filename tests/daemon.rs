@@ -56,7 +56,7 @@ os.execv(binary, [binary, "--mode", "ack", "--socket", "/nonexistent/ignored.soc
     assert!(path.exists(), "the activated socket was unlinked");
     assert!(!std::path::Path::new("/nonexistent/ignored.sock").exists());
     let log = std::fs::read_to_string(&log).unwrap();
-    assert!(log.contains("using the socket passed in"), "{log}");
+    assert!(log.contains("using the sockets passed in"), "{log}");
 }
 
 #[test]

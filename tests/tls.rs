@@ -151,6 +151,22 @@ fn client_at(address: &str, args: &[String]) -> std::process::Output {
     cmd.output_within()
 }
 
+/// The bytes the kernel holds in the send queue of this host's TCP socket bound to `port`
+/// (`tx_queue` in `/proc/net/tcp`): written by its program, not yet taken by the peer.
+fn send_queue(port: u16) -> usize {
+    let table = fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .find_map(|row| {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            let local_port = u16::from_str_radix(cols.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let tx = cols.get(4)?.split(':').next()?;
+            (local_port == port).then(|| usize::from_str_radix(tx, 16).ok())?
+        })
+        .expect("the client's socket is in /proc/net/tcp")
+}
+
 /// A runtime for a test's library clients.
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -608,13 +624,25 @@ fn handlers_see_the_certificate_of_the_peer() {
     });
 }
 
-#[test]
-fn requests_that_reached_the_server_before_a_stop_are_answered_over_tls() {
+/// What a stop did to a client that lags: how many requests it wrote before the stop, how
+/// many of them may not have left its own kernel, the replies it read, and how many the
+/// server says it answered.
+struct Lagging {
+    written: usize,
+    slack: usize,
+    unsent: usize,
+    replies: usize,
+    answered: usize,
+}
+
+/// A client of the test's own that writes 16 KiB requests and reads nothing until the server
+/// stops reading (its replies fill the client's small receive buffer, and requests wait in the
+/// server's socket), then the stop (SIGTERM), then the client reads everything. `args` are the
+/// server's. Every reply read is checked against its request.
+fn stop_while_a_client_lags(args: &[&str]) -> Lagging {
     use std::io::Write;
     let pki = Pki::new();
-    // A stop drains one maximum message and 256 KiB more of what waits in a socket: with
-    // messages up to 64 MiB, all this test's requests.
-    let (server, address) = start(&pki, &["--max-frame", "67108864"], "");
+    let (server, address) = start(&pki, args, "");
     let target: std::net::SocketAddr = address.trim_start_matches("tcp:").parse().unwrap();
     // A client socket with a small receive buffer, set before it connects (so it stays
     // small): the server's replies fill it at once, and requests then wait in the server's
@@ -673,6 +701,10 @@ fn requests_that_reached_the_server_before_a_stop_are_answered_over_tls() {
         written < 4096,
         "the server never stopped reading: the test proves nothing"
     );
+    // What the client's own kernel still holds has not reached the server: those requests
+    // (`slack` at most) are not owed a reply. The rest, in the server's socket, are.
+    let unsent = send_queue(tls.sock.local_addr().unwrap().port());
+    let slack = unsent.div_ceil(16 * 1024 + 22) + 1;
     server.signal(nix::sys::signal::Signal::SIGTERM);
     wait_until("the server begins to stop", || {
         server.log().contains("shutdown requested")
@@ -688,15 +720,80 @@ fn requests_that_reached_the_server_before_a_stop_are_answered_over_tls() {
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    assert!(
-        replies.len() >= written,
-        "{written} requests were written before the stop and {} answered",
-        replies.len()
-    );
     for (i, reply) in replies.iter().enumerate() {
         assert_eq!(*reply, line(i).trim_end().as_bytes(), "reply {i}");
     }
     wait_until("the server stops", || server.log().contains("stopped"));
+    // The server's count of the replies it wrote whole, for this connection (the second: the
+    // harness's probe was the first).
+    let log = server.log();
+    let answered = log
+        .lines()
+        .filter(|l| l.contains("conn{id=2}") && l.contains("answered="))
+        .find_map(|l| {
+            l.rsplit("answered=")
+                .next()?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no count of replies in the log: {log}"));
+    Lagging {
+        written,
+        slack,
+        unsent,
+        replies: replies.len(),
+        answered,
+    }
+}
+
+#[test]
+fn requests_that_reached_the_server_before_a_stop_are_answered_over_tls() {
+    // A stop drains one maximum message and 256 KiB more of what waits in a socket: with
+    // messages up to 64 MiB, all of this test's requests.
+    let lag = stop_while_a_client_lags(&["--max-frame", "67108864"]);
+    let Lagging {
+        written,
+        slack,
+        unsent,
+        replies,
+        answered,
+    } = lag;
+    assert!(
+        replies + slack >= written,
+        "{written} requests were written before the stop ({slack} of them perhaps still in the \
+         client's send queue, {unsent} bytes) and {replies} answered"
+    );
+    assert!(
+        written > slack + 16,
+        "too few requests reached the server's socket: the test proves little"
+    );
+    assert_eq!(
+        replies, answered,
+        "every reply the server wrote reaches the client"
+    );
+}
+
+#[test]
+fn replies_written_before_a_close_reach_a_slow_client_over_tcp() {
+    // At the default maximum message, a stop drains 1.25 MiB of the requests waiting, and
+    // closes with the rest unread: a plain close would reset the connection, and the kernel
+    // would drop the replies the client has not taken yet. Every reply the server wrote must
+    // reach the client.
+    let lag = stop_while_a_client_lags(&[]);
+    assert!(
+        lag.answered < lag.written,
+        "the drain took every request ({} of {}): no input was left unread, the test proves \
+         nothing",
+        lag.answered,
+        lag.written
+    );
+    assert_eq!(
+        lag.replies, lag.answered,
+        "the server wrote {} replies and the client read {}",
+        lag.answered, lag.replies
+    );
 }
 
 #[test]

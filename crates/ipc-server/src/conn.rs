@@ -101,6 +101,28 @@ impl<S: StreamSocket> Connection<S> {
     }
 }
 
+impl<S: StreamSocket> Connection<S> {
+    /// Closes gracefully: ends the sending side (the peer reads the end of the stream after
+    /// everything written), then waits until the peer has taken every byte written, dropping
+    /// what it sends meanwhile, for [`LINGER`] at most. Closing a TCP socket whose input
+    /// holds unread bytes resets the connection, and a reset drops what the kernel has not
+    /// sent yet: replies a slow reader had not taken would be lost.
+    pub(crate) async fn linger(&mut self) {
+        let Ok(fd) = self.fd() else { return };
+        let _ = rustix::net::shutdown(fd.get_ref(), rustix::net::Shutdown::Write);
+        let deadline = tokio::time::Instant::now() + LINGER;
+        let mut pause = std::time::Duration::from_millis(1);
+        while self.unread_by_peer().is_some_and(|unsent| unsent > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            self.discard_unread(DISCARD_PER_PAUSE);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
+        }
+        self.discard_unread(DISCARD_PER_PAUSE);
+    }
+}
+
 impl Connection<UnixStream> {
     /// The peer's user, group and process ids (`SO_PEERCRED`).
     pub(crate) fn peer_credentials(&self) -> io::Result<PeerCredentials> {
@@ -223,6 +245,14 @@ impl<S: StreamSocket> Transport for Connection<S> {
         .await
     }
 
+    const LINGERS: bool = S::LINGERS;
+
+    async fn close(&mut self) {
+        if S::LINGERS {
+            self.linger().await;
+        }
+    }
+
     fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
         self.fds.as_mut()?.received.take()
     }
@@ -280,6 +310,11 @@ impl OwnedSocket for TcpListener {}
 
 /// A connected stream socket a session can run over.
 pub(crate) trait StreamSocket: OwnedSocket + Send + Sync + 'static {
+    /// Whether a close can lose what was written: TCP drops what it has not sent when a socket
+    /// closes with unread input (it resets the connection), so it lingers (see
+    /// [`Connection::linger`]).
+    const LINGERS: bool;
+
     /// What `poll` reports, beside `POLLHUP` and `POLLERR`, once the peer is gone: nothing
     /// more for a Unix stream, whose half-close shows only as the end of the stream;
     /// `POLLRDHUP` for TCP, where a peer that closed and one that only shut down its sending
@@ -288,12 +323,19 @@ pub(crate) trait StreamSocket: OwnedSocket + Send + Sync + 'static {
 }
 
 impl StreamSocket for UnixStream {
+    const LINGERS: bool = false;
     const HANG_UP: rustix::event::PollFlags = rustix::event::PollFlags::empty();
 }
 
 impl StreamSocket for TcpStream {
+    const LINGERS: bool = true;
     const HANG_UP: rustix::event::PollFlags = rustix::event::PollFlags::RDHUP;
 }
+
+/// Most bytes a lingering close drops between two looks at the peer's progress.
+const DISCARD_PER_PAUSE: usize = 256 * 1024;
+/// Longest a closing TCP connection waits for its peer to take what was written.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What the kernel still holds of what was written to `socket` (`SIOCOUTQ`: for TCP, what
 /// the peer has not acknowledged yet).

@@ -170,6 +170,20 @@ impl<H: Handler, T: Transport> Session<H, T> {
                 () = forced => Err(SessionError::Forced),
                 result = self.serve(&mut outbox) => result,
             };
+            if T::LINGERS && !matches!(result, Err(SessionError::Forced)) {
+                // The replies written reach the peer before the close (a TCP socket would drop
+                // what it has not sent yet), unless the stop is forced meanwhile. Boxed: only
+                // TCP connections make this wait.
+                let (force, conn) = (self.force.clone(), &mut self.conn);
+                Box::pin(async move {
+                    tokio::select! {
+                        biased;
+                        () = force.fired() => {}
+                        () = conn.close() => {}
+                    }
+                })
+                .await;
+            }
             let answered = outbox.replies_sent();
             match result.as_mut() {
                 Ok(()) => debug!(answered, "closed"),

@@ -25,6 +25,8 @@ use crate::transport::Transport;
 
 /// Ciphertext asked of the socket per read.
 const CIPHER_READ: usize = 16 * 1024 + 512;
+/// Longest a close waits to send what is left of its records and `close_notify`.
+const CLOSE_NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Most plaintext encrypted per write (four full records).
 const MAX_PLAIN: usize = 64 * 1024;
 
@@ -41,6 +43,8 @@ pub(crate) struct TlsConnection {
     encrypted: usize,
     /// The client ended its side: `close_notify`, or the socket's end.
     ended: bool,
+    /// `close_notify` was sent.
+    closed: bool,
 }
 
 impl TlsConnection {
@@ -53,6 +57,7 @@ impl TlsConnection {
             cipher_out: BytesMut::new(),
             encrypted: 0,
             ended: false,
+            closed: false,
         }
     }
 
@@ -258,13 +263,34 @@ impl Transport for TlsConnection {
         self.cipher_in.clear();
         self.tcp.discard_unread(limit);
     }
+
+    const LINGERS: bool = true;
+
+    /// Sends `close_notify` after the replies (the client then knows the stream was not cut
+    /// short), then closes as a TCP connection does, once the client has taken it all.
+    async fn close(&mut self) {
+        if !self.tls.is_handshaking() {
+            self.tls.send_close_notify();
+            self.closed = true;
+            self.seal_pending();
+        }
+        let sent = tokio::time::timeout(CLOSE_NOTIFY_WAIT, async {
+            while !self.cipher_out.is_empty() {
+                if self.tcp.write_buf(&mut self.cipher_out).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let _ = sent.await;
+        self.tcp.linger().await;
+    }
 }
 
 /// Sends `close_notify`, if the socket takes it now: the session has ended (its replies
 /// already with the kernel), and this tells the client the stream was not cut short.
 impl Drop for TlsConnection {
     fn drop(&mut self) {
-        if self.tls.is_handshaking() {
+        if self.closed || self.tls.is_handshaking() {
             return;
         }
         self.tls.send_close_notify();

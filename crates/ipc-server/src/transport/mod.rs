@@ -20,6 +20,10 @@
 //! - **Progress of a slow reader.** [`unread_by_peer`](Transport::unread_by_peer) counts bytes
 //!   written and not yet taken by the peer, so a peer that reads slowly but steadily is told
 //!   apart from one that stopped; a transport that cannot tell returns `None`.
+//! - **The close.** [`close`](Transport::close) ends a session that ended gracefully: a
+//!   transport whose written bytes can still be lost at the close (TCP discards what it has
+//!   not sent when the socket closes with unread input) keeps them until the peer has them,
+//!   for a bounded time.
 //! - **Descriptors** (for a transport that carries them): a read hands over the descriptors
 //!   that came with its bytes through [`take_fds`](Transport::take_fds); the session binds
 //!   them to the first message that starts in that read (see `session::inbox`); descriptors
@@ -73,6 +77,16 @@ pub(crate) trait Transport: Send {
     /// Drops up to `limit` bytes that the peer sent and nobody will read, without waiting,
     /// before a close for an error.
     fn discard_unread(&mut self, limit: usize);
+
+    /// Whether [`close`](Self::close) has anything to do.
+    const LINGERS: bool = false;
+
+    /// Ends the connection after a graceful end of its session, once every byte written has
+    /// reached the peer (or a bounded time has passed). Nothing to do by default: a Unix
+    /// socket's bytes are in the peer's queue as soon as they are written.
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 
     /// The descriptors that came with the bytes of the last read, if any. A transport that
     /// carries none returns `None`.

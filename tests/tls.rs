@@ -934,3 +934,26 @@ fn seamless_restarts_keep_the_tcp_address_and_lose_no_call() {
     let port_lines = log.matches(&format!("address={address} ")).count();
     assert!(port_lines > restarts, "{log}");
 }
+
+#[test]
+fn an_idle_tls_connection_is_closed_at_the_idle_timeout() {
+    let pki = Pki::new();
+    let (server, address) = start(&pki, &["--idle-timeout", "1"], "");
+    let address: localipc_core::Address = address.parse().unwrap();
+    runtime().block_on(async {
+        let mut client = tls_client(&address, &pki.options("alice")).await;
+        assert_eq!(client.request("awake").await.unwrap(), &b"awake"[..]);
+        // Nothing for longer than the idle timeout: the server closes the connection.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let late = client.request("too late").await;
+        assert!(
+            matches!(late, Err(localipc_client::ClientError::Closed)),
+            "{late:?}"
+        );
+    });
+    assert!(
+        server.log().contains("closing idle connection"),
+        "{}",
+        server.log()
+    );
+}

@@ -103,23 +103,40 @@ impl<S: StreamSocket> Connection<S> {
 
 impl<S: StreamSocket> Connection<S> {
     /// Closes gracefully: ends the sending side (the peer reads the end of the stream after
-    /// everything written), then waits until the peer has taken every byte written, dropping
-    /// what it sends meanwhile, for [`LINGER`] at most. Closing a TCP socket whose input
+    /// everything written), then drops what the peer sends until it has taken every byte
+    /// written or ended its own side, for [`LINGER`] at most. Closing a TCP socket whose input
     /// holds unread bytes resets the connection, and a reset drops what the kernel has not
-    /// sent yet: replies a slow reader had not taken would be lost.
+    /// sent yet: replies a slow reader had not taken would be lost. Once the peer has ended
+    /// its side and its bytes are dropped, no more can come, and the kernel sends what is
+    /// left after the close.
     pub(crate) async fn linger(&mut self) {
         let Ok(fd) = self.fd() else { return };
-        let _ = rustix::net::shutdown(fd.get_ref(), rustix::net::Shutdown::Write);
+        let socket = fd.get_ref();
+        let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Write);
         let deadline = tokio::time::Instant::now() + LINGER;
         let mut pause = std::time::Duration::from_millis(1);
-        while self.unread_by_peer().is_some_and(|unsent| unsent > 0)
-            && tokio::time::Instant::now() < deadline
-        {
-            self.discard_unread(DISCARD_PER_PAUSE);
+        let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
+        loop {
+            let mut dropped = 0;
+            loop {
+                match recv_uninit(socket, &mut chunk) {
+                    // The peer ended its side: nothing more can come.
+                    Ok(got) if got.is_empty() => return,
+                    Ok(got) if dropped < DISCARD_PER_PAUSE => dropped += got.len(),
+                    Ok(_) => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // Reset, or gone: nothing left to save.
+                    Err(_) => return,
+                }
+            }
+            let everything_taken = unsent(socket).is_none_or(|unsent| unsent == 0);
+            if everything_taken || tokio::time::Instant::now() >= deadline {
+                return;
+            }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(50));
         }
-        self.discard_unread(DISCARD_PER_PAUSE);
     }
 }
 

@@ -121,7 +121,7 @@ impl<S: StreamSocket> Connection<S> {
             loop {
                 match recv_uninit(socket, &mut chunk) {
                     // The peer ended its side: nothing more can come.
-                    Ok(got) if got.is_empty() => return,
+                    Ok([]) => return,
                     Ok(got) if dropped < DISCARD_PER_PAUSE => dropped += got.len(),
                     Ok(_) => break,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rcgen::{
@@ -956,4 +957,31 @@ fn an_idle_tls_connection_is_closed_at_the_idle_timeout() {
         "{}",
         server.log()
     );
+}
+
+#[test]
+fn python_ssl_clients_are_served_in_both_protocols() {
+    // Python's standard ssl module: OpenSSL on the client's side, with a client certificate.
+    let pki = Pki::new();
+    for protocol in PROTOCOLS {
+        let (_server, address) = start(&pki, &["--protocol", protocol], ";allow-cert=cn:alice");
+        let port = address.rsplit(':').next().unwrap();
+        let mut cmd = Command::new("python3");
+        cmd.arg(peer("tls_client.py"))
+            .args(["127.0.0.1", port])
+            .args([
+                pki.file("ca.pem"),
+                pki.file("alice.pem"),
+                pki.file("alice.key"),
+            ])
+            .args([protocol, "500"]);
+        let out = cmd.output_within();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{protocol}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.starts_with("ok 500 TLSv1."), "{stdout}");
+    }
 }

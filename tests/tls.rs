@@ -98,6 +98,26 @@ impl Pki {
         args
     }
 
+    /// A rustls client configuration of the test's own for `who` (trusting the CA).
+    fn rustls_client(&self, who: &str) -> std::sync::Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in localipc_core::pem::certificates(&self.file("ca.pem")).unwrap() {
+            roots.add(ca).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(
+            localipc_core::pem::certificates(&self.file(&format!("{who}.pem"))).unwrap(),
+            localipc_core::pem::private_key(&self.file(&format!("{who}.key"))).unwrap(),
+        )
+        .unwrap();
+        std::sync::Arc::new(config)
+    }
+
     /// The library client's options for `who`.
     fn options(&self, who: &str) -> localipc_client::TcpOptions {
         let (cert, key) = (
@@ -658,27 +678,8 @@ fn stop_while_a_client_lags(args: &[&str]) -> Lagging {
     rustix::net::connect(&fd, &target).unwrap();
     let tcp = std::net::TcpStream::from(fd);
     tcp.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(
-            localipc_core::pem::certificates(&pki.file("ca.pem"))
-                .unwrap()
-                .remove(0),
-        )
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        localipc_core::pem::certificates(&pki.file("alice.pem")).unwrap(),
-        localipc_core::pem::private_key(&pki.file("alice.key")).unwrap(),
-    )
-    .unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let conn = rustls::ClientConnection::new(pki.rustls_client("alice"), name).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     // Requests of 16 KiB, each written only once the socket has room for it (so none is cut
     // off half-way), until the socket stays full for half a second.
@@ -983,5 +984,34 @@ fn python_ssl_clients_are_served_in_both_protocols() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(stdout.starts_with("ok 500 TLSv1."), "{stdout}");
+    }
+}
+
+#[test]
+fn requests_sent_with_the_end_of_the_handshake_are_all_served() {
+    use std::io::Write;
+    // A client that writes a large pipelined batch the moment its side of the handshake is
+    // done: its last handshake message and 256 KiB of requests reach the server together.
+    let pki = Pki::new();
+    let (_server, address) = start(&pki, &[], "");
+    let target = address.trim_start_matches("tcp:");
+    for round in 0..5 {
+        let tcp = std::net::TcpStream::connect(target).unwrap();
+        tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+        let mut tls = rustls::StreamOwned::new(
+            rustls::ClientConnection::new(
+                pki.rustls_client("alice"),
+                rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            )
+            .unwrap(),
+            tcp,
+        );
+        let batch: String = (0..256).map(|i| format!("{round}-{i:0>1017}\n")).collect();
+        tls.write_all(batch.as_bytes()).unwrap();
+        tls.flush().unwrap();
+        let mut got = vec![0u8; batch.len()];
+        tls.read_exact(&mut got)
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(got == batch.as_bytes(), "round {round}: replies differ");
     }
 }

@@ -93,14 +93,19 @@ impl TlsConnection {
     }
 
     /// Hands rustls the ciphertext read, and with `plain`, moves out every byte of plaintext
-    /// it yields (so rustls's plaintext buffer never fills); returns the bytes moved. An error
+    /// it yields (so rustls's plaintext buffer never fills); without, it stops at the end of
+    /// the handshake. Returns the bytes moved. An error
     /// of the protocol (a bad record, a refused certificate) is sent to the client as an
     /// alert, if the socket takes it now.
     fn absorb(&mut self, mut plain: Option<&mut BytesMut>) -> io::Result<usize> {
         let mut moved = 0;
         loop {
-            if let Some(plain) = plain.as_deref_mut() {
-                moved += self.take_plaintext(plain)?;
+            match plain.as_deref_mut() {
+                Some(plain) => moved += self.take_plaintext(plain)?,
+                // During the handshake: what follows its end stays for the first read, which
+                // takes the plaintext out as it goes (rustls holds at most 16 KiB of it).
+                None if !self.tls.is_handshaking() => return Ok(moved),
+                None => {}
             }
             if self.cipher_in.is_empty() {
                 // Given back, so an idle connection holds no buffer of its own.

@@ -115,20 +115,11 @@ impl<S: StreamSocket> Connection<S> {
         let _ = rustix::net::shutdown(socket, rustix::net::Shutdown::Write);
         let deadline = tokio::time::Instant::now() + LINGER;
         let mut pause = std::time::Duration::from_millis(1);
-        let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
         loop {
-            let mut dropped = 0;
-            loop {
-                match recv_uninit(socket, &mut chunk) {
-                    // The peer ended its side: nothing more can come.
-                    Ok([]) => return,
-                    Ok(got) if dropped < DISCARD_PER_PAUSE => dropped += got.len(),
-                    Ok(_) => break,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    // Reset, or gone: nothing left to save.
-                    Err(_) => return,
-                }
+            // Once the peer has ended its side (nothing more can come), or the connection is
+            // reset or gone (nothing is left to save), the close loses nothing.
+            if !matches!(drop_input(socket, DISCARD_PER_PAUSE), Input::Waiting) {
+                return;
             }
             let everything_taken = unsent(socket).is_none_or(|unsent| unsent == 0);
             if everything_taken || tokio::time::Instant::now() >= deadline {
@@ -285,16 +276,36 @@ impl<S: StreamSocket> Transport for Connection<S> {
     /// makes the peer's reads fail with `ECONNRESET` once it has read what was sent to it; the
     /// replies are still there to read, but a simple client may give up at the error.
     fn discard_unread(&mut self, limit: usize) {
-        let Ok(fd) = self.fd() else { return };
-        let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
-        let mut dropped = 0;
-        while dropped < limit {
-            match recv_uninit(fd.get_ref(), &mut chunk) {
-                Ok(got) if !got.is_empty() => dropped += got.len(),
-                _ => break,
-            }
+        if let Ok(fd) = self.fd() {
+            drop_input(fd.get_ref(), limit);
         }
     }
+}
+
+/// What [`drop_input`] found.
+enum Input {
+    /// Nothing more has arrived for now, or the limit was reached.
+    Waiting,
+    /// The peer ended its side: nothing more can come.
+    Ended,
+    /// The connection was reset, or is gone.
+    Gone,
+}
+
+/// Reads and drops what the peer has sent, without waiting, up to about `limit` bytes.
+fn drop_input(socket: &impl AsFd, limit: usize) -> Input {
+    let mut chunk = [MaybeUninit::<u8>::uninit(); SMALL_READ];
+    let mut dropped = 0;
+    while dropped < limit {
+        match recv_uninit(socket, &mut chunk) {
+            Ok([]) => return Input::Ended,
+            Ok(got) => dropped += got.len(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Input::Waiting,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Input::Gone,
+        }
+    }
+    Input::Waiting
 }
 
 /// Takes ownership of the descriptors systemd (or a predecessor) passed, once in the process's

@@ -155,18 +155,14 @@ impl<H: Handler> Listener<H> {
                 return;
             }
         };
-        let admission = Admission {
-            id,
-            config: Arc::clone(&self.config),
-            uids: self.uids.clone(),
-        };
+        let uids = self.uids.clone();
         let start = self.starter();
         let (force, timeout) = (self.force.clone(), self.config.handshake_timeout);
         let task = async move {
             let Some(tls) = tls else {
                 let peer = Peer::Anonymous { address };
-                if let Some(share) = admission.check(&peer) {
-                    start.run(admission.id, conn, peer, (share, slot)).await;
+                if let Some(share) = admit_peer(&start.config, uids.as_ref(), id, &peer) {
+                    start.run(id, conn, peer, (share, slot)).await;
                 }
                 return;
             };
@@ -190,7 +186,7 @@ impl<H: Handler> Listener<H> {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     info!(%address, error = %e, "TLS handshake failed; closing");
-                    admission.config.counters.count_refused_allow_list();
+                    start.config.counters.count_refused_allow_list();
                     return;
                 }
                 Err(_) => {
@@ -199,8 +195,8 @@ impl<H: Handler> Listener<H> {
                 }
             }
             let peer = crate::tls::peer_of(conn.tls(), address);
-            if let Some(share) = admission.check(&peer) {
-                start.run(admission.id, conn, peer, (share, slot)).await;
+            if let Some(share) = admit_peer(&start.config, uids.as_ref(), id, &peer) {
+                start.run(id, conn, peer, (share, slot)).await;
             }
         };
         self.spawn(id, task);
@@ -223,12 +219,7 @@ impl<H: Handler> Listener<H> {
                 return;
             }
         };
-        let admission = Admission {
-            id,
-            config: Arc::clone(&self.config),
-            uids: self.uids.clone(),
-        };
-        let Some(share) = admission.check(&peer) else {
+        let Some(share) = admit_peer(&self.config, self.uids.as_ref(), id, &peer) else {
             return;
         };
         let session = self.starter().run(id, conn, peer, (share, slot));
@@ -313,43 +304,39 @@ impl<H: Handler> Listener<H> {
     }
 }
 
-/// Whether a connection's peer may be served, and its place under the per-peer cap.
-struct Admission {
+/// Whether the peer of connection `id` may be served: checks it against the allow-lists and
+/// takes its share's slot under `uids`. `None` (logged and counted) if it is refused;
+/// `Some(None)` when there is no per-peer cap.
+fn admit_peer(
+    config: &ServerConfig,
+    uids: Option<&Arc<UidLimit>>,
     id: u64,
-    config: Arc<ServerConfig>,
-    uids: Option<Arc<UidLimit>>,
-}
-
-impl Admission {
-    /// Checks `peer` against the allow-lists and takes its share's slot: `None` (logged and
-    /// counted) if it is refused; `Some(None)` when there is no per-peer cap.
-    fn check(&self, peer: &Peer) -> Option<Option<UidSlot>> {
-        let id = self.id;
-        let local = peer.unix();
-        let (uid, gid, pid) = (
-            local.map(|c| c.uid),
-            local.map(|c| c.gid),
-            local.and_then(|c| c.pid),
-        );
-        if !self.config.access.admits(peer) {
-            warn!(conn = id, uid, gid, pid, %peer, "peer not on the allow-list; closing");
-            self.config.counters.count_refused_allow_list();
-            return None;
-        }
-        let share = match (&self.uids, PeerKey::of(peer)) {
-            (Some(uids), Some(key)) => match uids.try_acquire(key) {
-                Some(slot) => Some(slot),
-                None => {
-                    debug!(conn = id, %peer, "this peer has its share open; closing");
-                    self.config.counters.count_refused_uid_share();
-                    return None;
-                }
-            },
-            _ => None,
-        };
-        debug!(conn = id, uid, gid, pid, %peer, "accepted");
-        Some(share)
+    peer: &Peer,
+) -> Option<Option<UidSlot>> {
+    let local = peer.unix();
+    let (uid, gid, pid) = (
+        local.map(|c| c.uid),
+        local.map(|c| c.gid),
+        local.and_then(|c| c.pid),
+    );
+    if !config.access.admits(peer) {
+        warn!(conn = id, uid, gid, pid, %peer, "peer not on the allow-list; closing");
+        config.counters.count_refused_allow_list();
+        return None;
     }
+    let share = match (uids, PeerKey::of(peer)) {
+        (Some(uids), Some(key)) => match uids.try_acquire(key) {
+            Some(slot) => Some(slot),
+            None => {
+                debug!(conn = id, %peer, "this peer has its share open; closing");
+                config.counters.count_refused_uid_share();
+                return None;
+            }
+        },
+        _ => None,
+    };
+    debug!(conn = id, uid, gid, pid, %peer, "accepted");
+    Some(share)
 }
 
 /// Starts sessions with a server's handler and settings.
